@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Sets up everything sparsejax needs, idempotently: a virtual environment on Python >= 3.12 in
+# .venv (or $SPARSEJAX_VENV) with sparsejax installed in editable mode plus its dev extras, and
+# the offline Fashion-MNIST files (Debian package dataset-fashion-mnist) when they are missing.
+# A second run only checks (about a second): pip runs again only when pyproject.toml changes.
+#
+# Environment: PYTHON=/path/to/python3.12 to choose the interpreter; SPARSEJAX_EXTRAS=dev,tf to
+# choose the extras (default: dev); SPARSEJAX_DATA_DIR=dir to use IDX files from another place.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SPARSEJAX_VENV:-$ROOT/.venv}"
+EXTRAS="${SPARSEJAX_EXTRAS:-dev}"
+FMNIST_DIR="/usr/share/datasets/fashion-mnist"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+find_python() {
+  local candidates=("${PYTHON:-}" python3.14 python3.13 python3.12 python3)
+  local root
+  for root in "${PYENV_ROOT:-}" "$HOME/.pyenv" /root/.pyenv; do
+    [ -n "$root" ] && candidates+=("$root"/versions/3.1[2-9]*/bin/python3)
+  done
+  candidates+=(/usr/bin/python3.1[2-9] /usr/local/bin/python3.1[2-9])
+  local c
+  for c in "${candidates[@]}"; do
+    [ -n "$c" ] || continue
+    if "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then
+      echo "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! PY="$(find_python)"; then
+    log "error: sparsejax needs Python >= 3.12 (current JAX does not support 3.11)."
+    log "Install one (e.g. 'pyenv install 3.12' or your distribution's python3.12) or set PYTHON=/path/to/python3.12."
+    exit 1
+  fi
+  log "creating $VENV with $("$PY" --version 2>&1) ($PY)"
+  "$PY" -m venv "$VENV"
+fi
+
+stamp="$VENV/.sparsejax-installed"
+want="$(cat "$ROOT/pyproject.toml" <(echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing sparsejax[$EXTRAS] and its dependencies (first run: about two minutes)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
+  echo "$want" > "$stamp"
+fi
+
+have_fmnist() {
+  local d
+  for d in "${SPARSEJAX_DATA_DIR:-}" "$FMNIST_DIR"; do
+    [ -n "$d" ] && [ -f "$d/train-images-idx3-ubyte.gz" ] && [ -f "$d/t10k-labels-idx1-ubyte.gz" ] && return 0
+  done
+  return 1
+}
+
+if ! have_fmnist; then
+  log "Fashion-MNIST not found; installing the Debian package dataset-fashion-mnist"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+      log "error: not root and no sudo. Install it yourself: 'apt-get install dataset-fashion-mnist',"
+      log "or put the four {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz files in a folder and set SPARSEJAX_DATA_DIR."
+      exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  have_fmnist || { log "error: dataset-fashion-mnist installed but $FMNIST_DIR is still missing"; exit 1; }
+fi

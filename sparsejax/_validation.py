@@ -1,0 +1,90 @@
+"""Checks of hyperparameters at construction time, shared by every factory.
+
+A value is checked only when it is concrete: numbers and concrete arrays are
+checked, schedules (callables) and traced values are let through. That keeps
+:func:`optax.inject_hyperparams` working, which calls the factories again with
+traced hyperparameters inside ``jit``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _is_lazy(value: Any) -> bool:
+    return callable(value) or isinstance(value, jax.core.Tracer)
+
+
+def concrete_value(value: Any) -> float | None:
+    """Returns a scalar ``value`` as a float, or ``None`` if it is a schedule or traced."""
+    if value is None or _is_lazy(value) or np.ndim(value) != 0:
+        return None
+    return float(np.asarray(value))
+
+
+def _describe(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
+    lo = f"> {gt}" if gt is not None else f">= {ge}" if ge is not None else None
+    hi = f"< {lt}" if lt is not None else f"<= {le}" if le is not None else None
+    return " and ".join(p for p in (lo, hi) if p) or "finite"
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    integer: bool = False,
+) -> None:
+    """Raises ``ValueError`` naming ``name`` when a concrete ``value`` is out of range.
+
+    ``value`` may be a number, an array, or a pytree of them (a per-leaf
+    hyperparameter): every element must be finite and in range. Schedules and
+    traced values pass unchecked.
+    """
+    if value is None or _is_lazy(value):
+        return
+    wanted = ("an integer " if integer else "") + _describe(gt, ge, lt, le)
+    for leaf in jax.tree.leaves(value):
+        if _is_lazy(leaf):
+            continue
+        arr = np.asarray(leaf)
+        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"{name} must be a number {wanted}, got {leaf!r}")
+        arr = arr.astype(np.float64)
+        ok = bool(np.all(np.isfinite(arr)))
+        ok &= not integer or bool(np.all(arr == np.round(arr)))
+        ok &= gt is None or bool(np.all(arr > gt))
+        ok &= ge is None or bool(np.all(arr >= ge))
+        ok &= lt is None or bool(np.all(arr < lt))
+        ok &= le is None or bool(np.all(arr <= le))
+        if not ok:
+            raise ValueError(f"{name} must be {wanted}, got {leaf!r}")
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Raises ``ValueError`` when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def warn_outside(
+    name: str, value: Any, low: float, high: float, why: str, *, stacklevel: int = 3
+) -> None:
+    """Warns (``UserWarning``) when a concrete ``value`` lies outside ``(low, high)``."""
+    v = concrete_value(value)
+    if v is not None and not (low < v < high):
+        warnings.warn(f"{name}={v} is outside ({low}, {high}): {why}", stacklevel=stacklevel)
+
+
+def as_schedule(value: Any) -> Callable[[jax.Array], Any]:
+    """Turns a number into a constant schedule; schedules are returned as they are."""
+    return value if callable(value) else (lambda count: value)

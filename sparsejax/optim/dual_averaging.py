@@ -1,0 +1,349 @@
+"""Dual-averaging transforms: the building block, gRDA, l1-RDA and iRDA.
+
+Dual averaging keeps a centre :math:`w_0` and a (weighted) sum of all past
+gradients, and sets the weights from them rather than from the previous
+weights. With an :math:`\\ell_1` term the weights are a soft threshold of that
+point, which is what makes these methods produce exact zeros that stay zero
+unless the accumulated gradient pushes them out again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sparsejax import prox
+from sparsejax._validation import as_schedule, check_choice, check_number, warn_outside
+from sparsejax.optim.masking import freeze_zeros
+from sparsejax.optim.proximal import soft_threshold
+from sparsejax.tree import Mask, resolve_mask
+
+__all__ = ["DualAveragingState", "RDAState", "dual_averaging", "grda", "irda", "rda"]
+
+Center = Literal["init", "zero"]
+
+
+class DualAveragingState(NamedTuple):
+    """State of :func:`dual_averaging`.
+
+    Attributes:
+      count: number of updates so far (int32).
+      dual: :math:`w_0 - \\sum_k \\eta_k g_k`, the point the params are moved to.
+    """
+
+    count: jax.Array
+    dual: optax.Updates
+
+
+def _copy_as(x: jax.Array, dtype: Any) -> jax.Array:
+    # A real copy, so that state never aliases the params (donation-safe).
+    return jnp.array(x, dtype=dtype or x.dtype, copy=True)
+
+
+def dual_averaging(
+    learning_rate: optax.ScalarOrSchedule,
+    center: Center = "init",
+    accumulator_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Simple dual averaging: moves the params to the centre minus the weighted gradient sum.
+
+    .. math::
+
+      z_t = w_0 - \sum_{k \le t} \eta_k g_k, \qquad w_{t+1} = z_t, \qquad
+      \text{emitted update} = z_t - w_t .
+
+    With ``center='init'`` and no other transform this is exactly SGD; its use is
+    as the first half of a dual-averaging method, followed by a proximal step
+    such as :func:`sparsejax.soft_threshold` (that is how :func:`grda` is built).
+
+    Args:
+      learning_rate: :math:`\eta_k \ge 0`, a scalar or a schedule (``count``
+        starts at 0). The weight of each gradient is fixed when it is added.
+      center: ``'init'`` (:math:`w_0` = the params given to ``init``) or
+        ``'zero'`` (:math:`w_0 = 0`).
+      accumulator_dtype: dtype of :math:`z` (default: each param's dtype). Use
+        ``jnp.float32`` to accumulate bf16 params without losing small steps.
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'w': jnp.array([1.0, 2.0])}
+      >>> tx = sj.dual_averaging(0.1)
+      >>> state = tx.init(params)
+      >>> for _ in range(3):
+      ...   updates, state = tx.update({'w': jnp.ones(2)}, state, params)
+      ...   params = optax.apply_updates(params, updates)
+      >>> params['w'].round(4)
+      Array([0.7, 1.7], dtype=float32)
+
+    References:
+      Nesterov, *Primal-dual subgradient methods for convex problems*, Math.
+      Program., 2009; Xiao, *Dual averaging methods for regularized stochastic
+      learning and online optimization*, JMLR, 2010.
+    """
+    check_number("learning_rate", learning_rate, ge=0)
+    check_choice("center", center, ("init", "zero"))
+    lr = as_schedule(learning_rate)
+
+    def init_fn(params: optax.Params) -> DualAveragingState:
+        if center == "init":
+            dual = jax.tree.map(lambda p: _copy_as(p, accumulator_dtype), params)
+        else:
+            dual = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=accumulator_dtype), params)
+        return DualAveragingState(count=jnp.zeros([], jnp.int32), dual=dual)
+
+    def update_fn(
+        updates: optax.Updates,
+        state: DualAveragingState,
+        params: optax.Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, DualAveragingState]:
+        del extra_args
+        if params is None:
+            raise ValueError(optax.NO_PARAMS_MSG)
+        eta = lr(state.count)
+        dual = jax.tree.map(lambda z, g: (z - eta * g).astype(z.dtype), state.dual, updates)
+        new_updates = jax.tree.map(lambda z, p: (z - p).astype(p.dtype), dual, params)
+        return new_updates, DualAveragingState(optax.safe_increment(state.count), dual)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _power_increment(n: jax.Array, mu: jax.Array) -> jax.Array:
+    """``n**mu - (n-1)**mu`` for ``n >= 1``, without cancellation for large ``n``."""
+    return n**mu * -jnp.expm1(mu * jnp.log1p(-1.0 / n))
+
+
+def grda(
+    learning_rate: optax.ScalarOrSchedule,
+    c: optax.ScalarOrSchedule = 0.005,
+    mu: optax.ScalarOrSchedule = 0.51,
+    mask: Mask = None,
+    accumulator_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Generalized regularized dual averaging (gRDA), which performs directional pruning.
+
+    With constant learning rate :math:`\gamma`,
+
+    .. math::
+
+      w_n = S_{g(n,\gamma)}\Big(w_0 - \gamma \sum_{k=0}^{n-1} \nabla f(w_k; Z_{k+1})\Big),
+      \qquad g(n,\gamma) = c\,\gamma^{1/2}(n\gamma)^{\mu}.
+
+    For a learning-rate schedule :math:`\eta_n` it follows the reference
+    implementation step by step (:math:`n = 1, 2, \dots`):
+
+    .. math::
+
+      a_n = a_{n-1} - \eta_n g_n \;(a_0 = w_0), \qquad
+      \tau_n = \tau_{n-1} + c\,\eta_n^{\mu + 1/2}\big(n^\mu - (n-1)^\mu\big), \qquad
+      w_n = S_{\tau_n}(a_n),
+
+    which reduces to the closed form above when :math:`\eta_n = \gamma`. Built
+    as ``optax.chain(dual_averaging(lr, 'init'), soft_threshold(increment,
+    mask, cumulative=True))``; read the threshold with
+    ``optax.tree_utils.tree_get(state, 'threshold')``.
+
+    Args:
+      learning_rate: :math:`\eta \ge 0`, a scalar or a schedule.
+      c: :math:`c \ge 0`, the strength of the sparsity-inducing threshold
+        (the paper uses :math:`10^{-4}` to :math:`5\cdot 10^{-3}` on ImageNet/CIFAR).
+      mu: :math:`\mu > 0`, the growth exponent of the threshold; the theory
+        (directional pruning) needs :math:`0.5 < \mu < 1` (a warning is issued
+        otherwise); the paper uses 0.51 to 0.7.
+      mask: which leaves are thresholded (default: all, as in the reference
+        implementation). Unselected leaves follow plain dual averaging from
+        their initial value, which is SGD.
+      accumulator_dtype: dtype of the accumulator :math:`a` (default: the
+        params' dtypes).
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'w': jnp.array([1.0, 0.001])}
+      >>> tx = sj.grda(learning_rate=0.1, c=0.1, mu=0.51)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({'w': jnp.array([0.0, 0.0])}, state, params)
+      >>> optax.apply_updates(params, updates)['w'].round(4)  # threshold 0.1 * 0.1**1.01
+      Array([0.9902, 0.    ], dtype=float32)
+
+    References:
+      Chao, Wang, Xing and Cheng, *Directional Pruning of Deep Neural Networks*,
+      NeurIPS 2020.
+    """
+    check_number("learning_rate", learning_rate, ge=0)
+    check_number("c", c, ge=0)
+    check_number("mu", mu, gt=0)
+    warn_outside(
+        "mu", mu, 0.5, 1.0, "gRDA performs directional pruning only for 0.5 < mu < 1"
+    )
+    lr, c_, mu_ = as_schedule(learning_rate), as_schedule(c), as_schedule(mu)
+
+    def threshold_increment(count: jax.Array) -> jax.Array:
+        n = (count + 1).astype(jnp.float32)
+        m = mu_(count)
+        return c_(count) * lr(count) ** (m + 0.5) * _power_increment(n, m)
+
+    return optax.chain(
+        dual_averaging(learning_rate, center="init", accumulator_dtype=accumulator_dtype),
+        soft_threshold(threshold_increment, mask, cumulative=True),
+    )
+
+
+class RDAState(NamedTuple):
+    """State of :func:`rda`.
+
+    Attributes:
+      count: number of updates so far (int32).
+      grad_sum: :math:`\\sum_{\\tau \\le t} g_\\tau`.
+      center: :math:`w_0` (``None`` when the centre is zero).
+    """
+
+    count: jax.Array
+    grad_sum: optax.Updates
+    center: optax.Params | None
+
+
+def rda(
+    gamma: optax.ScalarOrSchedule,
+    l1: optax.ScalarOrSchedule,
+    center: Center = "zero",
+    mask: Mask = None,
+    accumulator_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r""":math:`\ell_1`-regularized dual averaging (RDA) with :math:`\beta_t = \gamma\sqrt t`.
+
+    With :math:`h(w) = \tfrac12\|w - w_0\|^2`, the RDA step
+    :math:`w_{t+1} = \operatorname{argmin}_w \langle \bar g_t, w\rangle + \lambda\|w\|_1
+    + \tfrac{\beta_t}{2t}\|w - w_0\|^2` has the closed form (iRDA paper eq. 20)
+
+    .. math::
+
+      w_{t+1} = S_{\lambda\sqrt t/\gamma}\Big(w_0 - \frac{1}{\gamma\sqrt t}\sum_{\tau \le t} g_\tau\Big),
+      \qquad t = 1, 2, \dots
+
+    Args:
+      gamma: :math:`\gamma > 0` (the paper: 1.0 on CIFAR-10, 0.1 on MNIST and ImageNet).
+      l1: :math:`\lambda \ge 0` (the paper: :math:`10^{-6}` on CIFAR-10, :math:`10^{-8}`
+        on CIFAR-100 and ImageNet).
+      center: ``'zero'`` (:math:`w_0 = 0`, Xiao's RDA and iRDA: the params given to
+        ``init`` are only the first iterate :math:`w_1`, where the first gradient is
+        taken) or ``'init'`` (:math:`w_0` = the params given to ``init``).
+      mask: which leaves get the :math:`\ell_1` term (default: all). The others
+        follow simple dual averaging, :math:`w_0 - \sum g/(\gamma\sqrt t)`.
+      accumulator_dtype: dtype of the gradient sum (default: the params' dtypes).
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'w': jnp.array([0.3, -0.2])}
+      >>> tx = sj.rda(gamma=1.0, l1=0.5)
+      >>> updates, _ = tx.update({'w': jnp.array([-2.0, 0.1])}, tx.init(params), params)
+      >>> optax.apply_updates(params, updates)['w']  # S_0.5(0 - g)
+      Array([1.5, 0. ], dtype=float32)
+
+    References:
+      Xiao, *Dual averaging methods for regularized stochastic learning and
+      online optimization*, JMLR, 2010; *iRDA Method for Sparse Convolutional
+      Neural Networks* (ICLR submission), eq. (19)-(20) and Algorithm 1.
+    """
+    check_number("gamma", gamma, gt=0)
+    check_number("l1", l1, ge=0)
+    check_choice("center", center, ("init", "zero"))
+    gam, lam = as_schedule(gamma), as_schedule(l1)
+
+    def init_fn(params: optax.Params) -> RDAState:
+        grad_sum = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=accumulator_dtype), params)
+        w0 = jax.tree.map(lambda p: _copy_as(p, None), params) if center == "init" else None
+        return RDAState(count=jnp.zeros([], jnp.int32), grad_sum=grad_sum, center=w0)
+
+    def update_fn(
+        updates: optax.Updates,
+        state: RDAState,
+        params: optax.Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, RDAState]:
+        del extra_args
+        if params is None:
+            raise ValueError(optax.NO_PARAMS_MSG)
+        sqrt_t = jnp.sqrt((state.count + 1).astype(jnp.float32))
+        gamma_t = gam(state.count)
+        inv_beta = 1.0 / (gamma_t * sqrt_t)
+        tau = lam(state.count) * sqrt_t / gamma_t
+        grad_sum = jax.tree.map(lambda s, g: (s + g).astype(s.dtype), state.grad_sum, updates)
+        w0 = state.center if center == "init" else jax.tree.map(lambda _: 0.0, params)
+        selected = resolve_mask(mask, params)
+
+        def leaf_update(s: jax.Array, c: Any, p: jax.Array, sel: bool) -> jax.Array:
+            point = c - inv_beta * s
+            new = prox.soft_threshold(point, tau) if sel else point
+            return (new - p).astype(p.dtype)
+
+        new_updates = jax.tree.map(leaf_update, grad_sum, w0, params, selected)
+        return new_updates, RDAState(optax.safe_increment(state.count), grad_sum, state.center)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def irda(
+    gamma: optax.ScalarOrSchedule,
+    l1: optax.ScalarOrSchedule,
+    retrain_step: int,
+    center: Center = "zero",
+    mask: Mask = None,
+    accumulator_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Iterative RDA: :func:`rda`, then "iterative retraining" from step ``retrain_step``.
+
+    Step 1 (:math:`t < T`) is :func:`rda`. Step 2 (:math:`t \ge T`) zeroes the
+    gradient of every weight that is exactly zero before the RDA update
+    (:func:`freeze_zeros`), so the weights pruned so far stay pruned while the
+    others go on training:
+
+    .. math::
+
+      (g_t)_j \leftarrow 0 \text{ if } (w_t)_j = 0, \qquad
+      w_{t+1} = S_{\lambda\sqrt t/\gamma}\Big(w_0 - \frac{1}{\gamma\sqrt t}\sum_{\tau \le t} g_\tau\Big).
+
+    Initialise the model with :func:`sparsejax.init.irda_uniform`, the paper's
+    re-scaled initialisation.
+
+    Args:
+      gamma: :math:`\gamma > 0`.
+      l1: :math:`\lambda \ge 0`.
+      retrain_step: :math:`T \ge 0`, the step (counted from 0) where retraining starts.
+      center: ``'zero'`` (the paper) or ``'init'``; with ``'init'`` frozen weights
+        drift back towards :math:`w_0` and may leave zero.
+      mask: which leaves get the :math:`\ell_1` term and are frozen (default: all).
+      accumulator_dtype: dtype of the gradient sum.
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> tx = sj.irda(gamma=1.0, l1=1e-6, retrain_step=1000, mask=sj.tree.weights_only)
+      >>> state = tx.init({'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)})
+
+    References:
+      *iRDA Method for Sparse Convolutional Neural Networks* (ICLR submission),
+      Algorithm 1 and Section 3.6.
+    """
+    check_number("retrain_step", retrain_step, ge=0, integer=True)
+    return optax.chain(
+        freeze_zeros(retrain_step, mask),
+        rda(gamma, l1, center=center, mask=mask, accumulator_dtype=accumulator_dtype),
+    )
