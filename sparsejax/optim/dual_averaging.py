@@ -74,13 +74,13 @@ def dual_averaging(
       >>> import jax.numpy as jnp, optax
       >>> import sparsejax as sj
       >>> params = {'w': jnp.array([1.0, 2.0])}
-      >>> tx = sj.dual_averaging(0.1)
+      >>> tx = sj.dual_averaging(0.25)
       >>> state = tx.init(params)
       >>> for _ in range(3):
       ...   updates, state = tx.update({'w': jnp.ones(2)}, state, params)
       ...   params = optax.apply_updates(params, updates)
-      >>> params['w'].round(4)
-      Array([0.7, 1.7], dtype=float32)
+      >>> params['w']
+      Array([0.25, 1.25], dtype=float32)
 
     References:
       Nesterov, *Primal-dual subgradient methods for convex problems*, Math.
