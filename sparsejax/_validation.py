@@ -88,3 +88,13 @@ def warn_outside(
 def as_schedule(value: Any) -> Callable[[jax.Array], Any]:
     """Turns a number into a constant schedule; schedules are returned as they are."""
     return value if callable(value) else (lambda count: value)
+
+
+def require_params(params: Any, transform: str) -> None:
+    """Raises the error every parameter-space transform gives when ``params`` is missing."""
+    if params is None:
+        raise ValueError(
+            f"sparsejax.{transform} acts in parameter space and needs the current params: "
+            "call tx.update(grads, state, params), and put it last in an optax.chain "
+            "(first, for freeze_zeros)."
+        )

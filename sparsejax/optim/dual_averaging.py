@@ -16,7 +16,13 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import prox
-from sparsejax._validation import as_schedule, check_choice, check_number, warn_outside
+from sparsejax._validation import (
+    as_schedule,
+    check_choice,
+    check_number,
+    require_params,
+    warn_outside,
+)
 from sparsejax.optim.masking import freeze_zeros
 from sparsejax.optim.proximal import soft_threshold
 from sparsejax.tree import Mask, resolve_mask
@@ -105,8 +111,7 @@ def dual_averaging(
         **extra_args: Any,
     ) -> tuple[optax.Updates, DualAveragingState]:
         del extra_args
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "dual_averaging")
         eta = lr(state.count)
         dual = jax.tree.map(lambda z, g: (z - eta * g).astype(z.dtype), state.dual, updates)
         new_updates = jax.tree.map(lambda z, p: (z - p).astype(p.dtype), dual, params)
@@ -276,8 +281,7 @@ def rda(
         **extra_args: Any,
     ) -> tuple[optax.Updates, RDAState]:
         del extra_args
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "rda")
         sqrt_t = jnp.sqrt((state.count + 1).astype(jnp.float32))
         gamma_t = gam(state.count)
         inv_beta = 1.0 / (gamma_t * sqrt_t)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sparsejax._validation import check_number
+from sparsejax._validation import check_number, require_params
 from sparsejax.tree import Mask, resolve_mask
 
 __all__ = ["FreezeZerosState", "freeze_zeros"]
@@ -72,8 +72,7 @@ def freeze_zeros(start_step: int = 0, mask: Mask = None) -> optax.GradientTransf
         **extra_args: Any,
     ) -> tuple[optax.Updates, FreezeZerosState]:
         del extra_args
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "freeze_zeros")
         active = state.count >= start_step
         selected = resolve_mask(mask, params)
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import prox
-from sparsejax._validation import as_schedule, check_number
+from sparsejax._validation import as_schedule, check_number, require_params
 from sparsejax.tree import Mask, broadcast_prefix, resolve_mask
 
 __all__ = ["SoftThresholdState", "prox_sgd", "soft_threshold", "sqrt_t_prox_sgd"]
@@ -113,8 +113,7 @@ def soft_threshold(
         **extra_args: Any,
     ) -> tuple[optax.Updates, SoftThresholdState]:
         del extra_args
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "soft_threshold")
         tau = value_at(state.count)
         if cumulative:
             tau = jax.tree.map(jnp.add, state.threshold, tau)

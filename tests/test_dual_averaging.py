@@ -1,0 +1,200 @@
+"""Closed-form checks of dual_averaging, gRDA, RDA and iRDA against the papers' equations."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sparsejax as sj
+from tests.trees import assert_tree_close, make_grads, make_params, np_soft_threshold, to_f64
+
+
+def run(tx, params, n_steps):
+    """Runs ``n_steps`` with gradients that depend only on the step index."""
+    state = tx.init(params)
+    history = []
+    for k in range(n_steps):
+        updates, state = tx.update(make_grads(params, k), state, params)
+        params = optax.apply_updates(params, updates)
+        history.append(params)
+    return history, state
+
+
+def grads_f64(params, n_steps):
+    return [to_f64(make_grads(params, k)) for k in range(n_steps)]
+
+
+def tree_map64(fn, *trees):
+    return jax.tree.map(fn, *trees)
+
+
+def assert_exact_zeros(actual, unthresholded, tau, margin=1e-3):
+    """Entries clearly inside the threshold are exactly 0, those clearly outside are not."""
+    for a, u in zip(jax.tree.leaves(actual), jax.tree.leaves(unthresholded)):
+        if jnp.asarray(a).dtype != jnp.float32:
+            continue
+        a = np.asarray(a)
+        assert np.all(a[np.abs(u) < tau * (1 - margin)] == 0.0)
+        assert np.all(a[np.abs(u) > tau * (1 + margin)] != 0.0)
+
+
+def test_dual_averaging_moves_params_to_center_minus_weighted_gradient_sum():
+    params = make_params()
+    sched = optax.linear_schedule(0.2, 0.05, 4)
+    n = 5
+    for center in ("init", "zero"):
+        history, _ = run(sj.dual_averaging(sched, center=center), params, n)
+        g = grads_f64(params, n)
+        w0 = to_f64(params) if center == "init" else jax.tree.map(np.zeros_like, to_f64(params))
+        expected = jax.tree.map(
+            lambda w, *gs: w - sum(float(sched(k)) * gk for k, gk in enumerate(gs)), w0, *g
+        )
+        assert_tree_close(history[-1], expected, params)
+
+
+def test_dual_averaging_with_init_center_and_constant_lr_is_sgd():
+    params = make_params()
+    da, _ = run(sj.dual_averaging(0.1), params, 4)
+    sgd, _ = run(optax.sgd(0.1), params, 4)
+    assert_tree_close(da[-1], sgd[-1], params)
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 7])
+def test_grda_constant_lr_matches_closed_form(n_steps):
+    # w_n = S_{c gamma^1/2 (n gamma)^mu}(w0 - gamma sum_k g_k)
+    params = make_params()
+    gamma, c, mu = 0.1, 1.0, 0.6
+    history, state = run(sj.grda(gamma, c=c, mu=mu), params, n_steps)
+    tau = c * gamma**0.5 * (n_steps * gamma) ** mu
+    acc = jax.tree.map(lambda w, *gs: w - gamma * sum(gs), to_f64(params), *grads_f64(params, n_steps))
+    expected = jax.tree.map(lambda a: np_soft_threshold(a, tau), acc)
+    assert_tree_close(history[-1], expected, params)
+    assert_exact_zeros(history[-1], acc, tau)
+    np.testing.assert_allclose(optax.tree_utils.tree_get(state, "threshold"), tau, rtol=1e-5)
+    sparsity = float(sj.sparsity(history[-1]))
+    assert 0.05 < sparsity < 0.95  # both regimes are exercised
+
+
+def test_grda_with_schedule_follows_reference_recurrence():
+    # a_n = a_{n-1} - eta_n g_n;  tau_n = tau_{n-1} + c eta_n^{mu+1/2} (n^mu - (n-1)^mu)
+    params = make_params()
+    c, mu, n_steps = 0.8, 0.55, 6
+    sched = optax.piecewise_constant_schedule(0.2, {2: 0.5, 4: 0.25})
+    history, state = run(sj.grda(sched, c=c, mu=mu), params, n_steps)
+    acc, tau = to_f64(params), 0.0
+    for n, g in enumerate(grads_f64(params, n_steps), start=1):
+        eta = float(sched(n - 1))
+        acc = jax.tree.map(lambda a, gk: a - eta * gk, acc, g)
+        tau += c * eta ** (mu + 0.5) * (n**mu - (n - 1) ** mu)
+    expected = jax.tree.map(lambda a: np_soft_threshold(a, tau), acc)
+    assert_tree_close(history[-1], expected, params)
+    np.testing.assert_allclose(optax.tree_utils.tree_get(state, "threshold"), tau, rtol=1e-5)
+
+
+def test_grda_threshold_increment_is_accurate_for_large_step_counts():
+    # n^mu - (n-1)^mu at n = 10^6 cancels catastrophically if computed naively in float32.
+    from sparsejax.optim.dual_averaging import _power_increment
+
+    n = jnp.float32(1e6)
+    exact = 1e6**0.51 - (1e6 - 1) ** 0.51
+    np.testing.assert_allclose(float(_power_increment(n, 0.51)), exact, rtol=1e-5)
+
+
+def test_grda_mask_leaves_unselected_leaves_as_sgd():
+    params = make_params()
+    history, _ = run(sj.grda(0.1, c=1.0, mu=0.6, mask=sj.tree.weights_only), params, 3)
+    sgd, _ = run(optax.sgd(0.1), params, 3)
+    assert_tree_close(history[-1]["dense"]["bias"], sgd[-1]["dense"]["bias"])
+    assert_tree_close(history[-1]["scale"], sgd[-1]["scale"])
+    assert float(sj.sparsity(history[-1]["dense"]["kernel"])) > 0.05
+
+
+@pytest.mark.parametrize("mu", [0.4, 0.5, 1.0, 1.5])
+def test_grda_warns_outside_theory_range(mu):
+    with pytest.warns(UserWarning, match="0.5 < mu < 1"):
+        sj.grda(0.1, c=0.01, mu=mu)
+
+
+def test_grda_does_not_warn_inside_theory_range():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sj.grda(0.1, c=0.01, mu=0.51)
+
+
+@pytest.mark.parametrize("center", ["zero", "init"])
+def test_rda_matches_closed_form(center):
+    # w_{t+1} = S_{lambda sqrt(t)/gamma}(w0 - sum_{tau<=t} g_tau / (gamma sqrt(t)))
+    params = make_params()
+    gamma, lam = 2.0, 0.15
+    for n_steps in (1, 4):
+        history, _ = run(sj.rda(gamma, lam, center=center), params, n_steps)
+        w0 = to_f64(params) if center == "init" else jax.tree.map(np.zeros_like, to_f64(params))
+        g_sum = jax.tree.map(lambda *gs: sum(gs), *grads_f64(params, n_steps))
+        point = jax.tree.map(lambda w, s: w - s / (gamma * np.sqrt(n_steps)), w0, g_sum)
+        tau = lam * np.sqrt(n_steps) / gamma
+        expected = jax.tree.map(lambda p: np_soft_threshold(p, tau), point)
+        assert_tree_close(history[-1], expected, params)
+        assert_exact_zeros(history[-1], point, tau)
+
+
+def test_rda_gamma_schedule_is_evaluated_per_step():
+    params = make_params()
+    sched = optax.linear_schedule(1.0, 3.0, 3)
+    n_steps, lam = 3, 0.1
+    history, _ = run(sj.rda(sched, lam), params, n_steps)
+    g_sum = jax.tree.map(lambda *gs: sum(gs), *grads_f64(params, n_steps))
+    gamma = float(sched(n_steps - 1))
+    expected = jax.tree.map(
+        lambda s: np_soft_threshold(-s / (gamma * np.sqrt(n_steps)), lam * np.sqrt(n_steps) / gamma),
+        g_sum,
+    )
+    assert_tree_close(history[-1], expected, params)
+
+
+def test_irda_is_rda_then_freezes_zeros():
+    params = make_params()
+    gamma, lam, retrain, n_steps = 2.0, 0.2, 3, 8
+    f32 = lambda t: {"dense": t["dense"], "layers": [{"kernel": t["layers"][0]["kernel"]}]}  # noqa: E731
+    hist_irda, _ = run(sj.irda(gamma, lam, retrain_step=retrain), params, n_steps)
+    hist_rda, _ = run(sj.rda(gamma, lam), params, n_steps)
+    # Step 1: identical to RDA before the retraining step.
+    for t in range(retrain):
+        assert_tree_close(hist_irda[t], hist_rda[t], params)
+    # Step 2: recompute with the rule "g_j <- 0 where (w_t)_j = 0" (float64 reference).
+    w_prev, g_sum = to_f64(params), jax.tree.map(np.zeros_like, to_f64(params))
+    for t, g in enumerate(grads_f64(params, n_steps), start=1):
+        if t - 1 >= retrain:
+            g = jax.tree.map(lambda gk, w: np.where(w == 0.0, 0.0, gk), g, to_f64(hist_irda[t - 2]))
+        g_sum = jax.tree.map(np.add, g_sum, g)
+        w_prev = jax.tree.map(
+            lambda s: np_soft_threshold(-s / (gamma * np.sqrt(t)), lam * np.sqrt(t) / gamma), g_sum
+        )
+    assert_tree_close(f32(hist_irda[-1]), f32(w_prev))
+    # Pruned weights stay pruned from the retraining step on, and retraining changed the result.
+    for before, after in zip(hist_irda[retrain - 1 : -1], hist_irda[retrain:]):
+        for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+            assert np.all(np.asarray(a)[np.asarray(b) == 0] == 0)
+    assert float(sj.sparsity(hist_irda[-1])) > float(sj.sparsity(hist_rda[-1]))
+
+
+def test_irda_uniform_init_has_the_papers_moments():
+    s, shape = 10.0, (3, 3, 16, 64)  # fan-in n = k^2 c = 144
+    w = sj.init.irda_uniform(s)(jax.random.key(0), shape, jnp.float32)
+    sigma = np.sqrt(s**2 / 144)
+    assert abs(float(w.mean())) < 0.02 * sigma
+    np.testing.assert_allclose(float(w.std()), sigma, rtol=0.02)
+    assert float(jnp.abs(w).max()) <= sigma * np.sqrt(3) + 1e-6
+
+
+def test_irda_uniform_is_a_flax_initializer():
+    from flax import nnx
+
+    layer = nnx.Linear(50, 4, kernel_init=sj.init.irda_uniform(3.0), rngs=nnx.Rngs(0))
+    bound = 3.0 * np.sqrt(3.0 / 50)
+    assert float(jnp.abs(layer.kernel[...]).max()) <= bound + 1e-6
+    assert float(jnp.abs(layer.kernel[...]).max()) > 0.9 * bound

@@ -1,0 +1,155 @@
+"""Closed-form checks of the prox operators, soft_threshold, prox-SGD, sqrt(t)-prox-SGD, freeze_zeros."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sparsejax as sj
+from tests.test_dual_averaging import grads_f64, run
+from tests.trees import assert_tree_close, make_grads, make_params, np_soft_threshold, to_f64
+
+floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(floats, min_size=1, max_size=20), st.floats(0, 50, width=32))
+def test_soft_threshold_is_the_prox_of_l1(xs, tau):
+    x = jnp.asarray(xs, jnp.float32)
+    y = sj.prox.soft_threshold(x, tau)
+    np.testing.assert_allclose(y, np_soft_threshold(np.asarray(x, np.float64), tau), rtol=1e-6, atol=1e-4)
+    assert np.all(np.asarray(y)[np.abs(np.asarray(xs)) <= tau] == 0.0)  # exact zeros
+    # Optimality: y minimises 1/2 (y - x)^2 + tau |y| against nearby points.
+    x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    obj = lambda z: 0.5 * (z - x64) ** 2 + tau * np.abs(z)  # noqa: E731
+    for eps in (1e-2, -1e-2):
+        assert np.all(obj(y64) <= obj(y64 + eps) + 1e-6 * (1 + np.abs(x64)) ** 2)
+
+
+def test_prox_operators_on_pytrees_with_per_leaf_thresholds_and_dtypes():
+    tree = {"a": jnp.array([-1.0, 0.5, 2.0]), "b": [jnp.array([0.3, -3.0], jnp.bfloat16)], "c": None}
+    out = sj.prox.soft_threshold(tree, {"a": 0.6, "b": [1.0], "c": None})
+    np.testing.assert_allclose(out["a"], [-0.4, 0.0, 1.4], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["b"][0], np.float32), [0.0, -2.0])
+    assert out["b"][0].dtype == jnp.bfloat16 and out["c"] is None
+    hard = sj.prox.hard_threshold(tree, 0.6)
+    np.testing.assert_array_equal(hard["a"], [-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(hard["b"][0], np.float32), [0.0, -3.0])
+    with pytest.raises(ValueError, match="threshold does not match"):
+        sj.prox.soft_threshold(tree, {"a": 0.1, "zzz": 1.0})
+
+
+def test_soft_threshold_transform_schedule_mask_and_per_leaf_values():
+    params = {"w": jnp.array([1.0, -0.2, 0.05]), "b": jnp.array([0.01])}
+    sched = lambda count: 0.1 * (count + 1)  # noqa: E731
+    tx = sj.soft_threshold(sched, mask={"w": True, "b": False})
+    state = tx.init(params)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    for k in range(2):
+        updates, state = tx.update(zeros, state, params)
+        params = optax.apply_updates(params, updates)
+    # thresholds 0.1 then 0.2, applied in sequence; the bias is left alone
+    np.testing.assert_allclose(params["w"], [0.7, 0.0, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(params["b"], np.float32([0.01]))
+    np.testing.assert_allclose(state.threshold, 0.2)
+
+    per_leaf = sj.soft_threshold({"w": 0.5, "b": 0.0})
+    updates, state = per_leaf.update(zeros, per_leaf.init(params), params)
+    np.testing.assert_allclose(optax.apply_updates(params, updates)["w"], [0.2, 0.0, 0.0], rtol=1e-6)
+    assert set(state.threshold) == {"w", "b"}
+
+
+def test_soft_threshold_cumulative_sums_increments():
+    params = {"w": jnp.array([1.0, 0.25])}
+    tx = sj.soft_threshold(lambda count: 0.1 * (count + 1), cumulative=True)  # 0.1, 0.3, 0.6
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update({"w": jnp.zeros(2)}, state, {"w": jnp.array([1.0, 0.25])})
+    np.testing.assert_allclose(state.threshold, 0.6, rtol=1e-6)
+    np.testing.assert_allclose(optax.apply_updates({"w": jnp.array([1.0, 0.25])}, updates)["w"], [0.4, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_prox_sgd_matches_forward_backward_recurrence(momentum):
+    # w_{t+1} = S_{eta_t lambda}(w_t - eta_t m_t), m_t = g_t + rho m_{t-1}
+    params = make_params()
+    sched = optax.linear_schedule(0.3, 0.1, 3)
+    lam, n_steps = 0.4, 5
+    history, _ = run(sj.prox_sgd(sched, lam, momentum=momentum), params, n_steps)
+    w, m = to_f64(params), None
+    for t, g in enumerate(grads_f64(params, n_steps)):
+        eta = float(sched(t))
+        m = g if m is None or momentum is None else jax.tree.map(lambda gk, mk: gk + momentum * mk, g, m)
+        w = jax.tree.map(lambda wk, mk: np_soft_threshold(wk - eta * mk, eta * lam), w, m)
+    assert_tree_close(history[-1], w, params)
+    assert 0.05 < float(sj.sparsity(history[-1])) < 0.95
+
+
+def test_sqrt_t_prox_sgd_threshold_grows_like_sqrt_t():
+    # w_{t+1} = S_{lambda sqrt(t)/gamma}(w_t - eta g_t), t = 1, 2, ...
+    params = make_params()
+    eta, gamma, lam, n_steps = 0.05, 4.0, 0.3, 4
+    history, _ = run(sj.sqrt_t_prox_sgd(eta, gamma, lam), params, n_steps)
+    w = to_f64(params)
+    for t, g in enumerate(grads_f64(params, n_steps), start=1):
+        w = jax.tree.map(lambda wk, gk: np_soft_threshold(wk - eta * gk, lam * np.sqrt(t) / gamma), w, g)
+    assert_tree_close(history[-1], w, params)
+
+
+def test_freeze_zeros_zeroes_gradients_of_zero_weights_from_start_step():
+    params = {"w": jnp.array([0.0, 1.0, 0.0]), "b": jnp.array([0.0])}
+    grads = {"w": jnp.array([1.0, 2.0, 3.0]), "b": jnp.array([4.0])}
+    tx = sj.freeze_zeros(start_step=1, mask={"w": True, "b": False})
+    state = tx.init(params)
+    out0, state = tx.update(grads, state, params)
+    out1, state = tx.update(grads, state, params)
+    np.testing.assert_array_equal(out0["w"], [1.0, 2.0, 3.0])  # before start_step
+    np.testing.assert_array_equal(out1["w"], [0.0, 2.0, 0.0])
+    np.testing.assert_array_equal(out1["b"], [4.0])  # not selected
+
+
+def test_transforms_that_act_in_parameter_space_require_params():
+    params = make_params()
+    for tx in (sj.grda(0.1), sj.rda(1.0, 0.1), sj.soft_threshold(0.1), sj.freeze_zeros(), sj.prox_sgd(0.1, 0.1)):
+        with pytest.raises(ValueError, match="acts in parameter space and needs the current params"):
+            tx.update(make_grads(params, 0), tx.init(params))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: sj.grda(-0.1), "learning_rate must be >= 0"),
+        (lambda: sj.grda(0.1, c=-1.0), "c must be >= 0"),
+        (lambda: sj.grda(0.1, mu=0.0), "mu must be > 0"),
+        (lambda: sj.grda(float("nan")), "learning_rate must be >= 0"),
+        (lambda: sj.rda(0.0, 0.1), "gamma must be > 0"),
+        (lambda: sj.rda(1.0, -0.1), "l1 must be >= 0"),
+        (lambda: sj.rda(1.0, 0.1, center="origin"), "center must be one of"),
+        (lambda: sj.irda(1.0, 0.1, retrain_step=-1), "retrain_step must be an integer >= 0"),
+        (lambda: sj.irda(1.0, 0.1, retrain_step=2.5), "retrain_step must be an integer"),
+        (lambda: sj.prox_sgd(0.1, -1.0), "l1 must be >= 0"),
+        (lambda: sj.prox_sgd(0.1, 0.1, momentum=1.0), "momentum must be >= 0 and < 1"),
+        (lambda: sj.sqrt_t_prox_sgd(0.1, -2.0, 0.1), "gamma must be > 0"),
+        (lambda: sj.soft_threshold(-0.5), "threshold must be >= 0"),
+        (lambda: sj.soft_threshold({"w": -0.5}), "threshold must be >= 0"),
+        (lambda: sj.soft_threshold("big"), "threshold must be a number"),
+        (lambda: sj.dual_averaging(0.1, center=None), "center must be one of"),
+        (lambda: sj.freeze_zeros(start_step=-3), "start_step must be an integer >= 0"),
+        (lambda: sj.init.irda_uniform(0.0), "scale must be > 0"),
+    ],
+)
+def test_bad_hyperparameters_are_rejected_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_mask_with_wrong_structure_is_a_clear_error():
+    params = make_params()
+    tx = sj.grda(0.1, mask={"dense": True})
+    with pytest.raises(ValueError, match="mask does not match the params"):
+        tx.update(make_grads(params, 0), tx.init(params), params)
