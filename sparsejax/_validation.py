@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -83,6 +84,18 @@ def warn_outside(
     v = concrete_value(value)
     if v is not None and not (low < v < high):
         warnings.warn(f"{name}={v} is outside ({low}, {high}): {why}", stacklevel=stacklevel)
+
+
+def as_float32(value: Any) -> Any:
+    """A number as a float32 array; schedules, ``None`` and traced values unchanged.
+
+    Hyperparameters handed to Optax transforms go through this, so that a
+    Python number and the array :func:`optax.inject_hyperparams` passes give the
+    same arithmetic (a Python float would otherwise compute bf16 leaves in bf16).
+    """
+    if value is None or callable(value) or isinstance(value, jax.core.Tracer):
+        return value
+    return jnp.asarray(value, jnp.float32)
 
 
 def as_schedule(value: Any) -> Callable[[jax.Array], Any]:

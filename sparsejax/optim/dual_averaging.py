@@ -112,7 +112,7 @@ def dual_averaging(
     ) -> tuple[optax.Updates, DualAveragingState]:
         del extra_args
         require_params(params, "dual_averaging")
-        eta = lr(state.count)
+        eta = jnp.asarray(lr(state.count), jnp.float32)  # same arithmetic for numbers and arrays
         dual = jax.tree.map(lambda z, g: (z - eta * g).astype(z.dtype), state.dual, updates)
         new_updates = jax.tree.map(lambda z, p: (z - p).astype(p.dtype), dual, params)
         return new_updates, DualAveragingState(optax.safe_increment(state.count), dual)
@@ -283,7 +283,7 @@ def rda(
         del extra_args
         require_params(params, "rda")
         sqrt_t = jnp.sqrt((state.count + 1).astype(jnp.float32))
-        gamma_t = gam(state.count)
+        gamma_t = jnp.asarray(gam(state.count), jnp.float32)
         inv_beta = 1.0 / (gamma_t * sqrt_t)
         tau = lam(state.count) * sqrt_t / gamma_t
         grad_sum = jax.tree.map(lambda s, g: (s + g).astype(s.dtype), state.grad_sum, updates)

@@ -1,0 +1,301 @@
+"""The interoperability battery: every transform in tests/registry.py must pass all of it.
+
+jit without recompiling, inject_hyperparams, schedules, MultiSteps, masked and
+partition, apply_if_finite, dtypes, lax.cond, 8 simulated devices (batch- and
+fully-sharded) and Flax NNX (nnx.Optimizer and pure pytrees).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import sparsejax as sj
+from sparsejax.models import MLP
+from tests.registry import CASES, Case
+from tests.trees import assert_tree_close, make_grads, make_params
+
+cases = pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+
+
+def run(tx, params, grads_seq, *, jit=True):
+    """Applies ``tx`` to a sequence of gradients; returns the final params and state."""
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    step = jax.jit(step) if jit else step
+    state = tx.init(params)
+    for grads in grads_seq:
+        params, state = step(params, state, grads)
+    return params, state
+
+
+def grads_seq(params, n, start=0):
+    return [make_grads(params, k) for k in range(start, start + n)]
+
+
+def assert_trees_equal(a, b):
+    """Equal up to a few units in the last place (XLA folds constants differently
+    when a hyperparameter is a traced array rather than a Python number)."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        x = np.asarray(x)
+        eps = float(jnp.finfo(x.dtype).eps) if jnp.issubdtype(x.dtype, jnp.floating) else 0.0
+        np.testing.assert_allclose(
+            np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=4 * eps, atol=4 * eps * 1e-2
+        )
+
+
+def injected(case: Case, **overrides) -> optax.GradientTransformation:
+    factory = optax.inject_hyperparams(case.factory, static_args=tuple(case.static))
+    return factory(**{**case.hyper, **case.static, **overrides})
+
+
+@cases
+def test_jit_compiles_once_and_matches_eager(case):
+    params, tx = make_params(), case.make()
+    traces = []
+
+    def step(params, state, grads):
+        traces.append(None)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    jitted = jax.jit(step)
+    state = tx.init(params)
+    p = params
+    for grads in grads_seq(params, 3):
+        p, state = jitted(p, state, grads)
+    assert len(traces) == 1, "the second step recompiled: the state changed type or shape"
+    eager, _ = run(tx, params, grads_seq(params, 3), jit=False)
+    assert_tree_close(p, eager, params)
+
+
+@cases
+def test_inject_hyperparams_gives_identical_results(case):
+    params = make_params()
+    seq = grads_seq(params, 3)
+    plain, _ = run(case.make(), params, seq)
+    inj, state = run(injected(case), params, seq)
+    assert_trees_equal(plain, inj)
+    for name, value in case.hyper.items():
+        np.testing.assert_allclose(state.hyperparams[name], value, rtol=1e-6)
+
+
+@cases
+def test_schedules_match_inject_hyperparams_and_constants(case):
+    if case.schedule_arg is None:
+        pytest.skip("no schedule argument")
+    params = make_params()
+    seq = grads_seq(params, 4)
+    value = case.hyper[case.schedule_arg]
+    sched = optax.linear_schedule(value, 0.5 * value, transition_steps=3)
+    with_schedule, _ = run(case.make(**{case.schedule_arg: sched}), params, seq)
+    via_inject, _ = run(injected(case, **{case.schedule_arg: sched}), params, seq)
+    assert_tree_close(with_schedule, via_inject, params)
+    constant, _ = run(case.make(**{case.schedule_arg: lambda count: value}), params, seq)
+    scalar, _ = run(case.make(), params, seq)
+    assert_tree_close(constant, scalar, params)
+
+
+@cases
+def test_multisteps_equals_averaged_gradients(case):
+    params = make_params()
+    micro = grads_seq(params, 4)
+    multi, _ = run(optax.MultiSteps(case.make(), every_k_schedule=2), params, micro)
+    averaged = [jax.tree.map(lambda a, b: (a + b) / 2, micro[i], micro[i + 1]) for i in (0, 2)]
+    direct, _ = run(case.make(), params, averaged)
+    assert_tree_close(multi, direct, params)
+
+
+def _is_kernel(path, leaf):
+    return jnp.ndim(leaf) > 1
+
+
+def _subtree(tree, keep):
+    """``tree`` with the leaves where ``keep`` is False replaced by None."""
+    return jax.tree.map(lambda x, k: x if k else None, tree, keep)
+
+
+@cases
+def test_masked_applies_only_to_selected_leaves(case):
+    params = make_params()
+    seq = grads_seq(params, 2)
+    keep = sj.tree.path_filter(_is_kernel)(params)
+    masked, _ = run(optax.masked(case.make(), keep), params, seq)
+    alone, _ = run(case.make(), _subtree(params, keep), [_subtree(g, keep) for g in seq])
+    assert_tree_close(_subtree(masked, keep), alone, _subtree(params, keep))
+    # optax.masked passes the other leaves' gradients through unchanged
+    raw = jax.tree.map(lambda p, *gs: p + sum(gs), params, *seq)
+    drop = jax.tree.map(lambda k: not k, keep)
+    assert_tree_close(_subtree(masked, drop), _subtree(raw, drop), _subtree(params, drop))
+
+
+@cases
+def test_partition_with_dense_sgd_for_biases(case):
+    params = make_params()
+    seq = grads_seq(params, 2)
+    keep = sj.tree.path_filter(_is_kernel)(params)
+    labels = jax.tree.map(lambda k: "sparse" if k else "dense", keep)
+    tx = optax.partition({"sparse": case.make(), "dense": optax.sgd(0.05)}, labels)
+    out, _ = run(tx, params, seq)
+    alone, _ = run(case.make(), _subtree(params, keep), [_subtree(g, keep) for g in seq])
+    assert_tree_close(_subtree(out, keep), alone, _subtree(params, keep))
+    drop = jax.tree.map(lambda k: not k, keep)
+    sgd, _ = run(optax.sgd(0.05), _subtree(params, drop), [_subtree(g, drop) for g in seq])
+    assert_tree_close(_subtree(out, drop), sgd, _subtree(params, drop))
+
+
+@cases
+def test_apply_if_finite_skips_a_nan_step_without_corrupting_state(case):
+    params = make_params()
+    g0, g1 = grads_seq(params, 2)
+    nan = jax.tree.map(lambda g: jnp.full_like(g, jnp.nan), g0)
+    tx = optax.apply_if_finite(case.make(), max_consecutive_errors=5)
+    with_nan, state = run(tx, params, [g0, nan, g1])
+    without, ref_state = run(tx, params, [g0, g1])
+    assert_trees_equal(with_nan, without)
+    assert_trees_equal(state.inner_state, ref_state.inner_state)
+    assert int(state.total_notfinite) == 1
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(with_nan))
+
+
+@cases
+def test_dtypes_are_preserved(case):
+    params = make_params()
+    tx = case.make()
+    state0 = tx.init(params)
+    updates, state1 = tx.update(make_grads(params, 0), state0, params)
+    for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params)):
+        assert u.dtype == p.dtype and u.shape == p.shape
+    as_types = lambda s: jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), s)  # noqa: E731
+    assert as_types(state0) == as_types(state1)
+    new = optax.apply_updates(params, updates)
+    assert jax.tree.map(lambda x: x.dtype, new) == jax.tree.map(lambda x: x.dtype, params)
+
+
+@cases
+def test_state_is_stable_under_lax_cond(case):
+    params = make_params()
+    tx = case.make()
+    grads = make_grads(params, 0)
+
+    @jax.jit
+    def maybe_step(pred, state):
+        def do(s):
+            return tx.update(grads, s, params)
+
+        def skip(s):
+            return jax.tree.map(jnp.zeros_like, grads), s
+
+        return jax.lax.cond(pred, do, skip, state)
+
+    state = tx.init(params)
+    skipped_updates, skipped = maybe_step(False, state)
+    assert_trees_equal(skipped, state)
+    updates, stepped = maybe_step(True, state)
+    ref_updates, ref_state = tx.update(grads, state, params)
+    assert_tree_close(updates, ref_updates, params)
+
+
+def _loss(params, x):
+    """A loss whose gradient depends on the batch mean, so sharding the batch matters."""
+    leaves = jax.tree.leaves(params)
+    total = 0.0
+    for i, leaf in enumerate(leaves):
+        target = x[:, i].reshape((-1,) + (1,) * leaf.ndim)
+        total += jnp.mean((leaf.astype(jnp.float32)[None] - target) ** 2)
+    return total
+
+
+def _train(tx, params, xs, param_sharding=None, batch_sharding=None):
+    @jax.jit
+    def step(params, state, x):
+        grads = jax.grad(_loss)(params, x)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    if param_sharding is not None:
+        params = jax.device_put(params, param_sharding)
+    state = jax.jit(tx.init)(params)
+    for x in xs:
+        if batch_sharding is not None:
+            x = jax.device_put(x, batch_sharding)
+        params, state = step(params, state, x)
+    return params
+
+
+def _leaf_spec(leaf):
+    if leaf.ndim >= 1 and leaf.shape[-1] % 8 == 0:
+        return P(*([None] * (leaf.ndim - 1)), "data")
+    return P()
+
+
+@cases
+@pytest.mark.parametrize("shard_params", [False, True], ids=["replicated", "fully_sharded"])
+def test_eight_devices_match_one(case, shard_params):
+    assert jax.device_count() == 8, "tests must run with JAX_NUM_CPU_DEVICES=8 (see conftest.py)"
+    params = make_params()
+    n_leaves = len(jax.tree.leaves(params))
+    rng = np.random.default_rng(0)
+    xs = [jnp.asarray(rng.normal(0, 1, (16, n_leaves)), jnp.float32) for _ in range(3)]
+    tx = case.make()
+    single = _train(tx, jax.device_put(params, jax.devices()[0]), xs)
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    if shard_params:
+        param_sharding = jax.tree.map(lambda x: NamedSharding(mesh, _leaf_spec(x)), params)
+    else:
+        param_sharding = jax.tree.map(lambda x: NamedSharding(mesh, P()), params)
+    sharded = _train(tx, params, xs, param_sharding, NamedSharding(mesh, P("data")))
+    assert_tree_close(sharded, single, params)
+    if shard_params:
+        kernel = sharded["layers"][0]["kernel"]
+        assert len(kernel.sharding.device_set) == 8
+
+
+@cases
+def test_flax_nnx_optimizer_matches_pure_pytrees(case):
+    def make_model():
+        return MLP(6, (8,), 3, rngs=nnx.Rngs(0))
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(0, 1, (4, 6)), jnp.float32)
+    y = jnp.asarray(rng.normal(0, 1, (4, 3)), jnp.float32)
+
+    model = make_model()
+    optimizer = nnx.Optimizer(model, case.make(), wrt=nnx.Param)
+
+    @nnx.jit
+    def nnx_step(model, optimizer):
+        grads = nnx.grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
+        optimizer.update(model, grads)
+
+    for _ in range(3):
+        nnx_step(model, optimizer)
+
+    graphdef, params, rest = nnx.split(make_model(), nnx.Param, ...)
+    params = nnx.to_pure_dict(params)
+
+    def pure_loss(p):
+        state = nnx.State(p)
+        return jnp.mean((nnx.merge(graphdef, state, rest)(x) - y) ** 2)
+
+    tx = case.make()
+
+    @jax.jit
+    def pure_step(p, s):
+        updates, s = tx.update(jax.grad(pure_loss)(p), s, p)
+        return optax.apply_updates(p, updates), s
+
+    state = tx.init(params)
+    for _ in range(3):
+        params, state = pure_step(params, state)
+    assert_tree_close(nnx.to_pure_dict(nnx.state(model, nnx.Param)), params)
