@@ -1,0 +1,148 @@
+"""Smoke tests of the benchmark scripts: they run and report sane figures.
+
+No timing is asserted (machines are noisy); only that every row is there and
+every figure is a finite positive number, and that the byte counts the
+bandwidth figures rest on are right.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import sparsejax as sj
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    """Imports ``benchmarks/<name>.py`` (the folder is not a package)."""
+    module_name = f"_benchmarks_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def transforms() -> ModuleType:
+    return _load("transforms")
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    transforms: ModuleType, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, dict, dict]:
+    """Runs ``transforms.py --quick --json PATH`` once; returns (stdout, returned, written)."""
+    import contextlib
+    import io
+
+    path = tmp_path_factory.mktemp("bench") / "figures.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = transforms.main(["--quick", "--json", str(path)])
+    written = json.loads(path.read_text())
+    return out.getvalue(), result, written
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+
+
+def test_table_has_a_row_per_transform_with_positive_figures(
+    transforms: ModuleType, quick_run: tuple[str, dict, dict]
+) -> None:
+    stdout, _, _ = quick_run
+    names = ["copy"] + [c.name for c in transforms.candidates()]
+    for name in names:
+        rows = [line for line in stdout.splitlines() if re.match(rf"{re.escape(name)}\s+\d", line)]
+        assert len(rows) == 1, (name, stdout)
+        # ms/step, p25, p75, cpu ms, [ratio], MB/step, GB/s, x copy, kernels per leaf
+        numbers = [float(x) for x in re.findall(r"(?<![\w.])\d+\.\d+", rows[0])]
+        expected = 8 if name == "copy" else 9
+        assert len(numbers) == expected, rows[0]
+        assert all(math.isfinite(x) and x > 0 for x in numbers), rows[0]
+    assert re.search(r"^summary: \d+/\d+ transforms meet both goals", stdout, re.M), stdout
+    assert "device:" in stdout and "jax " in stdout and "1,254 float32 parameters" in stdout
+
+
+def test_json_figures(transforms: ModuleType, quick_run: tuple[str, dict, dict]) -> None:
+    _, result, written = quick_run
+    assert written == json.loads(json.dumps(result))
+    names = [row["name"] for row in written["transforms"]]
+    assert names == [c.name for c in transforms.candidates()]
+    for row in [written["copy"], *written["transforms"]]:
+        for key in (
+            "ms_per_step",
+            "ms_p25",
+            "ms_p75",
+            "cpu_ms_per_step",
+            "bytes_per_step",
+            "gb_per_s",
+            "copy_fraction",
+        ):
+            assert _positive(row[key]), (row["name"], key, row[key])
+        assert row["samples"] == written["rounds"] == 3
+        assert not row["f64"], row["name"]
+        # every output leaf reuses a donated buffer (a few scalars aside)
+        assert row["unaliased_bytes"] <= 16, row["name"]
+    for row in written["transforms"]:
+        assert _positive(row["ratio_to_baseline"])
+        if row["goal"]:
+            assert isinstance(row["ratio_ok"], bool) and isinstance(row["bandwidth_ok"], bool)
+    baseline = next(r for r in written["transforms"] if r["name"] == written["baseline"])
+    assert baseline["ratio_to_baseline"] == pytest.approx(1.0)
+    assert written["copy"]["copy_fraction"] == pytest.approx(1.0)
+
+
+def test_resnet18_tree_has_the_real_shapes(transforms: ModuleType) -> None:
+    params = transforms.resnet18_params(0)
+    leaves = jax.tree.leaves(params)
+    assert len(leaves) == 62
+    assert transforms.tree_size(params) == 11_689_512  # torchvision's ResNet-18 count
+    assert params["conv1"]["kernel"].shape == (7, 7, 3, 64)
+    assert params["layer4"]["block0"]["conv2"]["kernel"].shape == (3, 3, 512, 512)
+    assert params["layer2"]["block0"]["downsample_conv"]["kernel"].shape == (1, 1, 64, 128)
+    assert params["fc"]["kernel"].shape == (512, 1000)
+    assert all(leaf.dtype == np.float32 for leaf in leaves)
+
+
+@pytest.mark.parametrize(
+    ("make", "trees"),
+    [
+        # (reads + writes) in units of the parameter tree
+        (lambda: optax.sgd(0.1), 3),  # read p, g; write p
+        (lambda: optax.sgd(0.1, momentum=0.9), 5),  # read p, g, m; write p, m
+        (lambda: sj.rda(gamma=0.1, l1=1e-8, center="init"), 6),  # + read-only centre
+        (lambda: sj.grda(0.1, c=0.005, mu=0.51), 5),
+    ],
+)
+def test_ideal_bytes(transforms: ModuleType, make, trees: int) -> None:
+    params = jax.device_put(transforms.resnet18_params(0, **transforms.SIZES["tiny"]))
+    tx = make()
+    state = tx.init(params)
+    nbytes = transforms.ideal_bytes(transforms.make_step(tx), params, state, params)
+    tree = transforms.tree_bytes(params)
+    scalars = nbytes - trees * tree  # counts and thresholds: a few 4-byte scalars
+    assert 0 <= scalars <= 64, (nbytes, tree)
+
+
+def test_copy_reference_bytes(transforms: ModuleType) -> None:
+    params = jax.device_put(transforms.resnet18_params(0, **transforms.SIZES["tiny"]))
+    zero = np.zeros([], np.float32)
+    nbytes = transforms.ideal_bytes(transforms.copy_step, params, zero, params)
+    assert nbytes == 2 * transforms.tree_bytes(params) + 4  # grads unused; the zero is read
