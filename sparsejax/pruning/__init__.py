@@ -1,0 +1,86 @@
+"""Functional pruning of parameter pytrees: masks, magnitude pruning, retraining, gradual pruning.
+
+Everything here works on plain pytrees (nested dicts, lists, Flax NNX states
+as pure dicts) and never imports Flax:
+
+* masks (:mod:`~sparsejax.pruning.masks`): pytrees of booleans with ``None``
+  for dense leaves; :func:`apply_masks`, :func:`masks_from_zeros`,
+  :func:`mask_intersection`, :func:`mask_union`, packing, sparsity;
+* one-shot magnitude pruning, global or layer-wise, uniform or ERK
+  (:func:`prune`), on a fast threshold selection (:func:`select_global`);
+* retraining with fixed masks (:func:`fixed_mask`) and gradual magnitude
+  pruning (:func:`gradual_pruning`), both Optax transforms;
+* summaries (:func:`format_sparsity`, re-exported from :mod:`sparsejax.summary`)
+  and plots (:func:`plot_layer_sparsity`, :func:`plot_weight_histogram`).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import sparsejax as sj
+  >>> from sparsejax import pruning
+  >>> params = {'dense': {'kernel': jax.random.normal(jax.random.key(0), (4, 5)),
+  ...                     'bias': jnp.zeros(5)}}
+  >>> pruned, masks = pruning.prune(params, 0.75)
+  >>> print(pruning.format_sparsity(pruned, sj.tree.weights_only))
+  path          shape   nonzeros / size  sparsity
+  dense/kernel  (4, 5)         5 / 20      75.00%
+  total                        5 / 20      75.00%
+"""
+
+from sparsejax.pruning.distribution import erk_densities, layer_remove_counts
+from sparsejax.pruning.gradual import GradualPruningState, gradual_pruning, polynomial_sparsity
+from sparsejax.pruning.magnitude import num_to_remove, prune
+from sparsejax.pruning.masks import (
+    Filter,
+    Masks,
+    apply_masks,
+    check_masks,
+    mask_intersection,
+    mask_sparsity,
+    mask_sparsity_per_leaf,
+    mask_union,
+    masks_from_zeros,
+    pack_masks,
+    selected_leaves,
+    unpack_masks,
+)
+from sparsejax.pruning.plots import plot_layer_sparsity, plot_weight_histogram
+from sparsejax.pruning.retrain import FixedMaskState, fixed_mask
+from sparsejax.pruning.select import (
+    order_keys,
+    select_global,
+    select_global_argsort,
+    select_layerwise,
+)
+from sparsejax.summary import format_sparsity, sparsity_summary
+
+__all__ = [
+    "Filter",
+    "FixedMaskState",
+    "GradualPruningState",
+    "Masks",
+    "apply_masks",
+    "check_masks",
+    "erk_densities",
+    "fixed_mask",
+    "format_sparsity",
+    "gradual_pruning",
+    "layer_remove_counts",
+    "mask_intersection",
+    "mask_sparsity",
+    "mask_sparsity_per_leaf",
+    "mask_union",
+    "masks_from_zeros",
+    "num_to_remove",
+    "order_keys",
+    "pack_masks",
+    "plot_layer_sparsity",
+    "plot_weight_histogram",
+    "polynomial_sparsity",
+    "prune",
+    "select_global",
+    "select_global_argsort",
+    "select_layerwise",
+    "selected_leaves",
+    "sparsity_summary",
+    "unpack_masks",
+]

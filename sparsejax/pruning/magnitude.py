@@ -1,0 +1,200 @@
+"""One-shot magnitude pruning of a parameter pytree, global or layer-wise."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sparsejax._validation import check_choice
+from sparsejax.pruning.distribution import layer_remove_counts
+from sparsejax.pruning.masks import Filter, Masks, apply_masks, map_masks, selected_leaves
+from sparsejax.pruning.select import pruned_entries
+from sparsejax.tree import PyTree, leaves_with_paths
+
+__all__ = ["num_to_remove", "prune"]
+
+
+def num_to_remove(amount: Any, total: int) -> int:
+    """The number of weights ``amount`` removes out of ``total``, as in ``torch.nn.utils.prune``.
+
+    Args:
+      amount: a fraction in ``[0, 1)`` (``round(amount * total)`` weights, with
+        Python's round-half-to-even) or an integer count in ``[0, total)``.
+      total: the number of weights that take part.
+
+    Returns:
+      The count, a Python ``int``.
+
+    Raises:
+      ValueError: if ``amount`` is not a number, is out of range, or is traced.
+
+    Example:
+      >>> from sparsejax import pruning
+      >>> pruning.num_to_remove(0.25, 10), pruning.num_to_remove(3, 10)
+      (2, 3)
+    """
+    if isinstance(amount, jax.core.Tracer):
+        raise ValueError(
+            "amount must be a concrete number (it fixes the mask sizes); under jax.jit, "
+            "mark it static (static_argnames=('amount',))"
+        )
+    if isinstance(amount, (bool, np.bool_)) or not isinstance(
+        amount, (numbers.Number, np.ndarray, jax.Array)
+    ):
+        raise ValueError(f"amount must be a fraction in [0, 1) or an int count, got {amount!r}")
+    if np.ndim(amount) != 0:
+        raise ValueError(f"amount must be a scalar, got shape {np.shape(amount)}")
+    value = np.asarray(amount).item()
+    if isinstance(value, numbers.Integral):
+        if not 0 <= value < total:
+            raise ValueError(
+                f"amount={value} (a count) must be in [0, {total}): the selected leaves hold "
+                f"{total} weights and pruning all of them is not allowed"
+            )
+        return int(value)
+    if not (isinstance(value, numbers.Real) and 0.0 <= value < 1.0):
+        raise ValueError(f"amount={value!r} (a fraction) must be in [0, 1)")
+    return min(int(round(value * total)), total)
+
+
+def _check_scores(scores: PyTree, params: PyTree, selected: PyTree) -> list[jax.Array]:
+    """The importance scores of the selected leaves, in leaf order."""
+    paths = jax.tree.unflatten(
+        jax.tree.structure(params), [path for path, _ in leaves_with_paths(params)]
+    )
+
+    def leaf(s: Any, p: Any, sel: Any, path: Any) -> Any:
+        if s is None:
+            if any(jax.tree.leaves(sel)):
+                where = path if isinstance(path, str) else jax.tree.leaves(path)[0]
+                raise ValueError(f"importance_scores is None at {where!r}, a leaf being pruned")
+            return None
+        if not sel:
+            return None
+        if jnp.shape(s) != jnp.shape(p):
+            raise ValueError(
+                f"importance_scores at {path!r} has shape {jnp.shape(s)}, "
+                f"but the leaf has shape {jnp.shape(p)}"
+            )
+        return jnp.asarray(s)
+
+    out = map_masks(leaf, scores, params, selected, paths, what="importance_scores")
+    return jax.tree.leaves(out)
+
+
+def prune(
+    params: PyTree,
+    amount: float | int,
+    scope: str = "global",
+    distribution: str = "uniform",
+    importance_scores: PyTree | None = None,
+    filter: Filter = None,
+    *,
+    erk_power_scale: float = 1.0,
+) -> tuple[PyTree, Masks]:
+    r"""One-shot magnitude pruning: removes the weights with the smallest scores.
+
+    With scores :math:`s_j = |w_j|` (or ``importance_scores``),
+
+    .. math::
+
+      m_j = \mathbb{1}\big[\operatorname{rank}(s_j) > k\big], \qquad w \leftarrow w \odot m,
+
+    where the ranks run over all selected leaves together (``scope='global'``,
+    :math:`k = K`) or over each leaf alone (``scope='layerwise'``, :math:`k =
+    k_l` from ``distribution``; see :func:`layer_remove_counts`: each
+    :math:`k_l` is the floor or ceiling of its share and :math:`\sum_l k_l = K`
+    exactly). Ties are broken by position: leaves in ``jax.tree.leaves``
+    order, entries in row-major order, earlier ones removed first, exactly as
+    a stable ``argsort`` would. The threshold is found without sorting (see
+    :mod:`sparsejax.pruning.select`). Works under ``jax.jit`` with ``amount``,
+    ``scope``, ``distribution`` and ``filter`` static.
+
+    Args:
+      params: the parameter pytree (``None`` leaves allowed).
+      amount: a fraction in ``[0, 1)`` of the selected weights (``round(amount
+        * N)`` weights), or an ``int`` count in ``[0, N)``, like
+        ``torch.nn.utils.prune``.
+      scope: ``'global'`` (one threshold for all selected leaves) or
+        ``'layerwise'``.
+      distribution: with ``scope='layerwise'``, ``'uniform'`` (every leaf at
+        the same sparsity) or ``'erk'`` (Erdős–Rényi-kernel, see
+        :func:`erk_densities`). ``scope='global'`` needs ``'uniform'``.
+      importance_scores: a pytree with the params' structure (``None`` allowed
+        at leaves that are not pruned) giving the score of each weight; the
+        lowest scores are removed. Default: :math:`|w|`.
+      filter: which leaves are pruned: ``None`` for
+        :func:`sparsejax.tree.weights_only` (kernels, not biases or norms), a
+        regex on the normalised paths, a pytree of booleans or a callable
+        ``params -> pytree of booleans``.
+      erk_power_scale: the power :math:`p` of ERK (1: ERK, 0: uniform).
+
+    Returns:
+      ``(pruned_params, masks)``: the params with the removed weights set to
+      exactly zero (dtypes kept), and the boolean masks (``True`` = kept) with
+      ``None`` for the leaves that were not pruned.
+
+    Raises:
+      ValueError: for an ``amount`` out of range, a filter that selects no
+        weights, an unknown ``scope``/``distribution``, or
+        ``importance_scores`` that do not match the params.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax import pruning
+      >>> params = {'dense': {'kernel': jnp.array([[0.1, -2.0], [0.5, 0.0]]),
+      ...                     'bias': jnp.array([0.01, 0.02])}}
+      >>> pruned, masks = pruning.prune(params, 0.5)
+      >>> pruned['dense']['kernel']
+      Array([[ 0. , -2. ],
+             [ 0.5,  0. ]], dtype=float32)
+      >>> masks['dense']['bias'] is None
+      True
+
+    References:
+      Han, Pool, Tran and Dally, *Learning both Weights and Connections for
+      Efficient Neural Networks*, NeurIPS 2015; Evci et al., *Rigging the
+      Lottery: Making All Tickets Winners*, ICML 2020 (ERK).
+    """
+    check_choice("scope", scope, ("global", "layerwise"))
+    check_choice("distribution", distribution, ("uniform", "erk"))
+    if scope == "global" and distribution != "uniform":
+        raise ValueError(
+            f"distribution={distribution!r} sets per-layer sparsities and needs "
+            "scope='layerwise'; scope='global' uses one threshold for all leaves"
+        )
+    if isinstance(erk_power_scale, (int, float)) and not erk_power_scale >= 0:
+        raise ValueError(f"erk_power_scale must be >= 0, got {erk_power_scale!r}")
+    selected = selected_leaves(filter, params)
+    leaves = jax.tree.leaves(params)
+    flags = jax.tree.leaves(selected)
+    chosen = [x for x, s in zip(leaves, flags) if s]
+    total = sum(int(np.size(x)) for x in chosen)
+    if total == 0:
+        raise ValueError(
+            "the filter selects no weights to prune: with the default filter only leaves "
+            "with ndim > 1 take part; pass filter= (a regex on paths such as r'kernel$', a "
+            "pytree of booleans or a callable params -> booleans)"
+        )
+    k = num_to_remove(amount, total)
+
+    if importance_scores is None:
+        scores = [jnp.abs(x) for x in chosen]
+    else:
+        scores = _check_scores(importance_scores, params, selected)
+    if scope == "global":
+        counts = np.asarray([k])
+    else:
+        shapes = [tuple(np.shape(x)) for x in chosen]
+        counts = layer_remove_counts(shapes, k, distribution, erk_power_scale)
+    pruned = pruned_entries(scores, jnp.asarray(counts, jnp.int32), scope == "layerwise")
+    it = iter(~p.reshape(np.shape(x)) for p, x in zip(pruned, chosen))
+    masks = jax.tree.unflatten(
+        jax.tree.structure(params), [next(it) if s else None for s in flags]
+    )
+    return apply_masks(params, masks), masks
+

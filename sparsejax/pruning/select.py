@@ -1,0 +1,284 @@
+"""Choosing the k smallest scores of a pytree without sorting it.
+
+Magnitude pruning needs the set of the :math:`k` smallest scores, over one
+leaf (layer-wise) or over all leaves together (global). A full sort of
+millions of weights is not needed for that: the :math:`k`-th smallest score
+:math:`\\tau` is enough, and it is found by bisection with counting passes.
+
+* Each score (as float32) is mapped to an unsigned 32-bit *key* whose integer
+  order is the float order (``-0.0`` reads as ``0.0``; NaN is larger than
+  ``+inf``).
+* A strided sample of at most ``sample_size`` keys is sorted (cheap), and
+  the keys around rank :math:`k\\,m/n` in it give a bracket for :math:`\\tau`;
+  one counting pass checks the bracket (a wrong guess costs one pass and falls
+  back to the full key range).
+* Bisection on the key range, one counting pass per halving, finds the
+  smallest key :math:`\\tau` with :math:`\\#\\{\\text{key} \\le \\tau\\} \\ge k`.
+* Everything below :math:`\\tau` is pruned, and among the entries equal to
+  :math:`\\tau` the first ones in position order (leaves in ``jax.tree.leaves``
+  order, entries in row-major order) until :math:`k` are reached; a second
+  bisection, over positions, finds them, and runs only when :math:`\\tau` is
+  actually tied.
+
+The result is *identical* to taking the first :math:`k` entries of a stable
+``argsort`` of all the scores (:func:`select_global_argsort`, the reference),
+ties included. All counts may be traced, so it runs under ``jit``
+with counts that change from step to step (gradual pruning); a group of at
+most ``sample_size`` entries is simply sorted.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sparsejax.tree import PyTree
+
+__all__ = ["order_keys", "select_global", "select_global_argsort", "select_layerwise"]
+
+_SAMPLE_SIZE = 1 << 16
+_MAX_KEY = np.uint32(0xFFFFFFFF)
+
+
+def order_keys(scores: jax.Array) -> jax.Array:
+    """Maps scores to flat ``uint32`` keys whose integer order is the scores' float order.
+
+    Scores are compared as float32. ``-0.0`` and ``0.0`` get the same key,
+    every NaN gets one key above ``+inf`` (where a sort puts NaN). Subnormal
+    values may read as zero where XLA flushes them (CPU, GPU), as they do in
+    XLA's own sort.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax.pruning import order_keys
+      >>> keys = order_keys(jnp.array([-jnp.inf, -1.0, -0.0, 0.0, 2.0, jnp.inf, jnp.nan]))
+      >>> bool(jnp.all(keys[1:] >= keys[:-1])), bool(keys[2] == keys[3])
+      (True, True)
+    """
+    x = jnp.ravel(scores).astype(jnp.float32)
+    x = jnp.where(x == 0, jnp.float32(0), x)
+    x = jnp.where(jnp.isnan(x), jnp.float32(jnp.nan), x)
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    negative = (bits >> 31) == 1
+    return jnp.where(negative, ~bits, bits | np.uint32(0x80000000))
+
+
+def _count(pred: jax.Array) -> jax.Array:
+    return jnp.sum(pred, dtype=jnp.int32)
+
+
+def _bisect(lo: jax.Array, hi: jax.Array, enough: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """Smallest ``v`` in ``[lo, hi]`` with ``enough(v)``, per group, in one while loop.
+
+    ``enough(v)`` maps a vector of candidates (one per group) to booleans and
+    must be monotone in ``v`` and true at ``hi``. Groups with ``lo == hi`` are
+    already done; the loop runs until every group is.
+    """
+    one = jnp.ones([], lo.dtype)
+
+    def body(bounds: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        lo, hi = bounds
+        mid = lo + (hi - lo) // (one + one)
+        ok = enough(mid)
+        return jnp.where(ok, lo, mid + one), jnp.where(ok, mid, hi)
+
+    lo, _ = jax.lax.while_loop(lambda b: jnp.any(b[0] < b[1]), body, (lo, hi))
+    return lo
+
+
+def _smallest_by_sort(flat: jax.Array, k: jax.Array) -> jax.Array:
+    """The k smallest of a small group, by a stable argsort (no control flow to compile)."""
+    rank = jnp.argsort(jnp.argsort(flat, stable=True))  # the inverse permutation
+    return rank < k
+
+
+def _smallest_by_bisection(
+    flats: list[jax.Array], k: jax.Array, sample_size: int
+) -> list[jax.Array]:
+    """The k[g] smallest entries of each large group g, found by bisection on the keys."""
+    sizes = [int(x.size) for x in flats]
+    g = range(len(flats))
+
+    def counts(pred: Any, values: jax.Array) -> jax.Array:
+        return jnp.stack([_count(pred(flats[i], values[i])) for i in g])
+
+    # A bracket [lo, hi] for the k-th key from a sorted strided sample of each group.
+    lo, hi = [], []
+    for x, n, kk in zip(flats, sizes, k):
+        sample = jnp.sort(x[:: math.ceil(n / sample_size)])
+        m = int(sample.size)
+        rank = kk.astype(jnp.float32) * (m / n)
+        margin = 2.0 * math.sqrt(m) + 2.0
+        lo_i = jnp.floor(rank - margin).astype(jnp.int32)
+        hi_i = jnp.ceil(rank + margin).astype(jnp.int32)
+        lo.append(jnp.where(lo_i >= 0, sample[jnp.clip(lo_i, 0, m - 1)], np.uint32(0)))
+        hi.append(jnp.where(hi_i < m, sample[jnp.clip(hi_i, 0, m - 1)], _MAX_KEY))
+    lo, hi = jnp.stack(lo), jnp.stack(hi)
+    # One pass checks the brackets: count(key < lo) < k <= count(key <= hi).
+    ok = (counts(jnp.less, lo) < k) & (counts(jnp.less_equal, hi) >= k)
+    lo = jnp.where(ok, lo, np.uint32(0))
+    hi = jnp.where(ok, hi, _MAX_KEY)
+    tau = _bisect(lo, hi, lambda v: counts(jnp.less_equal, v) >= k)
+
+    # Entries below tau are removed, and the first `need` entries equal to tau in position
+    # order: a second bisection finds the position bound, for the groups where tau is tied
+    # (for the others the loop does nothing). A prefix sum would do it in one pass, but
+    # XLA compiles it slowly for millions of entries.
+    need = k - counts(jnp.less, tau)
+    tied = need != counts(jnp.equal, tau)
+    total = jnp.asarray(sizes, jnp.int32)
+    eqs = [x == tau[i] for i, x in enumerate(flats)]
+    positions = [jnp.arange(n, dtype=jnp.int32) for n in sizes]
+
+    def enough(bound: jax.Array) -> jax.Array:
+        return jnp.stack([_count(eqs[i] & (positions[i] < bound[i])) for i in g]) >= need
+
+    bound = _bisect(jnp.where(tied, 0, total), total, enough)
+    return [
+        ((x < tau[i]) | (eqs[i] & (positions[i] < bound[i]))) & (k[i] > 0)
+        for i, x in enumerate(flats)
+    ]
+
+
+def _smallest(flats: list[jax.Array], k: jax.Array, sample_size: int) -> list[jax.Array]:
+    """Flat boolean arrays: the ``k[g]`` smallest keys of each flat array ``flats[g]``."""
+    k = jnp.clip(k.astype(jnp.int32), 0, jnp.asarray([x.size for x in flats], jnp.int32))
+    out: list[Any] = [None] * len(flats)
+    large = [i for i, x in enumerate(flats) if x.size > sample_size]
+    for i, x in enumerate(flats):
+        if x.size == 0:
+            out[i] = jnp.zeros(0, bool)
+        elif i not in large:
+            out[i] = _smallest_by_sort(x, k[i])
+    if large:
+        found = _smallest_by_bisection(
+            [flats[i] for i in large], k[jnp.asarray(large)], sample_size
+        )
+        for i, p in zip(large, found):
+            out[i] = p
+    return out
+
+
+def _leaves(scores: PyTree) -> tuple[list[Any], Any]:
+    leaves, treedef = jax.tree.flatten(scores)
+    return leaves, treedef
+
+
+def _keep_masks(leaves: list[Any], pruned: list[jax.Array], treedef: Any) -> PyTree:
+    return jax.tree.unflatten(
+        treedef, [~p.reshape(jnp.shape(x)) for x, p in zip(leaves, pruned)]
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("layerwise", "sample_size"))
+def pruned_entries(
+    scores: list[jax.Array], counts: jax.Array, layerwise: bool, sample_size: int = _SAMPLE_SIZE
+) -> list[jax.Array]:
+    """Flat boolean arrays, True for the removed entries (jitted once per tree shape).
+
+    ``counts`` holds one count (global) or one per leaf (``layerwise``).
+    """
+    keys = [order_keys(x) for x in scores]
+    if layerwise:
+        return _smallest(keys, jnp.reshape(counts, (-1,)), sample_size)
+    # Global: one flat array; one reduction per pass compiles and runs faster than one per leaf.
+    flat = jnp.concatenate(keys) if len(keys) > 1 else keys[0]
+    pruned = _smallest([flat], jnp.reshape(counts, (-1,))[:1], sample_size)[0]
+    offsets = np.cumsum([0] + [int(x.size) for x in keys])
+    return [pruned[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def select_global(scores: PyTree, num_remove: Any, *, sample_size: int = _SAMPLE_SIZE) -> PyTree:
+    r"""Keep-masks that remove the ``num_remove`` smallest scores over all leaves together.
+
+    .. math::
+
+      m_j = \mathbb{1}\big[\operatorname{rank}(s_j) > k\big],
+
+    with ranks taken over the concatenation of all leaves (``jax.tree.leaves``
+    order, row-major within a leaf) and ties ranked by position, so the result
+    equals :func:`select_global_argsort`. No full sort is done (see the module
+    docstring); ``num_remove`` may be traced.
+
+    Args:
+      scores: a pytree of arrays (``None`` leaves are skipped), compared as float32.
+      num_remove: :math:`k`, the number of entries to remove (clipped to ``[0, n]``).
+      sample_size: groups of at most this many entries are sorted directly;
+        larger ones are sampled with this many entries to bracket the threshold.
+
+    Returns:
+      A pytree of boolean arrays with the scores' structure: ``False`` for the
+      removed entries.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax import pruning
+      >>> scores = {'a': jnp.array([3.0, 1.0]), 'b': jnp.array([[1.0, 0.5]])}
+      >>> pruning.select_global(scores, 2)
+      {'a': Array([ True, False], dtype=bool), 'b': Array([[ True, False]], dtype=bool)}
+    """
+    leaves, treedef = _leaves(scores)
+    counts = jnp.reshape(jnp.asarray(num_remove, jnp.int32), (1,))
+    return _keep_masks(leaves, pruned_entries(leaves, counts, False, sample_size), treedef)
+
+
+def select_layerwise(
+    scores: PyTree, num_remove: PyTree, *, sample_size: int = _SAMPLE_SIZE
+) -> PyTree:
+    """Keep-masks that remove, in each leaf separately, its ``num_remove`` smallest scores.
+
+    Ties inside a leaf are ranked by position (row-major), as a stable
+    ``argsort`` of the leaf would.
+
+    Args:
+      scores: a pytree of arrays (``None`` leaves are skipped).
+      num_remove: a pytree with the scores' structure holding one count per
+        leaf (integers, possibly traced).
+      sample_size: see :func:`select_global`.
+
+    Returns:
+      A pytree of boolean arrays with the scores' structure.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax import pruning
+      >>> scores = {'a': jnp.array([3.0, 1.0, 2.0]), 'b': jnp.array([1.0, 0.5])}
+      >>> pruning.select_layerwise(scores, {'a': 2, 'b': 0})
+      {'a': Array([ True, False, False], dtype=bool), 'b': Array([ True,  True], dtype=bool)}
+    """
+    leaves, treedef = _leaves(scores)
+    counts = jnp.stack([jnp.asarray(k, jnp.int32) for k in treedef.flatten_up_to(num_remove)])
+    return _keep_masks(leaves, pruned_entries(leaves, counts, True, sample_size), treedef)
+
+
+def select_global_argsort(scores: PyTree, num_remove: int) -> PyTree:
+    """Reference for :func:`select_global`: a full stable ``argsort`` of all scores.
+
+    Used by the tests and the benchmark; :math:`O(n \\log n)`.
+
+    Args:
+      scores: a pytree of arrays.
+      num_remove: the number of entries to remove (may be traced).
+
+    Returns:
+      Keep-masks with the scores' structure.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax import pruning
+      >>> pruning.select_global_argsort({'a': jnp.array([2.0, 2.0, 1.0])}, 2)
+      {'a': Array([False,  True, False], dtype=bool)}
+    """
+    leaves, treedef = _leaves(scores)
+    flat = jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
+    order = jnp.argsort(flat, stable=True)
+    pruned = jnp.zeros(flat.shape, bool).at[order].set(jnp.arange(flat.size) < num_remove)
+    offsets = np.cumsum([0] + [int(x.size) for x in leaves])
+    out = [pruned[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    return _keep_masks(leaves, out, treedef)

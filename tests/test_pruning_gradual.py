@@ -1,0 +1,135 @@
+"""Gradual magnitude pruning: the Zhu & Gupta schedule and masks that follow it under jit."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sparsejax import pruning
+
+
+def zhu_gupta(t, s_i, s_f, t0, end, power=3):
+    """The paper's formula in float64, clamped outside [t0, end]."""
+    if t < t0:
+        return s_i
+    if t >= end:
+        return s_f
+    return s_f + (s_i - s_f) * (1 - (t - t0) / (end - t0)) ** power
+
+
+def test_schedule_matches_the_formula():
+    schedule = pruning.polynomial_sparsity(0.8, begin_step=10, end_step=20, initial_sparsity=0.1)
+    for t in [0, 9, 10, 11, 13, 15, 17, 19, 20, 21, 100]:
+        assert float(schedule(t)) == pytest.approx(zhu_gupta(t, 0.1, 0.8, 10, 20), abs=1e-6)
+    squared = pruning.polynomial_sparsity(0.5, 0, 4, power=2)
+    assert float(squared(1)) == pytest.approx(0.5 - 0.5 * 0.75**2, abs=1e-6)
+    instant = pruning.polynomial_sparsity(0.6, 5, 5, initial_sparsity=0.2)
+    assert [round(float(instant(t)), 6) for t in (4, 5, 6)] == [0.2, 0.6, 0.6]
+    assert jax.jit(schedule)(jnp.int32(15)).dtype == jnp.float32
+
+
+def make_params() -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "conv": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 4, 8)), jnp.float32),
+                 "bias": jnp.zeros(8, jnp.float32)},
+        "dense": {"kernel": jnp.asarray(rng.normal(size=(40, 10)), jnp.bfloat16),
+                  "bias": jnp.zeros(10, jnp.float32)},
+        "head": {"kernel": jnp.asarray(rng.normal(size=(10, 3)), jnp.float32)},
+        "scale": jnp.asarray(1.0, jnp.float32),
+        "frozen": None,
+    }
+
+
+def kernel_masks(state):
+    return [state.masks[k]["kernel"] for k in ("conv", "dense", "head")]
+
+
+@pytest.mark.parametrize(
+    "scope,distribution", [("layerwise", "uniform"), ("global", "uniform"), ("layerwise", "erk")]
+)
+def test_mask_sparsity_follows_the_schedule_in_a_jitted_loop(scope, distribution):
+    s_i, s_f, t0, end, every = 0.1, 0.8, 2, 10, 3  # mask updates at 2, 5, 8 and 10
+    tx = pruning.gradual_pruning(
+        optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.01, momentum=0.9)),
+        final_sparsity=s_f, begin_step=t0, end_step=end, frequency=every,
+        initial_sparsity=s_i, scope=scope, distribution=distribution,
+    )
+    params = make_params()
+    shapes = [(3, 3, 4, 8), (40, 10), (10, 3)]
+    n = sum(math.prod(s) for s in shapes)
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(None)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    schedule = pruning.polynomial_sparsity(s_f, t0, end, s_i)
+    targets = {t: float(schedule(t)) for t in (2, 5, 8, 10)}
+    previous = [np.asarray(m) for m in kernel_masks(state)]
+    last_update = None
+    for t in range(12):
+        grads = jax.tree.map(lambda x: jnp.full_like(x, 0.01 * (t + 1)), params)
+        params, state = step(params, state, grads)
+        if t in targets:
+            last_update = t
+        masks = [np.asarray(m) for m in kernel_masks(state)]
+        weights = [np.asarray(params[k]["kernel"], np.float32) for k in ("conv", "dense", "head")]
+        removed = [int((~m).sum()) for m in masks]
+        if last_update is None:
+            assert sum(removed) == 0 and float(state.sparsity) == 0.0
+        else:
+            target = targets[last_update]
+            assert float(state.sparsity) == pytest.approx(target, abs=1e-6)
+            assert target == pytest.approx(zhu_gupta(last_update, s_i, s_f, t0, end), abs=1e-6)
+            assert abs(sum(removed) - target * n) <= 0.5 + 1e-3
+            if scope == "layerwise":
+                expected = pruning.layer_remove_counts(shapes, round(target * n), distribution)
+                assert np.all(np.abs(np.asarray(removed) - expected) <= 1)
+        for m, old, w in zip(masks, previous, weights):
+            assert not np.any(m & ~old), "a pruned weight came back"
+            assert np.all(w[~m] == 0), "a pruned weight is not zero"
+            if t not in targets:
+                np.testing.assert_array_equal(m, old)  # masks change only on update steps
+        previous = masks
+    assert state.masks["conv"]["bias"] is None and state.masks["scale"] is None
+    assert len(traces) == 1
+    assert bool(jnp.all(params["conv"]["bias"] != 0))  # biases are not pruned
+    assert sum(int((~m).sum()) for m in previous) == round(s_f * n)
+
+
+def test_gradual_works_inside_other_wrappers_and_with_inject_hyperparams():
+    params = make_params()
+    factory = optax.inject_hyperparams(pruning.gradual_pruning, static_args=("inner",))
+    tx = factory(inner=optax.sgd(0.1), final_sparsity=0.5, begin_step=0, end_step=0, frequency=1)
+    state = tx.init(params)
+    updates, state = jax.jit(tx.update)(jax.tree.map(jnp.zeros_like, params), state, params)
+    new = optax.apply_updates(params, updates)
+    removed = sum(int(jnp.sum(new[k]["kernel"] == 0)) for k in ("conv", "dense", "head"))
+    assert removed == 0.5 * (288 + 400 + 30)
+
+
+def test_errors_are_clear():
+    inner = optax.sgd(0.1)
+    with pytest.raises(ValueError, match="final_sparsity must be >= 0"):
+        pruning.gradual_pruning(inner, 1.0, 0, 10)
+    with pytest.raises(ValueError, match="end_step must be >= begin_step"):
+        pruning.gradual_pruning(inner, 0.5, 10, 5)
+    with pytest.raises(ValueError, match="frequency must be an integer >= 1"):
+        pruning.gradual_pruning(inner, 0.5, 0, 10, frequency=0)
+    with pytest.raises(ValueError, match="initial_sparsity must be <= final_sparsity"):
+        pruning.gradual_pruning(inner, 0.5, 0, 10, initial_sparsity=0.6)
+    with pytest.raises(ValueError, match="needs scope='layerwise'"):
+        pruning.gradual_pruning(inner, 0.5, 0, 10, scope="global", distribution="erk")
+    tx = pruning.gradual_pruning(inner, 0.5, 0, 10)
+    params = make_params()
+    with pytest.raises(ValueError, match="params"):
+        tx.update(params, tx.init(params))

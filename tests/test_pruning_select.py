@@ -1,0 +1,120 @@
+"""Fast global selection (sparsejax.pruning.select) against brute-force stable argsorts."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sparsejax import pruning
+
+
+def random_tree(seed: int) -> dict:
+    """Leaves of several shapes and dtypes, with many ties, signed zeros and a None leaf."""
+    rng = np.random.default_rng(seed)
+    signed_zeros = np.where(rng.random((2, 3, 4)) < 0.5, -0.0, 0.0)
+    signed_zeros[0, 0, :2] = [1.0, -1.0]
+    return {
+        "a": jnp.asarray(rng.normal(size=(7, 9)), jnp.float32),
+        "b": [jnp.asarray(np.round(rng.normal(size=300), 1), jnp.float32), None],
+        "c": jnp.asarray(rng.normal(size=(5, 8)), jnp.bfloat16),
+        "d": jnp.asarray(signed_zeros, jnp.float32),
+    }
+
+
+def numpy_keep_global(tree, k):
+    """Brute force: a stable argsort of all scores, the first k removed."""
+    leaves = jax.tree.leaves(tree)
+    flat = np.concatenate([np.asarray(x, np.float32).ravel() for x in leaves])
+    removed = np.zeros(flat.size, bool)
+    removed[np.argsort(flat, kind="stable")[:k]] = True
+    out, start = [], 0
+    for x in leaves:
+        out.append(~removed[start : start + x.size].reshape(x.shape))
+        start += x.size
+    return out
+
+
+def assert_masks_equal(actual, expected_leaves):
+    actual_leaves = jax.tree.leaves(actual)
+    assert len(actual_leaves) == len(expected_leaves)
+    for a, e in zip(actual_leaves, expected_leaves):
+        assert a.dtype == jnp.bool_
+        np.testing.assert_array_equal(np.asarray(a), e)
+
+
+def like_random_tree(flat) -> dict:
+    """A tree with random_tree's structure, shapes and dtypes holding the given values."""
+    leaves, treedef = jax.tree.flatten(random_tree(0))
+    out, start = [], 0
+    for x in leaves:
+        out.append(jnp.asarray(flat[start : start + x.size].reshape(x.shape), x.dtype))
+        start += x.size
+    return jax.tree.unflatten(treedef, out)
+
+
+N = 427  # entries in random_tree
+
+
+@pytest.mark.parametrize("seed,sample_size", [(0, 16), (1, 1 << 16)], ids=["bisection", "sort"])
+def test_select_global_equals_stable_argsort(seed, sample_size):
+    tree = random_tree(seed)
+    assert sum(x.size for x in jax.tree.leaves(tree)) == N
+    rng = np.random.default_rng(seed)
+    for i, k in enumerate([0, 1, N // 2, N - 1, N, int(rng.integers(0, N))]):
+        expected = numpy_keep_global(tree, k)
+        count = jnp.int32(k) if i % 2 else k  # counts may be traced (one compilation for all)
+        assert_masks_equal(pruning.select_global(tree, count, sample_size=sample_size), expected)
+        assert_masks_equal(pruning.select_global_argsort(tree, count), expected)
+
+
+def test_select_global_with_all_equal_scores_removes_the_first_positions():
+    tree = like_random_tree(np.ones(N))
+    keep = jax.tree.leaves(pruning.select_global(tree, 70, sample_size=16))
+    np.testing.assert_array_equal(keep[0], np.zeros((7, 9), bool))
+    np.testing.assert_array_equal(keep[1], np.arange(300) >= 7)
+
+
+def test_select_global_when_the_sample_misleads_the_bracket():
+    # Every sampled position (stride ceil(427 / 16) = 27) holds a large value: the bracket
+    # from the sample is wrong and the search falls back to the full key range.
+    flat = np.linspace(0.0, 1.0, N)
+    flat[::27] = 100.0
+    tree = like_random_tree(flat)
+    for k in [3, 200, 400]:
+        keep = pruning.select_global(tree, k, sample_size=16)
+        assert_masks_equal(keep, numpy_keep_global(tree, k))
+
+
+@pytest.mark.parametrize("sample_size", [16, 1 << 16], ids=["bisection", "sort"])
+def test_select_layerwise_equals_per_leaf_argsort(sample_size):
+    tree = random_tree(3)
+    leaves, treedef = jax.tree.flatten(tree)
+    rng = np.random.default_rng(3)
+    counts = [int(rng.integers(0, x.size + 1)) for x in leaves]
+    counts[0] = leaves[0].size  # a leaf removed entirely
+    counts[1] = 0
+    keep = pruning.select_layerwise(
+        tree, jax.tree.unflatten(treedef, counts), sample_size=sample_size
+    )
+    expected = [numpy_keep_global([x], k)[0] for x, k in zip(leaves, counts)]
+    assert_masks_equal(keep, expected)
+
+
+def test_order_keys_follow_the_float_order():
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [
+            # Normal floats only: XLA flushes subnormals to zero on CPU (so does the key).
+            rng.normal(size=200) * 10.0 ** rng.integers(-36, 30, size=200),
+            [np.inf, -np.inf, 0.0, -0.0, 1.2e-38, -1.2e-38, 3.4e38, -3.4e38],
+        ]
+    ).astype(np.float32)
+    keys = np.asarray(pruning.order_keys(jnp.asarray(values)))
+    assert keys.dtype == np.uint32
+    order_by_keys = np.argsort(keys, kind="stable")
+    order_by_values = np.argsort(values, kind="stable")
+    np.testing.assert_array_equal(values[order_by_keys], values[order_by_values])
+    # -0.0 and 0.0 compare equal, so they share a key.
+    assert keys[-5] == keys[-6]
