@@ -47,8 +47,13 @@ stamp="$VENV/.sparsejax-installed"
 want="$(cat "$ROOT/pyproject.toml" <(echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing sparsejax[$EXTRAS] and its dependencies (first run: about two minutes)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
+  pip_log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]"; } >"$pip_log" 2>&1; then
+    tail -n 40 "$pip_log" >&2
+    log "error: pip install failed; the full log is in $pip_log"
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
