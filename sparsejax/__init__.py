@@ -8,43 +8,70 @@ pure proximal operators in :mod:`sparsejax.prox`; leaf naming and selection in
 :mod:`sparsejax.tree`; initialisers in :mod:`sparsejax.init`.
 """
 
-from sparsejax import init, prox, tree
+from sparsejax import init, pruning, prox, tree
 from sparsejax.optim import (
+    ContinuationState,
     DualAveragingState,
     FreezeZerosState,
+    PruneAtInitState,
     RDAState,
+    SoftThresholdReparamState,
     SoftThresholdState,
     dual_averaging,
+    fixed_threshold_reparam,
     freeze_zeros,
     grda,
     irda,
+    lats,
+    lats_continuation,
+    lats_epochwise,
+    lats_prune_at_init,
+    pgh,
     prox_sgd,
     rda,
+    slats,
     soft_threshold,
+    soft_threshold_reparam,
     sqrt_t_prox_sgd,
+    stds,
+    str_,
 )
 from sparsejax.summary import LeafSparsity, format_sparsity, sparsity, sparsity_summary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ContinuationState",
     "DualAveragingState",
     "FreezeZerosState",
     "LeafSparsity",
+    "PruneAtInitState",
     "RDAState",
+    "SoftThresholdReparamState",
     "SoftThresholdState",
     "dual_averaging",
+    "fixed_threshold_reparam",
     "format_sparsity",
     "freeze_zeros",
     "grda",
     "init",
     "irda",
+    "lats",
+    "lats_continuation",
+    "lats_epochwise",
+    "lats_prune_at_init",
+    "pgh",
     "prox",
     "prox_sgd",
+    "pruning",
     "rda",
+    "slats",
     "soft_threshold",
+    "soft_threshold_reparam",
     "sparsity",
     "sparsity_summary",
     "sqrt_t_prox_sgd",
+    "stds",
+    "str_",
     "tree",
 ]

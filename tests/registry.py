@@ -13,6 +13,7 @@ from typing import Any
 import optax
 
 import sparsejax as sj
+from sparsejax import pruning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,4 +58,104 @@ CASES: list[Case] = [
     Case("prox_sgd", sj.prox_sgd, dict(learning_rate=0.1, l1=0.05)),
     Case("prox_sgd_momentum", sj.prox_sgd, dict(learning_rate=0.1, l1=0.05, momentum=0.9)),
     Case("sqrt_t_prox_sgd", sj.sqrt_t_prox_sgd, dict(learning_rate=0.1, gamma=2.0, l1=0.01)),
+]
+
+# --- sparsejax.pruning: fixed-mask retraining and gradual magnitude pruning ---------------
+
+
+def _prune_half(params: Any) -> Any:
+    """Masks removing half of the kernels' weights by global magnitude (biases stay dense)."""
+    return pruning.prune(params, 0.5)[1]
+
+
+CASES += [
+    Case("fixed_mask", pruning.fixed_mask, {}, dict(masks=_prune_half), schedule_arg=None),
+    Case(
+        "fixed_mask_packed",
+        pruning.fixed_mask,
+        {},
+        dict(masks=_prune_half, packed=True),
+        schedule_arg=None,
+    ),
+    Case(
+        "gradual_pruning",
+        pruning.gradual_pruning,
+        dict(final_sparsity=0.6, begin_step=0, end_step=2, frequency=1),
+        dict(inner=optax.sgd(0.1, momentum=0.9)),
+        schedule_arg=None,
+    ),
+    Case(
+        "gradual_pruning_global",
+        pruning.gradual_pruning,
+        dict(final_sparsity=0.6, begin_step=1, end_step=3, frequency=2, initial_sparsity=0.2),
+        dict(inner=optax.chain(optax.add_decayed_weights(1e-2), optax.sgd(0.1)), scope="global"),
+        schedule_arg=None,
+    ),
+    Case(
+        "gradual_pruning_erk_adamw",
+        pruning.gradual_pruning,
+        dict(final_sparsity=0.5, begin_step=0, end_step=2, frequency=1, erk_power_scale=0.5),
+        dict(inner=optax.adamw(1e-2, weight_decay=1e-2), distribution="erk"),
+        schedule_arg=None,
+    ),
+]
+
+# --- soft-threshold reparameterisation (Chen et al., ICLR 2023) ---------------------------
+
+CASES += [
+    Case("lats", sj.lats, dict(learning_rate=0.1, l1=0.5)),
+    Case(
+        "lats_plain_sgd_all_leaves",
+        sj.lats,
+        dict(learning_rate=0.1, l1=0.5, weight_decay=0.0, start_step=1),
+        dict(momentum=None, mask=None),
+    ),
+    Case(
+        "lats_exact_f32_latent",
+        sj.lats,
+        dict(learning_rate=0.1, l1=0.5, momentum=0.9),
+        dict(gradient="exact", latent_dtype="float32"),
+    ),
+    Case("slats", sj.slats, dict(learning_rate=0.1, final_threshold=0.2, total_steps=3)),
+    Case(
+        "lats_epochwise",
+        sj.lats_epochwise,
+        dict(learning_rate=0.1, final_threshold=0.2, num_epochs=2, steps_per_epoch=2, start_step=1),
+    ),
+    Case("pgh", sj.pgh, dict(learning_rate=0.1, final_threshold=0.2, total_steps=3, beta=0.1)),
+    Case(
+        "stds_linear",
+        sj.stds,
+        dict(learning_rate=0.1, final_threshold=0.2, total_steps=3),
+        dict(shape="linear", gradient="exact"),
+    ),
+    Case(
+        "fixed_threshold_reparam",
+        sj.fixed_threshold_reparam,
+        dict(learning_rate=0.1, threshold=0.1),
+    ),
+    Case("str", sj.str_, dict(learning_rate=0.1, s_init=-2.0, weight_decay=0.01)),
+    Case(
+        "lats_continuation",
+        sj.lats_continuation,
+        dict(learning_rate=0.1, target_sparsity=0.3, l1=0.5, interval=1, growth=2.0),
+    ),
+    Case(
+        "lats_prune_at_init",
+        sj.lats_prune_at_init,
+        dict(learning_rate=0.1, l1=1.0, prune_steps=1),
+    ),
+    Case(
+        "lats_prune_at_init_rewind",
+        sj.lats_prune_at_init,
+        dict(learning_rate=0.1, l1=1.0, prune_steps=2),
+        dict(rewind=True, mask=None),
+    ),
+    Case(
+        "soft_threshold_reparam_adam",
+        sj.soft_threshold_reparam,
+        dict(threshold=0.05),
+        dict(inner=optax.adam(0.01), gradient="exact"),
+        schedule_arg="threshold",
+    ),
 ]

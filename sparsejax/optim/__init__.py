@@ -19,6 +19,27 @@ from sparsejax.optim.proximal import (
     soft_threshold,
     sqrt_t_prox_sgd,
 )
+from sparsejax.optim.reparam import (
+    ContinuationState,
+    PruneAtInitState,
+    SoftThresholdReparamState,
+    fixed_threshold_reparam,
+    lats,
+    lats_continuation,
+    lats_epochwise,
+    lats_prune_at_init,
+    pgh,
+    slats,
+    soft_threshold_reparam,
+    stds,
+    str_,
+)
+from sparsejax.optim.threshold_schedules import (
+    lats_epochwise_threshold,
+    pgh_threshold,
+    slats_threshold,
+    stds_threshold,
+)
 
 __all__ = [
     "DualAveragingState",
@@ -33,4 +54,22 @@ __all__ = [
     "rda",
     "soft_threshold",
     "sqrt_t_prox_sgd",
+    # soft-threshold reparameterisation (Chen et al., ICLR 2023)
+    "ContinuationState",
+    "PruneAtInitState",
+    "SoftThresholdReparamState",
+    "fixed_threshold_reparam",
+    "lats",
+    "lats_continuation",
+    "lats_epochwise",
+    "lats_epochwise_threshold",
+    "lats_prune_at_init",
+    "pgh",
+    "pgh_threshold",
+    "slats",
+    "slats_threshold",
+    "soft_threshold_reparam",
+    "stds",
+    "stds_threshold",
+    "str_",
 ]

@@ -23,6 +23,7 @@ from sparsejax._validation import (
     require_params,
     warn_outside,
 )
+from sparsejax.optim._common import copy_as
 from sparsejax.optim.masking import freeze_zeros
 from sparsejax.optim.proximal import soft_threshold
 from sparsejax.tree import Mask, resolve_mask
@@ -42,11 +43,6 @@ class DualAveragingState(NamedTuple):
 
     count: jax.Array
     dual: optax.Updates
-
-
-def _copy_as(x: jax.Array, dtype: Any) -> jax.Array:
-    # A real copy, so that state never aliases the params (donation-safe).
-    return jnp.array(x, dtype=dtype or x.dtype, copy=True)
 
 
 def dual_averaging(
@@ -99,7 +95,7 @@ def dual_averaging(
 
     def init_fn(params: optax.Params) -> DualAveragingState:
         if center == "init":
-            dual = jax.tree.map(lambda p: _copy_as(p, accumulator_dtype), params)
+            dual = jax.tree.map(lambda p: copy_as(p, accumulator_dtype), params)
         else:
             dual = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=accumulator_dtype), params)
         return DualAveragingState(count=jnp.zeros([], jnp.int32), dual=dual)
@@ -271,7 +267,7 @@ def rda(
 
     def init_fn(params: optax.Params) -> RDAState:
         grad_sum = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=accumulator_dtype), params)
-        w0 = jax.tree.map(lambda p: _copy_as(p, None), params) if center == "init" else None
+        w0 = jax.tree.map(lambda p: copy_as(p, None), params) if center == "init" else None
         return RDAState(count=jnp.zeros([], jnp.int32), grad_sum=grad_sum, center=w0)
 
     def update_fn(

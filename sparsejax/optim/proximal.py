@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import prox
-from sparsejax._validation import as_float32, as_schedule, check_number, require_params
+from sparsejax._validation import as_schedule, check_number, require_params
+from sparsejax.optim._common import sgd
 from sparsejax.tree import Mask, broadcast_prefix, resolve_mask
 
 __all__ = ["SoftThresholdState", "prox_sgd", "soft_threshold", "sqrt_t_prox_sgd"]
@@ -136,29 +137,6 @@ def soft_threshold(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _sgd(
-    learning_rate: optax.ScalarOrSchedule, momentum: float | None, nesterov: bool
-) -> optax.GradientTransformation:
-    """``optax.sgd`` whose momentum buffer keeps each gradient's dtype.
-
-    Hyperparameters are float32 arrays whether given as numbers or injected by
-    :func:`optax.inject_hyperparams`, so both compute alike; ``optax.trace``
-    alone would then promote a bf16 buffer to float32 after the first step.
-    """
-    scale = optax.scale_by_learning_rate(as_float32(learning_rate))
-    if momentum is None:
-        return scale
-    trace = optax.trace(decay=as_float32(momentum), nesterov=nesterov)
-
-    def update_fn(updates, state, params=None):
-        new_updates, new_state = trace.update(updates, state, params)
-        cast = lambda t, g: t.astype(g.dtype)  # noqa: E731
-        new_state = optax.TraceState(trace=jax.tree.map(cast, new_state.trace, updates))
-        return jax.tree.map(cast, new_updates, updates), new_state
-
-    return optax.chain(optax.GradientTransformation(trace.init, update_fn), scale)
-
-
 def prox_sgd(
     learning_rate: optax.ScalarOrSchedule,
     l1: optax.ScalarOrSchedule,
@@ -205,7 +183,7 @@ def prox_sgd(
         check_number("momentum", momentum, ge=0, lt=1)
     lr, lam = as_schedule(learning_rate), as_schedule(l1)
     return optax.chain(
-        _sgd(learning_rate, momentum, nesterov),
+        sgd(learning_rate, momentum, nesterov),
         soft_threshold(lambda count: lr(count) * lam(count), mask),
     )
 
@@ -264,6 +242,6 @@ def sqrt_t_prox_sgd(
         return lam(count) * jnp.sqrt(t) / gam(count)
 
     return optax.chain(
-        _sgd(learning_rate, momentum, nesterov),
+        sgd(learning_rate, momentum, nesterov),
         soft_threshold(threshold, mask),
     )
