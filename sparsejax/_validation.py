@@ -8,7 +8,6 @@ traced hyperparameters inside ``jit``.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any

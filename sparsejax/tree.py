@@ -146,20 +146,24 @@ Example:
 """
 
 
-def resolve_mask(mask: Mask, tree: PyTree) -> PyTree:
+def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
     """Expands a mask to a full pytree of booleans with the structure of ``tree``.
 
     Args:
       mask: ``None`` (every leaf selected), a pytree of booleans whose structure
         is ``tree``'s or a prefix of it, or a callable ``tree -> such a pytree``.
       tree: the params (or updates) the mask refers to.
+      nonempty: raise if a mask selects no leaf of a tree that has leaves (what
+        the transforms ask for: a mask that selects nothing is almost always a
+        mistake, e.g. a callable that ``optax.inject_hyperparams`` took for a
+        schedule).
 
     Returns:
       A pytree with ``tree``'s structure and a Python ``bool`` at each leaf.
 
     Raises:
-      ValueError: if the mask's structure is not a prefix of ``tree``'s, or a
-        mask leaf is not a boolean.
+      ValueError: if the mask's structure is not a prefix of ``tree``'s, a
+        mask leaf is not a boolean, or (with ``nonempty``) nothing is selected.
 
     Example:
       >>> import jax.numpy as jnp
@@ -169,6 +173,13 @@ def resolve_mask(mask: Mask, tree: PyTree) -> PyTree:
     """
     if mask is None:
         return jax.tree.map(lambda _: True, tree)
+    if isinstance(mask, (jax.Array, jax.core.Tracer)):
+        # What optax.inject_hyperparams makes of a mask callable it took for a schedule.
+        raise ValueError(
+            "mask is an array, not a pytree of booleans or a callable. With "
+            "optax.inject_hyperparams, pass the mask as a static argument: "
+            "optax.inject_hyperparams(factory, static_args=('mask',))(..., mask=...)."
+        )
     if callable(mask):
         mask = mask(tree)
 
@@ -179,7 +190,14 @@ def resolve_mask(mask: Mask, tree: PyTree) -> PyTree:
             return bool(m)  # numpy / concrete jax booleans
         raise ValueError(f"mask leaves must be booleans, got {m!r}")
 
-    return broadcast_prefix(jax.tree.map(as_bool, mask), tree, what="mask")
+    selected = broadcast_prefix(jax.tree.map(as_bool, mask), tree, what="mask")
+    if nonempty and jax.tree.leaves(tree) and not any(jax.tree.leaves(selected)):
+        raise ValueError(
+            "mask selects no leaf of the params. If you used optax.inject_hyperparams, "
+            "pass the mask as a static argument: "
+            "optax.inject_hyperparams(factory, static_args=('mask',))(..., mask=...)."
+        )
+    return selected
 
 
 def broadcast_prefix(prefix: PyTree, tree: PyTree, *, what: str = "prefix tree") -> PyTree:

@@ -64,3 +64,14 @@ def test_sparsity_summary_and_table():
     assert lines[0].split() == ["path", "shape", "nonzeros", "/", "size", "sparsity"]
     assert lines[1].split()[0] == "layers/0/kernel" and lines[1].endswith("25.00%")
     assert lines[-1].split()[:4] == ["total", "15", "/", "18"] and lines[-1].endswith("16.67%")
+
+
+def test_a_mask_turned_into_an_array_by_inject_hyperparams_is_an_error():
+    import optax
+
+    params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
+    tx = optax.inject_hyperparams(sj.grda)(learning_rate=0.1, mask=sj.tree.weights_only)
+    with pytest.raises(ValueError, match="static_args=\\('mask',\\)"):
+        tx.update(params, tx.init(params), params)
+    ok = optax.inject_hyperparams(sj.grda, static_args=("mask",))(learning_rate=0.1, mask=sj.tree.weights_only)
+    ok.update(params, ok.init(params), params)

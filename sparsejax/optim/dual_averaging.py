@@ -284,7 +284,7 @@ def rda(
         tau = lam(state.count) * sqrt_t / gamma_t
         grad_sum = jax.tree.map(lambda s, g: (s + g).astype(s.dtype), state.grad_sum, updates)
         w0 = state.center if center == "init" else jax.tree.map(lambda _: 0.0, params)
-        selected = resolve_mask(mask, params)
+        selected = resolve_mask(mask, params, nonempty=True)
 
         def leaf_update(s: jax.Array, c: Any, p: jax.Array, sel: bool) -> jax.Array:
             point = c - inv_beta * s

@@ -74,7 +74,7 @@ def freeze_zeros(start_step: int = 0, mask: Mask = None) -> optax.GradientTransf
         del extra_args
         require_params(params, "freeze_zeros")
         active = state.count >= start_step
-        selected = resolve_mask(mask, params)
+        selected = resolve_mask(mask, params, nonempty=True)
 
         def leaf_update(g: jax.Array, p: jax.Array, sel: bool) -> jax.Array:
             if not sel:

@@ -118,7 +118,7 @@ def soft_threshold(
         tau = value_at(state.count)
         if cumulative:
             tau = jax.tree.map(jnp.add, state.threshold, tau)
-        selected = resolve_mask(mask, params)
+        selected = resolve_mask(mask, params, nonempty=True)
         tau_per_leaf = (
             jax.tree.map(lambda _: tau, params)
             if single

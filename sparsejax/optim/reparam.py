@@ -51,7 +51,6 @@ from sparsejax._validation import (
     as_schedule,
     check_choice,
     check_number,
-    concrete_value,
     require_params,
 )
 from sparsejax.optim._common import copy_as, sgd
@@ -228,7 +227,7 @@ def _reparam(
 
     def selection(params: optax.Params) -> tuple[list[Any], list[bool], Any]:
         leaves, treedef = jax.tree.flatten(params)
-        selected = treedef.flatten_up_to(resolve_mask(mask, params))
+        selected = treedef.flatten_up_to(resolve_mask(mask, params, nonempty=True))
         return leaves, selected, treedef
 
     def per_leaf_tree(treedef: Any, values: list[Any]) -> Any:
@@ -648,9 +647,6 @@ def _scheduled(
         kind="schedule",
         threshold_fn=schedule,
     )
-
-
-
 
 
 def slats(
