@@ -477,9 +477,11 @@ def test_dropout_train_and_eval_modes():
 # One sparse training step.
 
 
-# Compiling a training step costs seconds per model on a small CPU: two
-# models cover dense, convolutional and BatchNorm layers.
+# The checks of one proximal-SGD step run on LeNet-5 and a tiny VGG-BN, and the
+# same test on every registered model at batch 2 (about 10 s each to compile on
+# a small CPU, so those are marked slow).
 TRAIN_CASES = ["lenet5", "tiny:vgg_bn"]
+ALL_TRAIN = [n for n in NAMES if n != "lenet5"]
 
 
 @pytest.mark.parametrize("case", TRAIN_CASES)
@@ -572,3 +574,10 @@ def test_gate_derivatives_and_vmap():
     for i in range(5):
         np.testing.assert_allclose(batched[i], model(x, gates={"layers/1": candidates[i]}),
                                    rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_TRAIN)
+def test_one_sparse_train_step_every_model(name):
+    """A real forward pass and one sparse train step for each model of the zoo."""
+    test_one_sparse_train_step(name)
