@@ -45,6 +45,24 @@ def _shortcut_a(x: jax.Array, stride: int, out_channels: int) -> jax.Array:
     return x
 
 
+def _projection(
+    in_features: int, out: int, stride: int, shortcut: str, kw: dict
+) -> ConvBN | None:
+    """Option B's 1x1 conv-BN projection where the shape changes; ``None`` otherwise
+    (identity, or option A's parameter-free shortcut)."""
+    needs = stride != 1 or in_features != out
+    return ConvBN(in_features, out, 1, stride, **kw) if needs and shortcut == "B" else None
+
+
+def _add_residual(block: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+    """``relu(y + shortcut(x))`` for a block with ``shortcut`` and ``stride`` attributes."""
+    if block.shortcut is not None:
+        s = block.shortcut(x)
+    else:
+        s = _shortcut_a(x, block.stride, y.shape[-1])
+    return nnx.relu(y + s)
+
+
 class BasicBlock(nnx.Module):
     """Two 3x3 conv-BN layers and a residual connection (ResNet-18/34, CIFAR ResNets).
 
@@ -60,20 +78,13 @@ class BasicBlock(nnx.Module):
         kw = dict(kernel_init=kernel_init, bn_momentum=bn_momentum, rngs=rngs)
         self.conv1 = ConvBN(in_features, planes, 3, stride, **kw)
         self.conv2 = ConvBN(planes, planes, 3, **kw)
-        needs = stride != 1 or in_features != planes
-        projection = needs and shortcut == "B"
-        self.shortcut = ConvBN(in_features, planes, 1, stride, **kw) if projection else None
+        self.shortcut = _projection(in_features, planes, stride, shortcut, kw)
         self.stride = stride
 
     def __call__(self, x: jax.Array, prefix: str, gates: Gates | None,
                  capture: MutableMapping[str, jax.Array] | None) -> jax.Array:
         h = apply_gate(nnx.relu(self.conv1(x)), f"{prefix}/conv1", gates, capture)
-        y = self.conv2(h)
-        if self.shortcut is not None:
-            s = self.shortcut(x)
-        else:
-            s = _shortcut_a(x, self.stride, y.shape[-1])
-        return nnx.relu(y + s)
+        return _add_residual(self, x, self.conv2(h))
 
     def groups(self, prefix: str) -> list[PrunableGroup]:
         return [PrunableGroup(f"{prefix}/conv1", self.conv1.out_features,
@@ -98,21 +109,14 @@ class Bottleneck(nnx.Module):
         self.conv1 = ConvBN(in_features, planes, 1, **kw)
         self.conv2 = ConvBN(planes, planes, 3, stride, **kw)
         self.conv3 = ConvBN(planes, out, 1, **kw)
-        needs = stride != 1 or in_features != out
-        projection = needs and shortcut == "B"
-        self.shortcut = ConvBN(in_features, out, 1, stride, **kw) if projection else None
+        self.shortcut = _projection(in_features, out, stride, shortcut, kw)
         self.stride = stride
 
     def __call__(self, x: jax.Array, prefix: str, gates: Gates | None,
                  capture: MutableMapping[str, jax.Array] | None) -> jax.Array:
         h = apply_gate(nnx.relu(self.conv1(x)), f"{prefix}/conv1", gates, capture)
         h = apply_gate(nnx.relu(self.conv2(h)), f"{prefix}/conv2", gates, capture)
-        y = self.conv3(h)
-        if self.shortcut is not None:
-            s = self.shortcut(x)
-        else:
-            s = _shortcut_a(x, self.stride, y.shape[-1])
-        return nnx.relu(y + s)
+        return _add_residual(self, x, self.conv3(h))
 
     def groups(self, prefix: str) -> list[PrunableGroup]:
         return [
