@@ -101,25 +101,58 @@ def find_fashion_mnist(
       >>> images.name  # doctest: +SKIP
       't10k-images-idx3-ubyte.gz'
     """
+    found, looked = _search_idx_pair(split, _candidate_dirs(data_dir))
+    if found is None:
+        raise FileNotFoundError(
+            f"Fashion-MNIST ({split} split) not found. Looked in:\n"
+            + "\n".join(looked)
+            + "\n"
+            + _HOW_TO_GET
+        )
+    return found
+
+
+def _search_idx_pair(
+    split: str, places: list[tuple[str, Path]]
+) -> tuple[tuple[Path, Path] | None, list[str]]:
+    """The first folder of ``places`` holding both IDX files of ``split``.
+
+    Returns ``((images, labels), looked)`` or ``(None, looked)``, where
+    ``looked`` has one line per place visited saying what was wrong there.
+    """
     if split not in _PREFIX:
         raise ValueError(f"split must be one of {sorted(_PREFIX)}, got {split!r}")
     images_name, labels_name = _file_names(split)
     looked = []
-    for what, folder in _candidate_dirs(data_dir):
+    for what, folder in places:
         images, labels = _find_file(folder, images_name), _find_file(folder, labels_name)
         if images is not None and labels is not None:
-            return images, labels
+            return (images, labels), looked
         missing = [n for n, p in ((images_name, images), (labels_name, labels)) if p is None]
         state = "does not exist" if not folder.is_dir() else "lacks " + " and ".join(
             f"{n}.gz" for n in missing
         )
         looked.append(f"  - {folder} ({what}): {state}")
-    raise FileNotFoundError(
-        f"Fashion-MNIST ({split} split) not found. Looked in:\n"
-        + "\n".join(looked)
-        + "\n"
-        + _HOW_TO_GET
-    )
+    return None, looked
+
+
+def _read_idx_pair(
+    images_path: Path, labels_path: Path, num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads and checks an (images, labels) pair of 28x28 IDX files."""
+    images = read_idx(images_path, expected_magic=_IMAGES_MAGIC)
+    labels = read_idx(labels_path, expected_magic=_LABELS_MAGIC)
+    if images.shape[1:] != (28, 28):
+        raise IDXError(f"{images_path}: expected 28x28 images, got shape {images.shape}")
+    if len(images) != len(labels):
+        raise IDXError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
+        )
+    if labels.size and labels.max() >= num_classes:
+        raise IDXError(
+            f"{labels_path}: labels must be in 0..{num_classes - 1}, found {int(labels.max())}"
+        )
+    return images[..., None], labels.astype(np.int32)
 
 
 def load_fashion_mnist(
@@ -151,14 +184,4 @@ def load_fashion_mnist(
       ((10000, 28, 28, 1), dtype('uint8'), (10000,), dtype('int32'))
     """
     images_path, labels_path = find_fashion_mnist(split, data_dir)
-    images = read_idx(images_path, expected_magic=_IMAGES_MAGIC)
-    labels = read_idx(labels_path, expected_magic=_LABELS_MAGIC)
-    if images.shape[1:] != (28, 28):
-        raise IDXError(f"{images_path}: expected 28x28 images, got shape {images.shape}")
-    if len(images) != len(labels):
-        raise IDXError(
-            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
-        )
-    if labels.size and labels.max() >= len(CLASS_NAMES):
-        raise IDXError(f"{labels_path}: labels must be in 0..9, found {int(labels.max())}")
-    return images[..., None], labels.astype(np.int32)
+    return _read_idx_pair(images_path, labels_path, len(CLASS_NAMES))
