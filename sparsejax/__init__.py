@@ -4,11 +4,12 @@
 >>> tx = sj.grda(learning_rate=0.1, c=0.005, mu=0.51)
 
 The transforms live flat under ``sparsejax`` (defined in :mod:`sparsejax.optim`);
-pure proximal operators in :mod:`sparsejax.prox`; leaf naming and selection in
+pure proximal operators in :mod:`sparsejax.prox`; Frank-Wolfe constraint sets
+(linear minimisation oracles) in :mod:`sparsejax.constraints`; leaf naming and selection in
 :mod:`sparsejax.tree`; initialisers in :mod:`sparsejax.init`.
 """
 
-from sparsejax import init, pruning, prox, tree
+from sparsejax import constraints, init, pruning, prox, tree
 from sparsejax.optim import (
     ContinuationState,
     DualAveragingState,
@@ -35,6 +36,18 @@ from sparsejax.optim import (
     sqrt_t_prox_sgd,
     stds,
     str_,
+    FrankWolfeState,
+    SAGAFWState,
+    SFWInitResult,
+    SVRFState,
+    frank_wolfe_step_size,
+    one_shot_fw,
+    saga_fw,
+    sfw,
+    sfw_init,
+    svrf,
+    LossAdaptiveState,
+    loss_adaptive_learning_rate,
 )
 from sparsejax.summary import LeafSparsity, format_sparsity, sparsity, sparsity_summary
 
@@ -43,15 +56,22 @@ __version__ = "0.1.0"
 __all__ = [
     "ContinuationState",
     "DualAveragingState",
+    "FrankWolfeState",
     "FreezeZerosState",
     "LeafSparsity",
+    "LossAdaptiveState",
     "PruneAtInitState",
     "RDAState",
+    "SAGAFWState",
+    "SFWInitResult",
+    "SVRFState",
     "SoftThresholdReparamState",
     "SoftThresholdState",
+    "constraints",
     "dual_averaging",
     "fixed_threshold_reparam",
     "format_sparsity",
+    "frank_wolfe_step_size",
     "freeze_zeros",
     "grda",
     "init",
@@ -60,11 +80,16 @@ __all__ = [
     "lats_continuation",
     "lats_epochwise",
     "lats_prune_at_init",
+    "loss_adaptive_learning_rate",
+    "one_shot_fw",
     "pgh",
     "prox",
     "prox_sgd",
     "pruning",
     "rda",
+    "saga_fw",
+    "sfw",
+    "sfw_init",
     "slats",
     "soft_threshold",
     "soft_threshold_reparam",
@@ -73,5 +98,6 @@ __all__ = [
     "sqrt_t_prox_sgd",
     "stds",
     "str_",
+    "svrf",
     "tree",
 ]

@@ -159,3 +159,107 @@ CASES += [
         schedule_arg="threshold",
     ),
 ]
+
+# --- Frank-Wolfe family (Miao et al., ICLR 2022; Pokutta et al. 2020) ---------------------
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from sparsejax import constraints as C  # noqa: E402
+from sparsejax.optim.frank_wolfe import one_shot_fw, saga_fw, sfw, svrf  # noqa: E402
+from sparsejax.optim.loss_adaptive import loss_adaptive_learning_rate  # noqa: E402
+
+
+def _fw_constraints(params: Any) -> Any:
+    """A constraint for every leaf of any battery tree (trees.make_params, its masked and
+    partitioned subtrees, the NNX MLP): K-sparse polytopes for kernels, L2 balls for
+    vectors, L-inf balls for scalars. A callable, because the battery's trees differ."""
+
+    def leaf(x: Any) -> C.Constraint:
+        if jnp.ndim(x) > 1:
+            return C.k_sparse_polytope(k_frac=0.25, radius=0.5)
+        if jnp.ndim(x) == 1:
+            return C.l2_ball(1.5)
+        return C.linf_ball(1.0)
+
+    return jax.tree.map(leaf, params)
+
+
+def _fw_lp_constraints(params: Any) -> Any:
+    return jax.tree.map(lambda x: C.lp_ball(3.0, radius=2.0) if jnp.ndim(x) else C.l1_ball(1.0), params)
+
+
+def _with_extra_args(inner: optax.GradientTransformation, make_extra: Callable[..., dict]):
+    """Feeds ``inner`` extra args computed leafwise from the gradients (the battery calls
+    ``tx.update(grads, state, params)`` with none), so masking, MultiSteps averaging and
+    sharding see consistent values."""
+
+    def update_fn(updates, state, params=None, **extra_args):
+        return inner.update(updates, state, params, **make_extra(updates), **extra_args)
+
+    return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+
+
+def svrf_battery(learning_rate, constraints):
+    """SVRF with a synthetic snapshot: grads at the snapshot 0.5 g, full snapshot gradient 0.25 g."""
+    scaled = lambda s, t: jax.tree.map(lambda g: (s * g).astype(g.dtype), t)  # noqa: E731
+    return _with_extra_args(
+        svrf(learning_rate, constraints),
+        lambda g: dict(snapshot_grads=scaled(0.5, g), snapshot_full_grads=scaled(0.25, g)),
+    )
+
+
+def saga_fw_battery(learning_rate, constraints):
+    """SAGA-FW on samples 0 and 2 of 3 with per-sample gradients 1.5 g and 0.5 g (num_samples
+    is fixed here: optax.inject_hyperparams would inject a numeric default as an array)."""
+    per_sample = lambda t: jax.tree.map(lambda g: jnp.stack([1.5 * g, 0.5 * g]), t)  # noqa: E731
+    return _with_extra_args(
+        saga_fw(learning_rate, constraints, num_samples=3),
+        lambda g: dict(indices=jnp.array([0, 2]), per_sample_grads=per_sample(g)),
+    )
+
+
+def loss_adaptive_sfw_battery(learning_rate, constraints):
+    """The loss-driven learning rate around SFW, one-step epochs so that the step decay and
+    both branches of the loss test happen within the battery's few steps; the "loss" is
+    the gradients' squared norm."""
+    loss = lambda t: sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(t))  # noqa: E731
+    return _with_extra_args(
+        loss_adaptive_learning_rate(
+            sfw,
+            learning_rate,
+            steps_per_epoch=1,
+            decay_epochs=(2,),
+            warmup_epochs=1,
+            short_window=1,
+            long_window=2,
+            constraints=constraints,
+        ),
+        lambda g: dict(value=loss(g)),
+    )
+
+
+CASES += [
+    Case("sfw", sfw, dict(learning_rate=0.1, momentum=0.9), dict(constraints=_fw_constraints)),
+    Case(
+        "sfw_diameter",
+        sfw,
+        dict(learning_rate=0.5, momentum=0.5),
+        dict(constraints=_fw_constraints, rescale="diameter"),
+    ),
+    Case(
+        "sfw_no_rescale_lp",
+        sfw,
+        dict(learning_rate=0.2, momentum=0.0),
+        dict(constraints=_fw_lp_constraints, rescale=None),
+    ),
+    Case("one_shot_fw", one_shot_fw, dict(learning_rate=0.2, rho=0.5), dict(constraints=_fw_constraints)),
+    Case("svrf", svrf_battery, dict(learning_rate=0.2), dict(constraints=_fw_constraints)),
+    Case("saga_fw", saga_fw_battery, dict(learning_rate=0.2), dict(constraints=_fw_constraints)),
+    Case(
+        "loss_adaptive_sfw",
+        loss_adaptive_sfw_battery,
+        dict(learning_rate=0.3),
+        dict(constraints=_fw_constraints),
+    ),
+]

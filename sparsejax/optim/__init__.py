@@ -1,6 +1,6 @@
 """Optax transforms for sparse training, one module per family.
 
-Dependency direction: ``prox`` and ``tree`` <- ``optim``. Nothing here imports
+Dependency direction: ``prox``, ``constraints`` and ``tree`` <- ``optim``. Nothing here imports
 Flax, the trainer or the data code.
 """
 
@@ -12,6 +12,19 @@ from sparsejax.optim.dual_averaging import (
     irda,
     rda,
 )
+from sparsejax.optim.frank_wolfe import (
+    FrankWolfeState,
+    SAGAFWState,
+    SFWInitResult,
+    SVRFState,
+    frank_wolfe_step_size,
+    one_shot_fw,
+    saga_fw,
+    sfw,
+    sfw_init,
+    svrf,
+)
+from sparsejax.optim.loss_adaptive import LossAdaptiveState, loss_adaptive_learning_rate
 from sparsejax.optim.masking import FreezeZerosState, freeze_zeros
 from sparsejax.optim.proximal import (
     SoftThresholdState,
@@ -72,4 +85,17 @@ __all__ = [
     "stds",
     "stds_threshold",
     "str_",
+    # stochastic Frank-Wolfe (Miao et al., ICLR 2022) and its variance-reduced variants
+    "FrankWolfeState",
+    "SAGAFWState",
+    "SFWInitResult",
+    "SVRFState",
+    "frank_wolfe_step_size",
+    "one_shot_fw",
+    "saga_fw",
+    "sfw",
+    "sfw_init",
+    "svrf",
+    "LossAdaptiveState",
+    "loss_adaptive_learning_rate",
 ]
