@@ -1,0 +1,44 @@
+"""The trainer used by experiments and the ``sparsejax`` command line.
+
+:func:`fit` trains a Flax NNX model with any Optax transform, data-parallel
+over all devices (and hosts: :func:`initialize_distributed`), with Orbax
+checkpoints, automatic resume, per-epoch metrics in ``metrics.jsonl`` and a
+progress bar; :func:`evaluate` gives exact test loss and accuracy.
+
+Example:
+  >>> import optax
+  >>> from sparsejax import data
+  >>> from sparsejax.models import create
+  >>> from sparsejax.train import evaluate, fit
+  >>> train = data.batches(data.load('synthetic', 'train', num_examples=256), 64, train=True)
+  >>> test = data.batches(data.load('synthetic', 'test', num_examples=100), 64, train=False)
+  >>> result = fit(create('mlp', hidden=(16,), rngs=0), optax.sgd(0.1, momentum=0.9), train,
+  ...              epochs=2, eval_data=test, log=None)
+  >>> evaluate(result.model, test)['accuracy'] == result.final['test_accuracy']
+  True
+"""
+
+from sparsejax.train.checkpoint import Workdir, WorkdirMismatchError
+from sparsejax.train.distributed import data_mesh, initialize_distributed
+from sparsejax.train.loop import Batches, FitResult, TrainingDivergedError, evaluate, fit
+from sparsejax.train.metrics import hyperparameters, sparsity_metrics
+from sparsejax.train.step import TrainState, make_eval_step, make_train_step, shard_batch, split_model
+
+__all__ = [
+    "Batches",
+    "FitResult",
+    "TrainState",
+    "TrainingDivergedError",
+    "Workdir",
+    "WorkdirMismatchError",
+    "data_mesh",
+    "evaluate",
+    "fit",
+    "hyperparameters",
+    "initialize_distributed",
+    "make_eval_step",
+    "make_train_step",
+    "shard_batch",
+    "sparsity_metrics",
+    "split_model",
+]

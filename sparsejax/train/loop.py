@@ -1,0 +1,472 @@
+"""The training loop: :func:`fit` and :func:`evaluate`.
+
+:func:`fit` trains a Flax NNX model with any Optax transform on batches from
+:mod:`sparsejax.data` (anything with the same ``Batches`` interface: ``len``,
+``batch_size`` and ``epoch(epoch, start=0)`` yielding dicts of ``image``,
+``label`` and ``mask``), data-parallel over every device
+(:mod:`sparsejax.train.step`, :mod:`sparsejax.train.distributed`). With a
+``workdir`` it is resumable (:mod:`sparsejax.train.checkpoint`): the same call
+after an interruption continues from the newest checkpoint and ends with the
+same parameters as an uninterrupted run; after a finished run it returns the
+stored result without training.
+
+Host synchronisation. The loop never waits for the step it has just
+dispatched: losses and accuracies are summed on device, and before dispatching
+a step it only waits for the step two before it (so the device always has
+the next step queued, while the progress bar stays true and batches cannot
+pile up in memory). It reads two scalars (the first step with a NaN/inf loss, and the running loss for the
+progress bar) every ``check_every_steps`` steps (default 100), before every
+checkpoint and at the end of each epoch. So a diverging run stops at most
+``check_every_steps`` steps after its first non-finite loss, and a checkpoint
+is only ever written from a state whose losses and parameters are all finite.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+from tqdm import tqdm
+
+from sparsejax._validation import check_number
+from sparsejax.train.checkpoint import Workdir
+from sparsejax.train.distributed import DATA_AXIS, data_mesh, is_primary
+from sparsejax.train.metrics import (
+    format_epoch,
+    hyperparameters,
+    resolve_sparsity_filter,
+    scalar,
+    sparsity_metrics,
+)
+from sparsejax.train.step import (
+    ModelParts,
+    TrainState,
+    init_train_state,
+    make_eval_step,
+    make_train_step,
+    shard_batch,
+    split_model,
+    zero_totals,
+)
+from sparsejax.tree import Mask, PyTree
+
+__all__ = ["Batches", "FitResult", "TrainingDivergedError", "evaluate", "fit"]
+
+# Steps dispatched but not finished. Waiting for step t - 2 before dispatching
+# step t + 1 keeps the device busy (the next step is always queued) while the
+# progress bar tracks the computation and queued batches cannot pile up.
+_MAX_IN_FLIGHT = 2
+
+_BUILTIN_KEYS = (
+    "epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "sparsity",
+    "sparsity_all", "sparsity_per_layer", "nonzero_params", "num_params", "epoch_time",
+    "wall_time",
+)
+
+
+class Batches(Protocol):
+    """What :func:`fit` and :func:`evaluate` need from a data pipeline (:func:`sparsejax.data.batches`)."""
+
+    batch_size: int
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]: ...
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is intact."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+      model: the trained model (a new module sharing nothing mutable with the
+        one given to ``fit``), in eval mode.
+      params: the trained parameters, a plain nested dict.
+      opt_state: the final optimizer state.
+      history: one dict per epoch (the lines of ``metrics.jsonl``).
+      wall_time: seconds spent training (summed over resumed runs).
+      workdir: the absolute workdir, or ``None``.
+      model_state: the final non-parameter variables (BatchNorm statistics).
+      steps: the number of train steps taken.
+      resumed_from: the global step the run resumed from (``None``: it
+        started from scratch; equal to ``steps`` for a finished workdir).
+    """
+
+    model: nnx.Module
+    params: PyTree
+    opt_state: PyTree
+    history: list[dict[str, Any]]
+    wall_time: float
+    workdir: Path | None
+    model_state: PyTree = None
+    steps: int = 0
+    resumed_from: int | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last epoch's metrics."""
+        return self.history[-1] if self.history else {}
+
+
+def _host(x: Any) -> Any:
+    return jax.tree.map(lambda a: np.asarray(a).item(), jax.device_get(x))
+
+
+@jax.jit
+def _all_finite(tree: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _run_eval(eval_step: Callable, state: TrainState, data: Batches, mesh: Mesh) -> dict[str, float]:
+    totals = zero_totals(mesh)
+    for batch in data.epoch(0):
+        totals = eval_step(state.params, state.model_state, totals, shard_batch(batch, mesh))
+    loss_sum, correct, count = _host((totals.loss_sum, totals.correct, totals.count))
+    if count == 0:
+        raise ValueError("the evaluation data yielded no example")
+    return {"loss": loss_sum / count, "accuracy": correct / count, "count": int(count)}
+
+
+def evaluate(model: nnx.Module, data: Batches, *, mesh: Mesh | None = None) -> dict[str, float]:
+    r"""Loss and accuracy of ``model`` (in eval mode) on every example of ``data``.
+
+    .. math::
+
+      \text{loss} = \frac{\sum_i m_i \ell_i}{\sum_i m_i}, \qquad
+      \text{accuracy} = \frac{\sum_i m_i [\hat y_i = y_i]}{\sum_i m_i}
+
+    with :math:`m_i` the batches' ``mask`` (padding rows have 0), so the
+    figures are exact whatever the batch size. BatchNorm layers use their
+    running averages and dropout is off; ``model`` itself is not changed.
+
+    Args:
+      model: a Flax NNX classifier returning logits.
+      data: eval batches (``train=False`` in :func:`sparsejax.data.batches`).
+      mesh: the device mesh (default: all devices, :func:`data_mesh`).
+
+    Returns:
+      ``{'loss': ..., 'accuracy': ..., 'count': number of examples}``.
+
+    Example:
+      >>> from sparsejax import data
+      >>> from sparsejax.models import create
+      >>> from sparsejax.train import evaluate
+      >>> test = data.batches(data.load('synthetic', 'test', num_examples=100), 64, train=False)
+      >>> evaluate(create('mlp', hidden=(8,), rngs=0), test)['count']
+      100
+    """
+    mesh = mesh or data_mesh()
+    parts = split_model(model)
+    state = init_train_state(parts, optax.identity(), mesh)
+    return _run_eval(make_eval_step(parts, mesh), state, data, mesh)
+
+
+def _result_model(parts: ModelParts, state: TrainState) -> nnx.Module:
+    rngs = jax.tree.map(lambda x: x, parts.rngs)
+    return parts.merge(state.params, state.model_state, rngs, train=False)
+
+
+def _diverged_message(
+    bad_step: int, bad_loss: float, steps_per_epoch: int, opt_state: PyTree, workdir: Workdir | None,
+    last_good: int | None,
+) -> str:
+    epoch, batch = divmod(bad_step, steps_per_epoch)
+    hp = hyperparameters(opt_state)
+    lr = f" (learning rate now {hp['learning_rate']:.3g})" if "learning_rate" in hp else ""
+    msg = (f"training diverged: the loss was {bad_loss} at step {bad_step + 1} (epoch {epoch + 1}, "
+           f"batch {batch + 1} of {steps_per_epoch}); training stopped. "
+           f"Lower the learning rate{lr}, or add gradient clipping (optax.clip_by_global_norm).")
+    if workdir is not None:
+        if last_good is None:
+            msg += f" No checkpoint had been written in {workdir.checkpoint_dir}."
+        else:
+            msg += (f" The last good checkpoint (step {last_good}) in {workdir.checkpoint_dir} "
+                    "is intact.")
+    return msg
+
+
+def fit(
+    model: nnx.Module,
+    optimizer: optax.GradientTransformation,
+    train_data: Batches,
+    *,
+    epochs: int,
+    eval_data: Batches | None = None,
+    workdir: str | os.PathLike | None = None,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    keep_checkpoints: int = 3,
+    checkpoint_every_steps: int | None = None,
+    extra_metrics: Callable[[PyTree, PyTree], Mapping[str, float]] | None = None,
+    sparsity_filter: str | Mask = "weights",
+    progress: bool | None = None,
+    mesh: Mesh | None = None,
+    log: Callable[[str], None] | None = print,
+    check_every_steps: int = 100,
+) -> FitResult:
+    r"""Trains ``model`` with ``optimizer``, data-parallel, resumable, with per-epoch metrics.
+
+    Each step minimises the masked mean softmax cross-entropy
+
+    .. math::
+
+      L(w) = \frac{\sum_i m_i \ell_i(w)}{\sum_i m_i}
+
+    of a global batch sharded over all devices and calls
+    ``optimizer.update(grads, opt_state, params, value=L)`` (after
+    :func:`optax.with_extra_args_support`), with ``params`` a plain nested dict
+    of the model's ``nnx.Param`` s. BatchNorm statistics are updated in train
+    mode and used by the evaluation; dropout keys come from ``(seed, step)``.
+    Training is deterministic for a given seed, data and device count.
+
+    With ``workdir``: ``config`` is stored as ``config.json`` (a workdir holding
+    another config raises :class:`~sparsejax.train.WorkdirMismatchError` and is
+    left untouched); a checkpoint is written after every epoch (and every
+    ``checkpoint_every_steps`` steps), keeping the newest ``keep_checkpoints``;
+    running the same call again resumes from the newest checkpoint; a finished
+    workdir returns its result without training. Each epoch appends a line to
+    ``metrics.jsonl`` and prints one on the console; a tqdm bar shows the steps.
+
+    Args:
+      model: a Flax NNX classifier returning logits (not modified; the trained
+        model is ``result.model``).
+      optimizer: any Optax transform (sparsejax transforms included).
+      train_data: training batches (:func:`sparsejax.data.batches` with ``train=True``).
+      epochs: number of passes over the training data.
+      eval_data: test batches evaluated after every epoch (``test_loss``,
+        ``test_accuracy``; ``None`` when not given).
+      workdir: directory of checkpoints and metrics; ``None`` keeps nothing.
+      config: the JSON-able identity of the experiment (stored in ``config.json``).
+      seed: seed of the dropout keys.
+      keep_checkpoints: how many checkpoints to keep (>= 1).
+      checkpoint_every_steps: also save every this many steps (mid-epoch
+        checkpoints resume at the next batch of the epoch); ``None``: once per epoch.
+      extra_metrics: ``extra_metrics(opt_state, params) -> {name: scalar}``
+        logged every epoch (e.g. a method's threshold).
+      sparsity_filter: the leaves the ``sparsity`` figure and the per-layer
+        table cover: ``'weights'`` (kernels), ``'all'``/``None``, a regular
+        expression on paths, or a sparsejax mask.
+      progress: show a tqdm progress bar; ``None``: only when stderr is a terminal.
+      mesh: a 1-D mesh with axis ``'data'`` (default: every device, :func:`data_mesh`).
+      log: called with each console line (``None``: silent); process 0 only.
+      check_every_steps: how often the loop checks the loss for NaN/inf.
+
+    Returns:
+      A :class:`FitResult`.
+
+    Raises:
+      ValueError: for out-of-range arguments or a batch size the devices do not divide.
+      WorkdirMismatchError: if ``workdir`` holds another experiment.
+      TrainingDivergedError: if the loss becomes NaN or inf.
+
+    Example:
+      >>> import optax, sparsejax as sj
+      >>> from sparsejax import data
+      >>> from sparsejax.models import create
+      >>> from sparsejax.train import fit
+      >>> train = data.batches(data.load('synthetic', 'train', num_examples=256), 64, train=True)
+      >>> tx = optax.inject_hyperparams(sj.grda)(learning_rate=0.1, c=0.01, mu=0.51)
+      >>> result = fit(create('mlp', hidden=(16,), rngs=0), tx, train, epochs=2, log=None)
+      >>> [r['step'] for r in result.history], result.final['learning_rate']
+      ([4, 8], 0.1)
+      >>> 0.0 < result.final['sparsity'] < 1.0
+      True
+    """
+    check_number("epochs", epochs, ge=1, integer=True)
+    check_number("keep_checkpoints", keep_checkpoints, ge=1, integer=True)
+    check_number("check_every_steps", check_every_steps, ge=1, integer=True)
+    check_number("seed", seed, ge=0, integer=True)
+    if checkpoint_every_steps is not None:
+        check_number("checkpoint_every_steps", checkpoint_every_steps, ge=1, integer=True)
+    epochs, seed = int(epochs), int(seed)
+    steps_per_epoch = len(train_data)
+    if steps_per_epoch < 1:
+        raise ValueError("train_data has no batch: the dataset is smaller than one batch")
+    mesh = mesh or data_mesh()
+    if mesh.axis_names != (DATA_AXIS,):
+        raise ValueError(f"mesh must be 1-D with the axis {DATA_AXIS!r} (see data_mesh), "
+                         f"got axes {mesh.axis_names}")
+    for name, d in (("train_data", train_data), ("eval_data", eval_data)):
+        if d is not None and d.batch_size % mesh.size:
+            raise ValueError(
+                f"{name}.batch_size ({d.batch_size}) must be a multiple of the number of "
+                f"devices ({mesh.size}); choose another batch size or pass a smaller mesh"
+            )
+    mask = resolve_sparsity_filter(sparsity_filter)
+    say = log if (log is not None and is_primary()) else (lambda line: None)
+    show_bar = is_primary() and (sys.stderr.isatty() if progress is None else bool(progress))
+
+    parts = split_model(model)
+    state = init_train_state(parts, optimizer, mesh)
+    totals = zero_totals(mesh)
+    history: list[dict[str, Any]] = []
+    start_epoch = start_batch = 0
+    wall_time = epoch_elapsed = 0.0
+    resumed_from = None
+
+    wd = None
+    if workdir is not None:
+        trainer = {"epochs": epochs, "seed": seed, "batch_size": int(train_data.batch_size),
+                   "steps_per_epoch": steps_per_epoch}
+        wd = Workdir(workdir, config, trainer, keep=keep_checkpoints)
+        status = wd.inspect()
+        wd.prepare(status)
+        latest = wd.latest_step() if status != "new" else None
+        if status == "finished" and latest is None:
+            raise ValueError(f"{wd.path} holds result.json but no checkpoint to rebuild the model "
+                             "from; delete the workdir to train again")
+        if latest is not None:
+            try:
+                state, totals, meta = wd.restore(latest, state, totals)
+            except BaseException:
+                wd.close()
+                raise
+            history = list(meta["history"])
+            start_epoch, start_batch = int(meta["epoch"]), int(meta["batch"])
+            wall_time, epoch_elapsed = float(meta["wall_time"]), float(meta["epoch_elapsed"])
+            resumed_from = latest
+            if status == "finished":
+                wd.close()
+                say(f"{wd.path} holds a finished run; returning its result")
+                return FitResult(_result_model(parts, state), state.params, state.opt_state,
+                                 history, float(wd.read_result()["wall_time"]), wd.path,
+                                 state.model_state, latest, latest)
+            wd.rewrite_metrics(history)
+            say(f"resuming {wd.path} from step {latest} (epoch {start_epoch + 1}, "
+                f"batch {start_batch + 1} of {steps_per_epoch})")
+        elif wd is not None:
+            wd.rewrite_metrics([])
+
+    train_step = make_train_step(parts, optimizer, mesh, seed=seed)
+    eval_step = make_eval_step(parts, mesh) if eval_data is not None else None
+    bar = None
+    completed = False
+    in_flight: collections.deque = collections.deque()
+
+    def check(epoch: int, done: int) -> None:
+        """Raises if a loss was NaN/inf; updates the bar. Waits for the dispatched steps."""
+        bad_step, bad_loss, loss_sum, count = _host(
+            (totals.bad_step, totals.bad_loss, totals.loss_sum, totals.count))
+        if bad_step >= 0:
+            last_good = None
+            if wd is not None:
+                wd.wait()
+                last_good = wd.latest_step()
+            raise TrainingDivergedError(_diverged_message(
+                bad_step, bad_loss, steps_per_epoch, state.opt_state, wd, last_good))
+        if bar is not None and count:
+            bar.set_postfix_str(f"loss {loss_sum / count:.4f}", refresh=False)
+
+    def save(step: int, epoch: int, batch: int, elapsed: float) -> None:
+        if not bool(_all_finite(state.params)):
+            raise TrainingDivergedError(
+                f"training diverged: the parameters became NaN or inf by step {step} "
+                f"(epoch {epoch + 1}); nothing was saved. Lower the learning rate.")
+        meta = {"epoch": epoch, "batch": batch, "history": list(history),
+                "wall_time": wall_time + (elapsed if batch else 0.0),
+                "epoch_elapsed": elapsed if batch else 0.0}
+        wd.save(step, state, totals, meta)
+
+    try:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter() - epoch_elapsed
+            batches = iter(train_data.epoch(epoch, start=start_batch))
+            bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}",
+                       disable=not show_bar, leave=False, dynamic_ncols=True, file=sys.stderr)
+            for b in range(start_batch, steps_per_epoch):
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    raise ValueError(
+                        f"train_data.epoch({epoch}, start={start_batch}) yielded only {b - start_batch} "
+                        f"batches; len(train_data) says {steps_per_epoch - start_batch}") from None
+                state, totals, loss = train_step(state, totals, shard_batch(batch, mesh))
+                in_flight.append(loss)
+                if len(in_flight) > _MAX_IN_FLIGHT:
+                    in_flight.popleft().block_until_ready()
+                done, gstep = b + 1, epoch * steps_per_epoch + b + 1
+                bar.update()
+                mid_save = (wd is not None and checkpoint_every_steps is not None
+                            and gstep % checkpoint_every_steps == 0 and done < steps_per_epoch)
+                if done % check_every_steps == 0 or mid_save:
+                    check(epoch, done)
+                if mid_save:
+                    save(gstep, epoch, done, time.perf_counter() - t0)
+            getattr(batches, "close", lambda: None)()  # stops a pipeline's prefetching
+            bar.close()
+            bar = None
+            check(epoch, steps_per_epoch)
+            if not bool(_all_finite(state.params)):
+                raise TrainingDivergedError(
+                    f"training diverged: the parameters became NaN or inf in epoch {epoch + 1}. "
+                    "Lower the learning rate.")
+
+            loss_sum, correct, count = _host((totals.loss_sum, totals.correct, totals.count))
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * steps_per_epoch,
+                "train_loss": loss_sum / max(count, 1.0),
+                "train_accuracy": correct / max(count, 1.0),
+                "test_loss": None,
+                "test_accuracy": None,
+            }
+            if eval_step is not None:
+                ev = _run_eval(eval_step, state, eval_data, mesh)
+                record["test_loss"], record["test_accuracy"] = ev["loss"], ev["accuracy"]
+            record.update(sparsity_metrics(state.params, mask))
+            for key, value in hyperparameters(state.opt_state).items():
+                record[key if key not in record else f"hp_{key}"] = value
+            if extra_metrics is not None:
+                for key, value in dict(extra_metrics(state.opt_state, state.params)).items():
+                    if key in _BUILTIN_KEYS:
+                        raise ValueError(f"extra_metrics returned {key!r}, a name fit uses itself")
+                    record[key] = scalar(value)
+            epoch_time = time.perf_counter() - t0
+            wall_time += epoch_time
+            record["epoch_time"], record["wall_time"] = epoch_time, wall_time
+            history.append(record)
+            say(format_epoch(record, epochs))
+
+            totals = zero_totals(mesh)
+            start_batch, epoch_elapsed = 0, 0.0
+            if wd is not None:
+                save((epoch + 1) * steps_per_epoch, epoch + 1, 0, 0.0)
+                wd.append_metrics(record)
+        completed = True
+    finally:
+        if bar is not None:
+            bar.close()
+        if wd is not None and not completed:
+            try:  # let pending saves of good states finish; the original error matters more
+                wd.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    steps = epochs * steps_per_epoch
+    if wd is not None:
+        wd.wait()
+        wd.write_result({"epochs": epochs, "steps": steps, "wall_time": wall_time,
+                         "final": history[-1] if history else {}})
+        wd.close()
+        say(f"finished: {epochs} epochs ({steps} steps) in {wall_time:.1f} s; results in {wd.path}")
+    return FitResult(_result_model(parts, state), state.params, state.opt_state, history,
+                     wall_time, wd.path if wd is not None else None, state.model_state, steps,
+                     resumed_from)
