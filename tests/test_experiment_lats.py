@@ -42,7 +42,7 @@ def test_short_run_lats_is_sparse_and_close_to_dense_sgd(
 ) -> None:
     # 2 epochs of 12,800 examples (200 steps per method). l1 is raised so that the
     # threshold lambda * sum(lr) prunes most kernel weights in these few steps
-    # (seen: SGD 81.1%, LATS 77.3% accurate with 74.0% of the kernels pruned).
+    # (seen: SGD 80.4%, LATS 77.3% accurate with 74.2% of the kernels pruned).
     rows = job.main(["--methods", "sgd,lats", "--epochs", "2", "--train-subset", "12800",
                      "--warmup-steps", "20", "--l1", "0.015", "--quiet"])
     out = capsys.readouterr().out
@@ -63,6 +63,33 @@ def test_short_run_lats_is_sparse_and_close_to_dense_sgd(
     assert "sparsity (kernels)" in out and "fc1/kernel" in out
 
 
+@pytest.mark.skipif(
+    not _have_data(), reason="Fashion-MNIST not found (apt-get install dataset-fashion-mnist)"
+)
+def test_out_resumes_finished_runs_and_check_rechecks_them(
+    job: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One epoch of 10 steps: far from the band, so --check must fail on the stored run.
+    args = ["--methods", "lats", "--epochs", "1", "--train-subset", "1280", "--warmup-steps", "2",
+            "--l1", "0.015", "--quiet", "--out", str(tmp_path)]
+    (first,) = job.main(args)
+    assert first["steps"] == 10 and first["weight_sparsity"] < 0.88, first
+    assert first["l1"] == 0.015 and first["threshold"] > 0
+    history = (tmp_path / "lats" / "metrics.jsonl").read_text().splitlines()
+    assert len(history) == 1 and '"threshold"' in history[0]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        job.main(args + ["--check"])  # reuses the finished run: no second training
+    assert info.value.code == 1
+    out = capsys.readouterr().out
+    assert "FAILED: lats: kernel sparsity" in out
+    assert f"{first['weight_sparsity']:.2%}" in out
+    # A band around the run's own sparsity passes, on the very same stored run.
+    rows = job.main(args + ["--check", "--target-sparsity", f"{first['weight_sparsity']:.4f}"])
+    assert rows == [first]
+    assert "OK: the sparse methods" in capsys.readouterr().out
+
+
 def test_check_flags_sparsity_outside_the_band_and_accuracy_drops(job: ModuleType) -> None:
     args = argparse.Namespace(target_sparsity=0.9, tolerance=0.02, max_accuracy_drop=0.02)
     row = lambda m, acc, s: {"method": m, "test_accuracy": acc, "weight_sparsity": s}  # noqa: E731
@@ -79,6 +106,6 @@ def test_check_flags_sparsity_outside_the_band_and_accuracy_drops(job: ModuleTyp
 
 def test_command_line_is_validated(job: ModuleType) -> None:
     for bad in (["--methods", "adam"], ["--target-sparsity", "1.0"], ["--growth", "0.5"],
-                ["--interval", "0"], ["--l1", "-1"]):
+                ["--interval", "0"], ["--l1", "-1"], ["--seed", "-1"]):
         with pytest.raises(SystemExit):
             job.parse_args(bad)
