@@ -8,6 +8,8 @@ as pure dicts) and never imports Flax:
   :func:`mask_intersection`, :func:`mask_union`, packing, sparsity;
 * one-shot magnitude pruning, global or layer-wise, uniform or ERK
   (:func:`prune`), on a fast threshold selection (:func:`select_global`);
+* any-sparsity evaluation (:func:`one_shot_curve`): a trained network pruned
+  one-shot at several ratios and evaluated without retraining;
 * retraining with fixed masks (:func:`fixed_mask`) and gradual magnitude
   pruning (:func:`gradual_pruning`), both Optax transforms;
 * summaries (:func:`format_sparsity`, re-exported from :mod:`sparsejax.summary`)
@@ -43,6 +45,7 @@ from sparsejax.pruning.masks import (
     selected_leaves,
     unpack_masks,
 )
+from sparsejax.pruning.one_shot import CurvePoint, one_shot_curve
 from sparsejax.pruning.plots import plot_layer_sparsity, plot_weight_histogram
 from sparsejax.pruning.retrain import FixedMaskState, fixed_mask
 from sparsejax.pruning.select import (
@@ -54,6 +57,7 @@ from sparsejax.pruning.select import (
 from sparsejax.summary import format_sparsity, sparsity_summary
 
 __all__ = [
+    "CurvePoint",
     "Filter",
     "FixedMaskState",
     "GradualPruningState",
@@ -71,6 +75,7 @@ __all__ = [
     "mask_union",
     "masks_from_zeros",
     "num_to_remove",
+    "one_shot_curve",
     "order_keys",
     "pack_masks",
     "plot_layer_sparsity",
@@ -84,3 +89,32 @@ __all__ = [
     "sparsity_summary",
     "unpack_masks",
 ]
+
+
+# Greedy structured pruning (Ye, Wu, Liu 2020): imports Flax and the model zoo,
+# so it is loaded on first use and ``import sparsejax`` stays free of Flax.
+_GREEDY = {
+    "ImitationResult": "imitation",
+    "output_discrepancy": "imitation",
+    "contribution_gram": "imitation_local",
+    "local_discrepancy": "imitation_local",
+    "local_imitation": "imitation_local",
+    "local_imitation_from_gram": "imitation_local",
+    "global_imitation": "imitation_global",
+    "GreedyPruneResult": "greedy",
+    "ShrinkSummary": "greedy",
+    "format_shrink_summary": "greedy",
+    "gfs": "greedy",
+    "greedy_prune": "greedy",
+    "shrink": "greedy",
+    "shrink_summary": "greedy",
+}
+__all__ += sorted(_GREEDY)
+
+
+def __getattr__(name: str):
+    if name in _GREEDY:
+        import importlib
+
+        return getattr(importlib.import_module(f"sparsejax.pruning.{_GREEDY[name]}"), name)
+    raise AttributeError(f"module 'sparsejax.pruning' has no attribute {name!r}")

@@ -1,0 +1,267 @@
+"""Layer-wise greedy pruning (Alg. 2), GFS, and physical shrinking with folded weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from sparsejax.models import MobileNetV2, create, param_count
+from sparsejax.pruning import (
+    GreedyPruneResult,
+    ImitationResult,
+    ShrinkSummary,
+    format_shrink_summary,
+    gfs,
+    global_imitation,
+    greedy_prune,
+    local_imitation,
+    shrink,
+    shrink_summary,
+)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[jax.Array, jax.Array]:
+    x = jax.random.normal(jax.random.key(0), (96, 6))
+    y = (x[:, 0] > 0).astype(jnp.int32) + (x[:, 1] > 0.5).astype(jnp.int32)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def trained(data) -> nnx.Module:
+    """A small classifier trained to a low loss (so pruning has something to lose)."""
+    x, y = data
+    model = create("mlp", num_classes=3, input_shape=(6,), hidden=(24, 16), rngs=0)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adam(1e-2)
+
+    def loss(p):
+        logits = nnx.merge(graphdef, p, rest)(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def fit(p):
+        def body(c, _):
+            p, s = c
+            u, s = tx.update(jax.grad(loss)(p), s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        return jax.lax.scan(body, (p, tx.init(p)), None, length=300)[0][0]
+
+    nnx.update(model, fit(params))
+    return model
+
+
+# --------------------------------------------------------------------------- #
+# shrink: the smaller model equals the gated one.
+
+
+CASES = [
+    ("mlp", lambda: create("mlp", num_classes=3, input_shape=(6,), hidden=(12, 8), rngs=0),
+     (6,), ["layers/0", "layers/1"]),
+    ("small_cnn", lambda: create("small_cnn", input_shape=(10, 10, 3), features=(6, 8),
+                                 hidden=(12,), rngs=0), (10, 10, 3), ["convs/0", "convs/1"]),
+    ("resnet20", lambda: create("resnet20", input_shape=(8, 8, 3), rngs=0), (8, 8, 3),
+     ["blocks/3/conv1"]),
+    ("mobilenet_v2", lambda: MobileNetV2(10, stem="cifar", settings=((1, 8, 1, 1), (6, 8, 2, 2)),
+                                         head_features=32, rngs=nnx.Rngs(0)), (8, 8, 3),
+     ["blocks/1/depthwise"]),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "shape", "groups"), CASES, ids=[c[0] for c in CASES])
+def test_shrink_equals_the_gated_model_with_fewer_params_and_flops(name, make, shape, groups):
+    model = make()
+    model.eval()
+    x = jax.random.normal(jax.random.key(1), (8, *shape))
+    results = {}
+    gates = {}
+    for g in groups:
+        size = model.group(g).size
+        r = local_imitation(model, g, x, n=max(1, size // 3), max_steps=3 * size, gates=gates)
+        assert 1 <= r.n <= max(1, size // 3)
+        results[g] = r
+        gates[g] = r.gate
+    small = shrink(model, results)
+    assert type(small) is type(model)
+    assert [gr.size for gr in small.prunable_groups() if gr.name in groups] == \
+        [results[g].n for g in groups]
+    small.eval()
+    expected = model(x, gates=gates)
+    np.testing.assert_allclose(small(x), expected, atol=1e-5, rtol=1e-5)
+    s = shrink_summary(model, small, shape)
+    assert s.params == (param_count(model), param_count(small))
+    assert s.params[1] < s.params[0] and s.macs[1] < s.macs[0] and s.flops[1] < s.flops[0]
+    assert {(g, model.group(g).size, results[g].n) for g in groups} <= set(s.groups)
+    table = format_shrink_summary(s)
+    assert table.splitlines()[0].split() == ["group", "before", "after", "kept"]
+    assert all(row in table for row in ("params", "MACs", "FLOPs", groups[0]))
+    assert str(s) == table
+
+
+def test_shrink_folds_the_weights_not_just_the_support() -> None:
+    model = create("mlp", num_classes=2, input_shape=(3,), hidden=(6,), rngs=0)
+    x = jax.random.normal(jax.random.key(0), (5, 3))
+    r = ImitationResult(group="layers/0", size=6, method="local", indices=np.array([1, 4]),
+                        weights=np.array([0.25, 0.75]), step=0, converged=True,
+                        history=np.zeros(1), support=np.array([2]), picks=np.array([1]),
+                        gammas=np.ones(1))
+    small = shrink(model, {"layers/0": r})
+    np.testing.assert_allclose(small.layers[1].kernel[...],
+                               model.layers[1].kernel[...][np.array([1, 4])]
+                               * np.array([[1.5], [4.5]]),
+                               rtol=1e-6)
+    np.testing.assert_allclose(small(x), model(x, gates={"layers/0": r.gate}), atol=1e-6)
+    unchanged = shrink(model, {})
+    np.testing.assert_allclose(unchanged(x), model(x))
+
+
+def test_shrink_errors() -> None:
+    model = create("mlp", num_classes=2, input_shape=(3,), hidden=(6,), rngs=0)
+    other = create("mlp", num_classes=2, input_shape=(3,), hidden=(9,), rngs=0)
+    x = jax.random.normal(jax.random.key(0), (5, 3))
+    r9 = local_imitation(other, "layers/0", x, n=2)
+    with pytest.raises(ValueError, match="has 9 units; the model's group has 6"):
+        shrink(model, [r9])
+    with pytest.raises(ValueError, match="no prunable group 'fc'"):
+        shrink(model, [dataclasses.replace(r9, group="fc")])
+    with pytest.raises(ValueError, match="is the result for group 'layers/0'"):
+        shrink(other, {"layers/1": r9})
+    with pytest.raises(TypeError, match="must be an ImitationResult"):
+        shrink(model, {"layers/0": [0, 1]})
+    with pytest.raises(TypeError, match="PrunableModel"):
+        shrink(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), [r9])
+
+
+# --------------------------------------------------------------------------- #
+# GFS.
+
+
+def test_gfs_is_forward_selection_on_the_network_loss(trained, data) -> None:
+    x, y = data
+    r = gfs(trained, "layers/0", x, y, n=5, max_steps=4)
+    assert r.method == "gfs" and len(set(r.picks.tolist())) == len(r.picks)  # no repeats
+    assert np.all(r.support == np.arange(1, len(r.picks) + 1))
+    size = 24
+
+    def loss(gate):
+        logits = trained(x, gates={"layers/0": jnp.asarray(gate, jnp.float32)})
+        return float(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
+
+    chosen: list[int] = []
+    for k in range(len(r.picks)):
+        cands = [i for i in range(size) if i not in chosen]
+        values = []
+        for i in cands:
+            gate = np.zeros(size)
+            gate[chosen + [i]] = size / (len(chosen) + 1)
+            values.append(loss(gate))
+        assert r.picks[k] == cands[int(np.argmin(values))], k
+        assert r.history[k] == pytest.approx(min(values), rel=1e-5)
+        chosen.append(int(r.picks[k]))
+    np.testing.assert_allclose(r.weights, 1.0 / r.n)
+
+
+def test_gfs_without_labels_imitates_the_outputs(trained, data) -> None:
+    x, _ = data
+    r = gfs(trained, "layers/1", x, loss="mse", n=16)
+    assert r.history[-1] < r.history[0]
+    assert r.weights_at(len(r.picks) - 1).max() == pytest.approx(1 / len(r.picks))
+
+
+# --------------------------------------------------------------------------- #
+# Algorithm 2.
+
+
+def test_greedy_prune_meets_the_stopping_rule_and_shrinks(trained, data) -> None:
+    x, y = data
+    lines: list[str] = []
+    tol = 0.02
+    result = greedy_prune(trained, x, y, tolerance=tol, log=lines.append, taylor_start=10)
+    assert isinstance(result, GreedyPruneResult)
+    assert list(result.losses) == ["layers/0", "layers/1"] and len(lines) == 2
+    logits = trained(x)
+    base = float(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
+    assert result.base_loss == pytest.approx(base, rel=1e-5)
+    gates: dict[str, np.ndarray] = {}
+    for name, (before, after) in result.losses.items():
+        runs = result.candidates[name]
+        assert set(runs) == {"local", "global"}
+        assert runs["global"].method == "global_taylor"
+        if name in result.selections:
+            chosen = result.selections[name]
+            assert chosen is runs[result.chosen[name]] and chosen.converged
+            assert after - before <= tol + 1e-6
+            ok = [r for r in runs.values() if r.converged and r.n < r.size]
+            assert chosen.n == min(r.n for r in ok)  # the run that prunes more
+            gates[name] = chosen.gate
+            logits = trained(x, gates=gates)
+            loss = float(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
+            assert after == pytest.approx(loss, rel=1e-5)
+        else:
+            assert result.chosen[name] == "none" and after == before
+    assert result.selections, "nothing was pruned"
+    assert result.final_loss - result.base_loss <= 2 * tol + 1e-6
+    small = shrink(trained, result)
+    np.testing.assert_allclose(small(x), trained(x, gates=result.gates), atol=1e-5)
+    assert param_count(small) < param_count(trained)
+    table = result.table()
+    assert "layers/0" in table and "chosen" in table.splitlines()[0]
+
+
+def test_greedy_prune_methods_and_group_subset(trained, data) -> None:
+    x, y = data
+    loose = greedy_prune(trained, x, y, tolerance=10.0, groups=["layers/1"], method="gfs")
+    assert list(loose.losses) == ["layers/1"] and loose.chosen["layers/1"] == "gfs"
+    assert loose.selections["layers/1"].n == 1  # any single unit meets a loose rule
+    tight = greedy_prune(trained, x, y, tolerance=0.0, groups=["layers/0"], method="local",
+                         max_steps=3)
+    # three steps cannot reach the unpruned loss exactly: the group is kept whole
+    assert tight.chosen["layers/0"] == "none" and not tight.selections
+    out = greedy_prune(trained, x, tolerance=1e-3, groups=["layers/0"], method="global",
+                       criterion="mse", taylor_start=None, max_steps=12)
+    assert set(out.candidates["layers/0"]) == {"global"}
+
+
+def test_greedy_prune_errors(trained, data) -> None:
+    x, y = data
+    with pytest.raises(ValueError, match=r"no prunable group 'fc'.*\['layers/0', 'layers/1'\]"):
+        greedy_prune(trained, x, y, tolerance=0.1, groups=["fc"])
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        greedy_prune(trained, x, y, tolerance=-1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        greedy_prune(trained, x, y, tolerance=0.1, method="random")
+    with pytest.raises(ValueError, match="groups must be distinct"):
+        greedy_prune(trained, x, y, tolerance=0.1, groups=["layers/0", "layers/0"])
+    with pytest.raises(ValueError, match="at least one example"):
+        greedy_prune(trained, x[:0], y[:0], tolerance=0.1)
+    with pytest.raises(ValueError, match="one entry per example"):
+        greedy_prune(trained, x, y[:5], tolerance=0.1)
+    with pytest.raises(TypeError, match="PrunableModel"):
+        greedy_prune(object(), x, y, tolerance=0.1)
+    with pytest.raises(ValueError, match="n \\(the number of units to keep\\)"):
+        gfs(trained, "layers/0", x, y, n=25)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        gfs(trained, "layers/0", x, y, loss="hinge")
+
+
+def test_summary_table_format() -> None:
+    s = ShrinkSummary((("a", 10, 4), ("b", 8, 8)), (1000, 400), (5000, 2000), (1.2e4, 5e3))
+    lines = format_shrink_summary(s).splitlines()
+    assert lines[1].split() == ["a", "10", "4", "40.0%"]
+    assert lines[-1].split() == ["FLOPs", "12,000", "5,000", "41.7%"]
+
+
+def test_global_and_local_results_shrink_alike(trained, data) -> None:
+    x, _ = data
+    for r in (global_imitation(trained, "layers/1", x, n=4, max_steps=8),
+              local_imitation(trained, "layers/1", x, n=4)):
+        small = shrink(trained, [r])
+        np.testing.assert_allclose(small(x), trained(x, gates={"layers/1": r.gate}), atol=1e-5)
+        assert small.layers[1].kernel.shape == (24, r.n)
