@@ -1,0 +1,1168 @@
+r"""The registry of training methods used by the trainer and the ``sparsejax`` command line.
+
+Every method of the library is registered here under a short name (``sgd``,
+``gmp``, ``grda``, ``rda``, ``irda``, ``prox_sgd``, ``lats``, ...) with its
+hyperparameters: a default taken from the paper (each with a ``source`` saying
+where the value comes from), the accepted range and a help string.
+:func:`make_optimizer` turns a name and a (partial) dict of hyperparameters
+into an Optax transform and an ``extra_metrics`` callable for
+:func:`sparsejax.train.fit` (the method's current threshold, where it has
+one).
+
+Conventions shared by all methods:
+
+* **Learning rate.** One base learning rate and one schedule for every method
+  (:func:`make_schedule`: ``constant``, ``cosine``, ``cosine_epoch``,
+  ``step``, each with an optional linear warm-up). The transform is wrapped in
+  :func:`optax.inject_hyperparams` with the learning rate as its only injected
+  hyperparameter, so the trainer reads the current value from
+  ``opt_state.hyperparams['learning_rate']``. ``rda`` and ``irda`` have no
+  learning rate: their step is :math:`1/(\gamma\sqrt t)`, set by ``gamma``.
+* **Momentum.** ``momentum=None`` picks each method's own default (the
+  paper's); a number overrides it for the methods that have momentum and is
+  ignored by those that have none (``grda``, ``rda``, ``irda``: dual averaging
+  has no momentum buffer), so that one ``--momentum`` can be given to a
+  comparison of several methods.
+* **Which leaves are sparsified.** Every sparse method has the hyperparameter
+  ``sparsify``: ``'weights'`` (the default: conv and dense kernels,
+  :func:`sparsejax.tree.weights_only`) or ``'all'`` (biases and normalisation
+  scales too, as gRDA's reference implementation does).
+* **Preparing the model.** A method may need its own initialisation: iRDA's
+  re-scaled uniform init (:func:`sparsejax.init.irda_uniform`, paper
+  Section 3.5). :func:`prepare_model` applies it to a freshly built model
+  *before* the optimizer is initialised and training starts (the command line
+  calls it right after :func:`sparsejax.models.create`); it is deterministic in
+  the seed, so a resumed run rebuilds the same initial model.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> from sparsejax.train import methods
+  >>> params = {'dense': {'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)}}
+  >>> tx, extra = methods.make_optimizer('grda', {'c': 0.01}, learning_rate=0.1, momentum=None,
+  ...                                    steps_per_epoch=10, epochs=2, params=params)
+  >>> state = tx.init(params)
+  >>> sorted(extra(state, params))
+  ['threshold']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import sparsejax as sj
+from sparsejax import pruning
+from sparsejax._validation import _describe, check_choice, check_number
+from sparsejax.optim import reparam as _reparam
+from sparsejax.optim.dual_averaging import RDAState
+from sparsejax.optim.proximal import SoftThresholdState
+from sparsejax.optim.reparam import ContinuationState, SoftThresholdReparamState
+from sparsejax.pruning.gradual import GradualPruningState
+from sparsejax.tree import PyTree
+
+__all__ = [
+    "METHODS",
+    "SCHEDULES",
+    "Context",
+    "HParam",
+    "MethodSpec",
+    "available_methods",
+    "describe",
+    "get_method",
+    "make_optimizer",
+    "make_schedule",
+    "prepare_model",
+    "resolve_hparams",
+]
+
+ExtraMetrics = Callable[[PyTree, PyTree], Mapping[str, Any]]
+
+SCHEDULES = ("constant", "cosine", "cosine_epoch", "step")
+"""The learning-rate schedules of :func:`make_schedule`."""
+
+
+# --- hyperparameters ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HParam:
+    """One hyperparameter of a method.
+
+    Attributes:
+      name: its name (``--hp name=value`` on the command line).
+      default: the default value.
+      help: what it does.
+      source: where the default comes from (paper, section/table; or "our choice" and why).
+      kind: ``float``, ``int``, ``bool`` or a tuple of accepted strings.
+      gt, ge, lt, le: the accepted range of a number (strict or not).
+      optional: whether ``None`` is accepted (``"none"`` on the command line).
+    """
+
+    name: str
+    default: Any
+    help: str
+    source: str
+    kind: Any = float
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    optional: bool = False
+
+    def range_text(self) -> str:
+        """The accepted values, in words (e.g. ``'> 0 and < 1'``)."""
+        if isinstance(self.kind, tuple):
+            return "one of " + ", ".join(repr(c) for c in self.kind)
+        if self.kind is bool:
+            return "true or false"
+        text = _describe(self.gt, self.ge, self.lt, self.le)
+        text = ("an integer " if self.kind is int else "") + text
+        return text + (" (or none)" if self.optional else "")
+
+    def parse(self, value: Any, method: str) -> Any:
+        """Converts ``value`` (a number, a bool or a command-line string) and checks its range.
+
+        Raises:
+          ValueError: naming the method, the hyperparameter and the accepted values.
+        """
+        where = f"method {method!r}: hyperparameter {self.name}"
+        if isinstance(value, str):
+            text = value.strip()
+            if self.optional and text.lower() in ("none", "null", ""):
+                return None
+            if isinstance(self.kind, tuple):
+                value = text
+            elif self.kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(f"{where} must be true or false, got {value!r}")
+                value = text.lower() in ("true", "1", "yes")
+            else:
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise ValueError(
+                        f"{where} must be {self.range_text()}, got {value!r}"
+                    ) from None
+        if value is None:
+            if self.optional:
+                return None
+            raise ValueError(f"{where} must be {self.range_text()}, got None")
+        if isinstance(self.kind, tuple):
+            try:
+                check_choice(self.name, value, self.kind)
+            except ValueError as e:
+                raise ValueError(f"method {method!r}: {e}") from None
+            return value
+        if self.kind is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{where} must be true or false, got {value!r}")
+            return bool(value)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
+        try:
+            check_number(self.name, value, gt=self.gt, ge=self.ge, lt=self.lt, le=self.le,
+                         integer=self.kind is int)
+        except ValueError:
+            raise ValueError(f"{where} must be {self.range_text()}, got {value!r}") from None
+        return int(value) if self.kind is int else float(value)
+
+
+# --- what a builder gets ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a method's builder needs besides its hyperparameters.
+
+    Attributes:
+      learning_rate: the learning rate (a float32 array injected by
+        :func:`optax.inject_hyperparams`, or a number/schedule for methods
+        that are not wrapped).
+      momentum: the momentum to use (already resolved; ``None`` for none).
+      steps_per_epoch: training steps per epoch.
+      epochs: number of epochs.
+      params: the params the optimizer will be initialised with (a pure dict).
+      model: the Flax model, when given.
+    """
+
+    learning_rate: Any
+    momentum: float | None
+    steps_per_epoch: int
+    epochs: int
+    params: PyTree
+    model: Any = None
+
+    @property
+    def total_steps(self) -> int:
+        """``steps_per_epoch * epochs``."""
+        return self.steps_per_epoch * self.epochs
+
+    def steps(self, epochs: float, *, minimum: int = 0) -> int:
+        """``epochs`` (a float) in steps, rounded, at least ``minimum``."""
+        return max(minimum, int(round(epochs * self.steps_per_epoch)))
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """A registered training method.
+
+    Attributes:
+      name: the registry name.
+      summary: one line on what it is.
+      reference: the paper (and where in it the defaults come from).
+      hparams: its hyperparameters.
+      build: ``build(context, hparams) -> optax transform``.
+      metrics: ``metrics(hparams) -> extra_metrics(opt_state, params) -> dict`` or ``None``.
+      default_learning_rate: the base learning rate used when none is given
+        (``None``: the method has no learning rate).
+      learning_rate_source: where that value comes from.
+      default_momentum: the momentum used when none is given; ``None``: the
+        method has no momentum (a given momentum is ignored).
+      momentum_source: where that value comes from.
+      prepare: ``prepare(model, hparams, seed)``, changing the freshly built
+        model in place before training (e.g. iRDA's init), or ``None``.
+      sparse: whether the method produces exact zeros.
+    """
+
+    name: str
+    summary: str
+    reference: str
+    hparams: tuple[HParam, ...]
+    build: Callable[[Context, dict[str, Any]], optax.GradientTransformation]
+    metrics: Callable[[dict[str, Any]], ExtraMetrics] | None = None
+    default_learning_rate: float | None = 0.1
+    learning_rate_source: str = ""
+    default_momentum: float | None = None
+    momentum_source: str = ""
+    prepare: Callable[[Any, dict[str, Any], int], None] | None = None
+    sparse: bool = True
+
+    def hparam(self, name: str) -> HParam:
+        """The hyperparameter called ``name``.
+
+        Raises:
+          ValueError: naming the accepted hyperparameters.
+        """
+        for h in self.hparams:
+            if h.name == name:
+                return h
+        names = ", ".join(h.name for h in self.hparams) or "none"
+        raise ValueError(
+            f"method {self.name!r} has no hyperparameter {name!r}; accepted: {names}"
+        )
+
+    @property
+    def uses_learning_rate(self) -> bool:
+        """Whether the shared learning rate and its schedule apply to this method."""
+        return self.default_learning_rate is not None
+
+    @property
+    def uses_momentum(self) -> bool:
+        """Whether a momentum applies to this method."""
+        return self.default_momentum is not None
+
+    def resolve_learning_rate(self, learning_rate: float | None) -> float | None:
+        """The base learning rate a run uses: ``learning_rate``, else the default; ``None`` if unused.
+
+        Raises:
+          ValueError: for a negative or non-finite learning rate.
+        """
+        if not self.uses_learning_rate:
+            return None
+        if learning_rate is None:
+            return self.default_learning_rate
+        check_number("learning_rate", learning_rate, ge=0)
+        return float(learning_rate)
+
+    def resolve_momentum(self, momentum: float | None) -> float | None:
+        """The momentum a run uses: ``momentum``, else the default; ``None`` if the method has none.
+
+        Raises:
+          ValueError: for a momentum outside ``[0, 1)``.
+        """
+        if momentum is not None:
+            check_number("momentum", momentum, ge=0, lt=1)
+        if not self.uses_momentum:
+            return None
+        return self.default_momentum if momentum is None else float(momentum)
+
+
+METHODS: dict[str, MethodSpec] = {}
+"""Every registered method, by name (see :func:`available_methods`)."""
+
+
+def _register(spec: MethodSpec) -> None:
+    if spec.name in METHODS:  # pragma: no cover - programming error
+        raise ValueError(f"method {spec.name!r} registered twice")
+    METHODS[spec.name] = spec
+
+
+def available_methods() -> tuple[str, ...]:
+    """The names of the registered methods, sorted.
+
+    Example:
+      >>> from sparsejax.train.methods import available_methods
+      >>> {'sgd', 'gmp', 'grda', 'irda', 'lats'} <= set(available_methods())
+      True
+    """
+    return tuple(sorted(METHODS))
+
+
+def get_method(method: str) -> MethodSpec:
+    """The :class:`MethodSpec` called ``method``.
+
+    Raises:
+      ValueError: for an unknown name, listing the known ones.
+
+    Example:
+      >>> from sparsejax.train.methods import get_method
+      >>> get_method('grda').hparam('mu').default
+      0.51
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"unknown method {method!r}; available methods: {', '.join(available_methods())}"
+        )
+    return METHODS[method]
+
+
+def resolve_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The full, checked hyperparameters of ``method``: the defaults updated with ``hparams``.
+
+    Values may be numbers, bools, strings of choices, or command-line strings
+    (``'1e-3'``, ``'true'``, ``'none'``); they come back typed.
+
+    Args:
+      method: a registered method name.
+      hparams: the values to change (a subset of the method's hyperparameters).
+
+    Returns:
+      A dict with every hyperparameter of the method, in declaration order.
+
+    Raises:
+      ValueError: for an unknown method or hyperparameter, or a value out of range.
+
+    Example:
+      >>> from sparsejax.train.methods import resolve_hparams
+      >>> resolve_hparams('prox_sgd', {'l1': '1e-4'})
+      {'l1': 0.0001, 'nesterov': False, 'sparsify': 'weights'}
+    """
+    spec = get_method(method)
+    given = dict(hparams or {})
+    for name in given:
+        spec.hparam(name)  # raises for an unknown name
+    out = {}
+    for h in spec.hparams:
+        out[h.name] = h.parse(given[h.name], method) if h.name in given else h.default
+    return out
+
+
+def describe(method: str) -> str:
+    """A plain-text description of a method and its hyperparameters (defaults, ranges, sources).
+
+    Example:
+      >>> from sparsejax.train.methods import describe
+      >>> print(describe('sgd').splitlines()[0])
+      sgd: SGD with heavy-ball momentum: the dense baseline.
+    """
+    spec = get_method(method)
+    lines = [f"{spec.name}: {spec.summary}", f"  reference: {spec.reference}"]
+    if spec.uses_learning_rate:
+        lines.append(f"  learning rate: default {spec.default_learning_rate:g} "
+                     f"({spec.learning_rate_source})")
+    else:
+        lines.append("  learning rate: none (the step size is set by gamma; --lr and "
+                     "--schedule do not apply)")
+    if spec.uses_momentum:
+        lines.append(f"  momentum: default {spec.default_momentum:g} ({spec.momentum_source})")
+    else:
+        lines.append("  momentum: none (a given momentum is ignored)")
+    for h in spec.hparams:
+        lines.append(f"  {h.name} = {h.default!r}  [{h.range_text()}]")
+        lines.append(f"      {h.help}")
+        lines.append(f"      default from: {h.source}")
+    return "\n".join(lines)
+
+
+# --- learning-rate schedules ----------------------------------------------------------------
+
+
+def make_schedule(
+    kind: str,
+    learning_rate: float,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_steps: int = 0,
+    decay_at: Sequence[float] = (0.5, 0.75),
+    decay_factor: float = 0.1,
+) -> optax.Schedule:
+    r"""The learning-rate schedule shared by every method.
+
+    With :math:`\eta_0` = ``learning_rate``, :math:`T` the total steps, :math:`W`
+    the warm-up steps (a linear ramp from 0 to :math:`\eta_0`, then the decay
+    over the remaining :math:`T - W` steps):
+
+    * ``constant``: :math:`\eta_0`;
+    * ``cosine``: :math:`\tfrac{\eta_0}{2}(1 + \cos(\pi k/(T - W)))`, per step;
+    * ``cosine_epoch``: the same, changing once per epoch,
+      :math:`\eta_e = \tfrac{\eta_0}{2}(1 + \cos(\pi e/E))` (the schedule
+      :func:`sparsejax.optim.lats_epochwise`'s theory assumes);
+    * ``step``: :math:`\eta_0` multiplied by ``decay_factor`` at each fraction
+      of training in ``decay_at``.
+
+    Args:
+      kind: one of :data:`SCHEDULES`.
+      learning_rate: :math:`\eta_0 \ge 0`.
+      steps_per_epoch: steps per epoch (>= 1).
+      epochs: epochs (>= 1).
+      warmup_steps: :math:`W \ge 0` (must be < T).
+      decay_at: ``step``: fractions of training in (0, 1).
+      decay_factor: ``step``: the factor, in (0, 1].
+
+    Returns:
+      An :class:`optax.Schedule`.
+
+    Example:
+      >>> from sparsejax.train.methods import make_schedule
+      >>> s = make_schedule('step', 0.1, steps_per_epoch=10, epochs=2, decay_at=(0.5,))
+      >>> [round(float(s(k)), 3) for k in (0, 9, 10, 19)]
+      [0.1, 0.1, 0.01, 0.01]
+    """
+    check_choice("schedule", kind, SCHEDULES)
+    check_number("learning_rate", learning_rate, ge=0)
+    check_number("steps_per_epoch", steps_per_epoch, ge=1, integer=True)
+    check_number("epochs", epochs, ge=1, integer=True)
+    total = int(steps_per_epoch) * int(epochs)
+    check_number("warmup_steps", warmup_steps, ge=0, integer=True)
+    if warmup_steps >= total:
+        raise ValueError(
+            f"warmup_steps must be < the total number of steps ({total}), got {warmup_steps}"
+        )
+    check_number("decay_factor", decay_factor, gt=0, le=1)
+    for f in decay_at:
+        check_number("decay_at", f, gt=0, lt=1)
+    lr = float(learning_rate)
+    rest = total - int(warmup_steps)
+    if kind == "constant":
+        main = optax.constant_schedule(lr)
+    elif kind == "cosine":
+        main = optax.cosine_decay_schedule(lr, rest)
+    elif kind == "cosine_epoch":
+        def main(count: Any) -> jax.Array:
+            e = jnp.floor(jnp.asarray(count, jnp.float32) / steps_per_epoch)
+            return jnp.float32(lr / 2) * (1.0 + jnp.cos(jnp.pi * jnp.minimum(e / epochs, 1.0)))
+    else:
+        boundaries = {int(round(f * total)) - int(warmup_steps): decay_factor for f in decay_at}
+        main = optax.piecewise_constant_schedule(lr, {max(b, 0): v for b, v in boundaries.items()})
+    if not warmup_steps:
+        return main
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, int(warmup_steps)), main], [int(warmup_steps)]
+    )
+
+
+# --- helpers for builders and metrics ---------------------------------------------------------
+
+
+def _mask(hp: Mapping[str, Any]) -> Any:
+    """The ``mask`` of a transform from the ``sparsify`` hyperparameter."""
+    return sj.tree.weights_only if hp["sparsify"] == "weights" else None
+
+
+def _all_leaves(params: PyTree) -> PyTree:
+    return jax.tree.map(lambda _: True, params)
+
+
+def _find(state: PyTree, cls: type) -> Any:
+    """The first node of type ``cls`` in an optimizer state (NamedTuples nest freely)."""
+    for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, cls)):
+        if isinstance(node, cls):
+            return node
+    raise ValueError(f"no {cls.__name__} in the optimizer state")
+
+
+def _scalar(x: Any) -> jax.Array:
+    return jnp.asarray(x, jnp.float32)
+
+
+def _sgd(ctx: Context, weight_decay: float, nesterov: bool) -> optax.GradientTransformation:
+    """Coupled weight decay, then (heavy-ball or Nesterov) momentum SGD (PyTorch's SGD)."""
+    parts = []
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    parts.append(optax.sgd(ctx.learning_rate, momentum=ctx.momentum or None, nesterov=nesterov))
+    return optax.chain(*parts) if len(parts) > 1 else parts[0]
+
+
+SPARSIFY = HParam(
+    "sparsify", "weights",
+    "which leaves are sparsified: 'weights' (conv and dense kernels) or 'all' "
+    "(biases and normalisation scales too)",
+    "the pruning literature's usual choice (kernels only); gRDA's reference code thresholds all",
+    kind=("weights", "all"),
+)
+NESTEROV = HParam("nesterov", False, "Nesterov momentum", "the papers use heavy-ball momentum",
+                  kind=bool)
+
+
+def _wd(default: float, source: str) -> HParam:
+    return HParam("weight_decay", default, "coupled L2 weight decay (added to the gradient)",
+                  source, ge=0)
+
+
+def _threshold_metrics(cls: type, field: str = "threshold") -> Callable[[dict], ExtraMetrics]:
+    def metrics(hp: dict[str, Any]) -> ExtraMetrics:
+        del hp
+
+        def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
+            del params
+            node = _find(opt_state, cls)
+            value = getattr(node, field)
+            leaves = [x for x in jax.tree.leaves(value)]
+            if len(leaves) == 1:
+                return {"threshold": _scalar(leaves[0])}
+            return {"threshold": jnp.mean(jnp.stack([_scalar(x) for x in leaves]))}
+
+        return extra
+
+    return metrics
+
+
+# --- the baselines: SGD and gradual magnitude pruning -----------------------------------------
+
+_register(MethodSpec(
+    name="sgd",
+    summary="SGD with heavy-ball momentum: the dense baseline.",
+    reference="Robbins and Monro (1951); the 'SGD' rows of every paper here",
+    hparams=(
+        NESTEROV,
+        _wd(0.0, "our choice: no regulariser, so that the baseline differs from the sparse "
+                 "methods only by their sparsity mechanism"),
+    ),
+    build=lambda ctx, hp: _sgd(ctx, hp["weight_decay"], hp["nesterov"]),
+    default_learning_rate=0.1,
+    learning_rate_source="SFW study (Miao et al. ICLR 2022), Sec. 7.6: 'for both [SGD and "
+                         "SFW], a learning rate of 0.1 is optimal'",
+    default_momentum=0.9,
+    momentum_source="the iRDA paper's SGD baseline is 'SGD with momentum' (Sec. 4.2, value not "
+                    "given); 0.9 is the usual value, also the SFW study's (Sec. 7.6 table)",
+    sparse=False,
+))
+
+
+def _build_gmp(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    begin = ctx.steps(hp["begin_fraction"] * ctx.epochs)
+    end = max(begin, ctx.steps(hp["end_fraction"] * ctx.epochs))
+    frequency = max(1, min(hp["frequency"], max(1, end - begin)))
+    return pruning.gradual_pruning(
+        _sgd(ctx, hp["weight_decay"], hp["nesterov"]),
+        final_sparsity=hp["final_sparsity"],
+        begin_step=begin,
+        end_step=end,
+        frequency=frequency,
+        initial_sparsity=hp["initial_sparsity"],
+        power=hp["power"],
+        scope=hp["scope"],
+        filter=None if hp["sparsify"] == "weights" else _all_leaves,
+    )
+
+
+def _gmp_metrics(hp: dict[str, Any]) -> ExtraMetrics:
+    del hp
+
+    def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
+        del params
+        return {"target_sparsity": _scalar(_find(opt_state, GradualPruningState).sparsity)}
+
+    return extra
+
+
+_register(MethodSpec(
+    name="gmp",
+    summary="gradual magnitude pruning: momentum SGD whose smallest weights are masked "
+            "along a cubic sparsity schedule (Zhu & Gupta).",
+    reference="Zhu and Gupta, To prune, or not to prune, ICLR-W 2018 (arXiv:1710.01878), "
+              "Sec. 3 and eq. (1)",
+    hparams=(
+        HParam("final_sparsity", 0.9, "the sparsity s_f reached at end_fraction of training",
+               "our choice: the 90% level the comparison targets (Zhu & Gupta report 50-95%)",
+               ge=0, lt=1),
+        HParam("initial_sparsity", 0.0, "the sparsity s_i of the first mask update",
+               "Zhu & Gupta eq. (1): s_i = 0 when starting from a dense network", ge=0, lt=1),
+        HParam("begin_fraction", 0.1, "fraction of training before the first mask update (t_0)",
+               "our choice: Zhu & Gupta start after some dense training; 10% of a short run",
+               ge=0, le=1),
+        HParam("end_fraction", 0.7, "fraction of training at the last mask update (t_0 + n dt)",
+               "our choice: leaves the last 30% of training to recover at the final sparsity, "
+               "as Zhu & Gupta stop pruning before the learning rate has decayed", ge=0, le=1),
+        HParam("frequency", 100, "steps between mask updates (dt)",
+               "Zhu & Gupta Sec. 3: dt of 100 to 1000 steps", kind=int, ge=1),
+        HParam("power", 3.0, "the exponent of the schedule", "Zhu & Gupta eq. (1): 3", gt=0),
+        HParam("scope", "layerwise",
+               "'layerwise' (every layer to s_t) or 'global' (one threshold for all layers)",
+               "Zhu & Gupta prune each layer to the same sparsity", kind=("layerwise", "global")),
+        NESTEROV,
+        _wd(0.0, "our choice: as the sgd baseline"),
+        SPARSIFY,
+    ),
+    build=_build_gmp,
+    metrics=_gmp_metrics,
+    default_learning_rate=0.1,
+    learning_rate_source="as the sgd baseline",
+    default_momentum=0.9,
+    momentum_source="as the sgd baseline",
+))
+
+
+# --- dual averaging: gRDA, RDA, iRDA ---------------------------------------------------------
+
+_register(MethodSpec(
+    name="grda",
+    summary="generalized regularized dual averaging: SGD's dual average seen through a "
+            "soft threshold c*sqrt(lr)*(n*lr)^mu that grows with the step (directional pruning).",
+    reference="Chao, Wang, Xing and Cheng, Directional Pruning of Deep Neural Networks, "
+              "NeurIPS 2020 (gRDA, Algorithm and Theory)",
+    hparams=(
+        HParam("c", 0.005, "threshold strength c: larger c, sparser network",
+               "the paper's range 1e-4 to 5e-3 on CIFAR/ImageNet (upper end); short runs need "
+               "more (0.011 on Fashion-MNIST in experiments/fashion_mnist_mlp.py)", ge=0),
+        HParam("mu", 0.51, "threshold growth exponent mu (theory: 0.5 < mu < 1)",
+               "the paper: mu in (0.5, 1), 0.51 to 0.7 used; 0.51 its main choice", gt=0),
+        SPARSIFY,
+    ),
+    build=lambda ctx, hp: sj.grda(ctx.learning_rate, c=hp["c"], mu=hp["mu"], mask=_mask(hp)),
+    metrics=_threshold_metrics(SoftThresholdState),
+    default_learning_rate=0.1,
+    learning_rate_source="our choice, as SGD (the extract gives none); used by "
+                         "experiments/fashion_mnist_mlp.py",
+    default_momentum=None,
+))
+
+
+def _irda_prepare(model: Any, hp: dict[str, Any], seed: int) -> None:
+    """Re-initialises the model's kernels with :func:`sparsejax.init.irda_uniform` (in place)."""
+    scale = hp["init_scale"]
+    if not scale:
+        return
+    from flax import nnx
+
+    state = nnx.state(model, nnx.Param)
+    pure = nnx.to_pure_dict(state)
+    selected = (sj.tree.weights_only(pure) if hp["sparsify"] == "weights"
+                else jax.tree.map(lambda x: jnp.ndim(x) > 1, pure))
+    init = sj.init.irda_uniform(scale)
+    leaves, treedef = jax.tree.flatten(pure)
+    flags = treedef.flatten_up_to(selected)
+    keys = jax.random.split(jax.random.key(seed), max(len(leaves), 1))
+    new = [init(k, x.shape, x.dtype) if s and jnp.ndim(x) > 1 else x
+           for k, x, s in zip(keys, leaves, flags)]
+    nnx.replace_by_pure_dict(state, jax.tree.unflatten(treedef, new))
+    nnx.update(model, state)
+
+
+def _rda_metrics(hp: dict[str, Any]) -> ExtraMetrics:
+    gamma, l1 = float(hp["gamma"]), float(hp["l1"])
+
+    def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
+        del params
+        t = jnp.maximum(_scalar(_find(opt_state, RDAState).count), 1.0)
+        # the last update (the t-th) used tau = l1 * sqrt(t) / gamma and step 1/(gamma sqrt t)
+        return {"threshold": l1 * jnp.sqrt(t) / gamma, "step_size": 1.0 / (gamma * jnp.sqrt(t))}
+
+    return extra
+
+
+RDA_HPARAMS = (
+    HParam("gamma", 1.0, "gamma of beta_t = gamma*sqrt(t): the step is 1/(gamma*sqrt(t))",
+           "iRDA paper Tables 1, 2, 4 (CIFAR-10, ResNet-18/VGG): gamma = 1.0 "
+           "(0.1 on MNIST and ImageNet, Table 3)", gt=0),
+    HParam("l1", 1e-6, "the l1 coefficient lambda; the threshold is lambda*sqrt(t)/gamma",
+           "iRDA paper Tables 1, 2, 4 (CIFAR-10): lambda = 1e-6", ge=0),
+    HParam("center", "zero", "w_0: 'zero' (Xiao's RDA, iRDA) or 'init' (the initial weights)",
+           "iRDA paper Algorithm 1: w_0 = 0, w_1 random", kind=("zero", "init")),
+)
+
+_register(MethodSpec(
+    name="rda",
+    summary="l1-regularized dual averaging: "
+            "w = S_{lambda sqrt(t)/gamma}(w_0 - sum g/(gamma sqrt t)).",
+    reference="Xiao, Dual averaging methods for regularized stochastic learning, JMLR 2010; "
+              "iRDA paper eq. (19)-(20)",
+    hparams=RDA_HPARAMS + (
+        HParam("init_scale", 0.0,
+               "re-initialise the kernels with iRDA's uniform init of scale s (0: keep the "
+               "model's own initialiser)", "our choice for plain RDA: the model's own init",
+               ge=0),
+        SPARSIFY,
+    ),
+    build=lambda ctx, hp: sj.rda(hp["gamma"], hp["l1"], center=hp["center"], mask=_mask(hp)),
+    metrics=_rda_metrics,
+    default_learning_rate=None,
+    default_momentum=None,
+    prepare=_irda_prepare,
+))
+
+
+def _build_irda(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    retrain = ctx.steps(hp["retrain_fraction"] * ctx.epochs)
+    return sj.irda(hp["gamma"], hp["l1"], retrain_step=retrain, center=hp["center"],
+                   mask=_mask(hp))
+
+
+_register(MethodSpec(
+    name="irda",
+    summary="iterative RDA: RDA from iRDA's re-scaled init, then retraining of the "
+            "non-zero weights only (zeros frozen).",
+    reference="iRDA Method for Sparse Convolutional Neural Networks (ICLR submission), "
+              "Algorithm 1, Sec. 3.5-3.6",
+    hparams=RDA_HPARAMS + (
+        HParam("retrain_fraction", 0.5,
+               "fraction of training after which step 2 (retraining with zeros frozen) starts",
+               "our choice: Algorithm 1 runs step 1 for T steps, then step 2; the extract does "
+               "not give T", ge=0, le=1),
+        HParam("init_scale", 10.0,
+               "scale s of iRDA's uniform init (std sqrt(s^2/fan_in)) applied to the kernels "
+               "before training (0: keep the model's initialiser)",
+               "iRDA paper Sec. 3.5 and Table 5: s = 10 (s in {5, 10, 100} work, s <= 2 fails)",
+               ge=0),
+        SPARSIFY,
+    ),
+    build=_build_irda,
+    metrics=_rda_metrics,
+    default_learning_rate=None,
+    default_momentum=None,
+    prepare=_irda_prepare,
+))
+
+
+# --- proximal SGD -------------------------------------------------------------------------------
+
+_register(MethodSpec(
+    name="prox_sgd",
+    summary="proximal SGD (FOBOS): an SGD step, then the soft threshold lr*l1.",
+    reference="Duchi and Singer, JMLR 2009; the prox-SGD baseline of the iRDA paper, "
+              "eq. (17)-(18), Table 1",
+    hparams=(
+        HParam("l1", 1e-5, "the l1 coefficient lambda; the threshold is lr*lambda per step",
+               "iRDA paper Table 1 (prox-SGD row, CIFAR-10): lambda = 1e-5", ge=0),
+        NESTEROV,
+        SPARSIFY,
+    ),
+    build=lambda ctx, hp: sj.prox_sgd(ctx.learning_rate, hp["l1"], momentum=ctx.momentum or None,
+                                      nesterov=hp["nesterov"], mask=_mask(hp)),
+    metrics=_threshold_metrics(SoftThresholdState),
+    default_learning_rate=0.1,
+    learning_rate_source="our choice, as SGD (the iRDA paper's table gives 'gamma' 0.8 for "
+                         "prox-SGD without saying it is the learning rate)",
+    default_momentum=0.9,
+    momentum_source="as the sgd baseline (momentum is applied before the threshold)",
+))
+
+_register(MethodSpec(
+    name="sqrt_t_prox_sgd",
+    summary="sqrt(t)-proximal SGD: an SGD step, then RDA's growing threshold l1*sqrt(t)/gamma "
+            "(a baseline that drives the weights to zero in the long run).",
+    reference="iRDA paper eq. (21)-(22), Table 1 and Table 7",
+    hparams=(
+        HParam("gamma", 1.0, "gamma of beta_t = gamma*sqrt(t)",
+               "iRDA paper Table 1 (sqrt(t)-prox-SGD row): gamma = 1.0", gt=0),
+        HParam("l1", 1e-8, "the l1 coefficient lambda",
+               "iRDA paper Table 1 (sqrt(t)-prox-SGD row): lambda = 1e-8", ge=0),
+        NESTEROV,
+        SPARSIFY,
+    ),
+    build=lambda ctx, hp: sj.sqrt_t_prox_sgd(ctx.learning_rate, hp["gamma"], hp["l1"],
+                                             momentum=ctx.momentum or None,
+                                             nesterov=hp["nesterov"], mask=_mask(hp)),
+    metrics=_threshold_metrics(SoftThresholdState),
+    default_learning_rate=0.1,
+    learning_rate_source="our choice, as SGD",
+    default_momentum=0.9,
+    momentum_source="as the sgd baseline",
+))
+
+
+# --- soft-threshold reparameterisation (Chen et al., ICLR 2023) -------------------------------
+
+LATS_REF = "Chen et al., A Unified Framework for Soft Threshold Pruning, ICLR 2023"
+REF_CODE = "the LATS reference code's ResNet-50/MobileNet-V1 configs (sparsejax.optim.reparam)"
+LATS_LR_SOURCE = ("our choice, tuned on LeNet-5/Fashion-MNIST in experiments/fashion_mnist_lats.py "
+                  "(peak 0.05 of a cosine schedule)")
+
+
+def _reparam_common(wd_default: float = _reparam.WEIGHT_DECAY,
+                    wd_source: str = REF_CODE + ": 2**-15") -> tuple[HParam, ...]:
+    return (
+        HParam("gradient", "ste",
+               "gradient to the latent weights: 'ste' (straight through) or 'exact'",
+               REF_CODE + ": straight through", kind=("ste", "exact")),
+        NESTEROV,
+        _wd(wd_default, wd_source),
+        SPARSIFY,
+    )
+
+
+def _reparam_kwargs(ctx: Context, hp: dict[str, Any]) -> dict[str, Any]:
+    return dict(momentum=ctx.momentum or None, weight_decay=hp["weight_decay"],
+                nesterov=hp["nesterov"], gradient=hp["gradient"],
+                mask="weights" if hp["sparsify"] == "weights" else None)
+
+
+def _register_reparam(name: str, summary: str, hparams: tuple[HParam, ...],
+                      build: Callable[[Context, dict[str, Any]], optax.GradientTransformation],
+                      metrics: Callable | None = None, reference: str = LATS_REF,
+                      common: tuple[HParam, ...] | None = None,
+                      momentum_source: str = REF_CODE + ": 0.875, not Nesterov") -> None:
+    _register(MethodSpec(
+        name=name, summary=summary, reference=reference,
+        hparams=hparams + (common if common is not None else _reparam_common()),
+        build=build,
+        metrics=metrics or _threshold_metrics(SoftThresholdReparamState),
+        default_learning_rate=0.05, learning_rate_source=LATS_LR_SOURCE,
+        default_momentum=_reparam.MOMENTUM, momentum_source=momentum_source,
+    ))
+
+
+L1_LATS = HParam(
+    "l1", 2.8e-3, "the l1 coefficient lambda: the threshold grows by lambda*lr per step",
+    "tuned for ~90% sparsity of LeNet-5 on Fashion-MNIST in experiments/fashion_mnist_lats.py "
+    "(the paper's extract gives no value)", ge=0)
+START = HParam("start_fraction", 0.0,
+               "fraction of training before the threshold starts to grow (dense before)",
+               "the paper's sparsify-during-training setting: from the start", ge=0, lt=1)
+FINAL_D = HParam("final_threshold", 0.2, "the final threshold D, reached at the end of training",
+                 "our choice: what LATS with l1=2.8e-3 reached on LeNet-5/Fashion-MNIST "
+                 "(0.197, experiments/fashion_mnist_lats.py)", ge=0)
+
+_register_reparam(
+    "lats", "LATS: soft-threshold reparameterisation whose threshold grows by l1*lr each step "
+            "(a time-invariant l1 objective, an implicit ISTA).",
+    (L1_LATS, START),
+    lambda ctx, hp: sj.lats(ctx.learning_rate, hp["l1"],
+                            start_step=ctx.steps(hp["start_fraction"] * ctx.epochs),
+                            **_reparam_kwargs(ctx, hp)),
+)
+
+
+def _span(ctx: Context, hp: dict[str, Any]) -> dict[str, int]:
+    """``total_steps`` (the end of training) and ``start_step`` of a closed-form threshold."""
+    start = ctx.steps(hp["start_fraction"] * ctx.epochs)
+    return {"total_steps": max(start + 1, ctx.total_steps), "start_step": start}
+
+
+_register_reparam(
+    "slats", "S-LATS: LATS's threshold under a cosine learning rate in closed form, ending at D "
+             "(use --schedule cosine).",
+    (FINAL_D, START),
+    lambda ctx, hp: sj.slats(ctx.learning_rate, hp["final_threshold"], **_span(ctx, hp),
+                             **_reparam_kwargs(ctx, hp)),
+)
+_register_reparam(
+    "lats_epochwise", "LATS for a cosine learning rate changing once per epoch, ending at D "
+                      "(use --schedule cosine_epoch).",
+    (FINAL_D,),
+    lambda ctx, hp: sj.lats_epochwise(ctx.learning_rate, hp["final_threshold"], ctx.epochs,
+                                      ctx.steps_per_epoch, **_reparam_kwargs(ctx, hp)),
+)
+_register_reparam(
+    "pgh", "proximal gradient homotopy: an l1 coefficient changing by the factor beta over "
+           "training under a cosine learning rate, threshold ending at D.",
+    (FINAL_D, HParam("beta", 0.1, "factor by which the implied l1 coefficient changes "
+                                  "(< 1: prune early, > 1: late)",
+                     "our choice (the reference code sets it per run): early pruning", gt=0),
+     START),
+    lambda ctx, hp: sj.pgh(ctx.learning_rate, hp["final_threshold"], beta=hp["beta"],
+                           **_span(ctx, hp), **_reparam_kwargs(ctx, hp)),
+)
+_register_reparam(
+    "stds", "STDS: a threshold ramped to D along a sine (or a line), whatever the learning rate.",
+    (FINAL_D, HParam("shape", "sine", "'sine' (STDS) or 'linear'",
+                     "Chen et al., ICML 2022 (STDS): sine", kind=("sine", "linear")), START),
+    lambda ctx, hp: sj.stds(ctx.learning_rate, hp["final_threshold"], shape=hp["shape"],
+                            **_span(ctx, hp), **_reparam_kwargs(ctx, hp)),
+    reference="Chen et al., State Transition of Dendritic Spines Improves Learning of Sparse "
+              "Spiking Neural Networks, ICML 2022; " + LATS_REF,
+)
+_register_reparam(
+    "fixed_threshold_reparam", "a constant threshold D; the latent weights start at "
+                               "S_D^{-1}(w_0) so the model starts from its initial weights.",
+    (HParam("threshold", 0.05, "the constant threshold D",
+            "our choice (the reference code's stmod without --gradual sets it per run)", ge=0),),
+    lambda ctx, hp: sj.fixed_threshold_reparam(ctx.learning_rate, hp["threshold"],
+                                               **_reparam_kwargs(ctx, hp)),
+)
+_register_reparam(
+    "str", "STR: soft threshold reparameterisation with a trainable threshold per layer, "
+           "d = sigmoid(s).",
+    (HParam("s_init", _reparam.STR_S_INIT, "initial threshold logit s of every layer",
+            "STR's ResNet-50 configs (sInit_value = -3200)"),),
+    lambda ctx, hp: sj.str_(ctx.learning_rate, s_init=hp["s_init"], **_reparam_kwargs(ctx, hp)),
+    reference="Kusupati et al., Soft Threshold Weight Reparameterization for Learnable "
+              "Sparsity, ICML 2020",
+    common=(
+        HParam("gradient", "exact", "gradient to the latent weights: 'exact' or 'ste'",
+               "STR: the exact derivative of the soft threshold", kind=("ste", "exact")),
+        NESTEROV,
+        _wd(_reparam.STR_WEIGHT_DECAY,
+            "STR's 90.23%-sparse ResNet-50 config (resnet50-str.yaml): 2.251757813e-05"),
+        SPARSIFY,
+    ),
+    momentum_source="STR's ResNet-50 configs: 0.875",
+)
+
+
+def _continuation_metrics(hp: dict[str, Any]) -> ExtraMetrics:
+    base = _threshold_metrics(SoftThresholdReparamState)(hp)
+
+    def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
+        out = dict(base(opt_state, params))
+        out["l1"] = _scalar(_find(opt_state, ContinuationState).l1)
+        return out
+
+    return extra
+
+
+_register_reparam(
+    "lats_continuation", "LATS whose l1 coefficient grows geometrically until a target sparsity "
+                         "is reached, then is held (homotopy continuation).",
+    (HParam("target_sparsity", 0.9, "the sparsity of the thresholded leaves to reach",
+            "our choice: the 90% level of the comparison", ge=0, lt=1),
+     HParam("l1", 1.4e-3, "the starting l1 coefficient lambda_0",
+            "half of LATS's tuned l1 (experiments/fashion_mnist_lats.py)", gt=0),
+     HParam("interval_epochs", 1.0, "epochs between sparsity checks",
+            "experiments/fashion_mnist_lats.py: one check per epoch", gt=0),
+     HParam("growth", 2.0, "factor of lambda at each check below the target",
+            "our choice (the paper gives none): doubling", ge=1),
+     START),
+    lambda ctx, hp: sj.lats_continuation(
+        ctx.learning_rate, hp["target_sparsity"], hp["l1"],
+        ctx.steps(hp["interval_epochs"], minimum=1), hp["growth"],
+        start_step=ctx.steps(hp["start_fraction"] * ctx.epochs), **_reparam_kwargs(ctx, hp)),
+    metrics=_continuation_metrics,
+)
+_register_reparam(
+    "lats_prune_at_init", "a short LATS phase fixes the mask, then masked training of the "
+                          "survivors (pruning at initialisation).",
+    (HParam("l1", 1e-2, "the l1 coefficient of the thresholding phase (a short phase needs a "
+                        "large one)",
+            "our choice: lambda * sum(lr) over one epoch of lr 0.05 gives a threshold ~0.2, "
+            "LATS's final one on LeNet-5", ge=0),
+     HParam("prune_epochs", 1.0, "length of the thresholding phase, in epochs",
+            "our choice: one epoch", gt=0),
+     HParam("rewind", False, "reset the survivors to their initial values when the mask is fixed",
+            "our choice: no rewinding (LATS's weights are kept)", kind=bool)),
+    lambda ctx, hp: sj.lats_prune_at_init(
+        ctx.learning_rate, hp["l1"], ctx.steps(hp["prune_epochs"], minimum=1),
+        rewind=hp["rewind"], **_reparam_kwargs(ctx, hp)),
+)
+
+
+# --- sfw: stochastic Frank-Wolfe (Miao et al., ICLR 2022) -------------------------------------
+
+
+def _sfw_constraints(params: PyTree, hp: Mapping[str, Any]) -> PyTree:
+    """K-sparse polytopes with diameters from the initial params (one per selected leaf)."""
+    from sparsejax import constraints as C
+
+    return C.constraints_from_init(
+        lambda seed: params, "k_sparse", value=hp["radius_scale"], k_frac=hp["k_frac"],
+        mask=_mask(hp), num_samples=1)
+
+
+def _build_sfw(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    from sparsejax import constraints as C
+    from sparsejax.optim.frank_wolfe import sfw
+
+    cons = _sfw_constraints(ctx.params, hp)
+    rescale = None if hp["rescale"] == "none" else hp["rescale"]
+    fw = sfw(ctx.learning_rate, cons, momentum=ctx.momentum or 0.0, rescale=rescale)
+    labels = C.partition_labels(cons, ctx.params)
+    if all(label == "frank_wolfe" for label in jax.tree.leaves(labels)):
+        return fw
+    # The leaves without a constraint (biases, normalisation scales) are trained by momentum
+    # SGD at bias_lr_scale times the (scheduled) Frank-Wolfe learning rate.
+    other = optax.sgd(ctx.learning_rate * hp["bias_lr_scale"], momentum=ctx.momentum or None)
+    return optax.partition({"frank_wolfe": fw, "unconstrained": other}, labels)
+
+
+def _sfw_prepare(model: Any, hp: dict[str, Any], seed: int) -> None:
+    """Moves the model's initial weights into their K-sparse polytopes (usually a no-op)."""
+    del seed
+    from flax import nnx
+
+    from sparsejax import constraints as C
+
+    state = nnx.state(model, nnx.Param)
+    pure = nnx.to_pure_dict(state)
+    nnx.replace_by_pure_dict(state, C.make_feasible(pure, _sfw_constraints(pure, hp)))
+    nnx.update(model, state)
+
+
+def _register_sfw() -> None:
+    """Registers ``sfw`` (needs :mod:`sparsejax.optim.frank_wolfe` and :mod:`sparsejax.constraints`)."""
+    try:
+        from sparsejax import constraints as C
+        from sparsejax.optim.frank_wolfe import sfw  # noqa: F401
+    except ImportError:  # pragma: no cover - the Frank-Wolfe modules are part of the package
+        return
+    del C
+    _register(MethodSpec(
+        name="sfw",
+        summary="stochastic Frank-Wolfe with momentum and gradient rescaling inside K-sparse "
+                "polytopes: pruning-friendly weights for one-shot, any-sparsity pruning.",
+        reference="Miao et al., Learning Pruning-Friendly Networks via Frank-Wolfe: One-Shot, "
+                  "Any-Sparsity, and No Retraining, ICLR 2022 (hyperparameters: the SFW "
+                  "study's Sec. 7.5-7.6 table)",
+        hparams=(
+            HParam("k_frac", 0.05, "K of each layer's K-sparse polytope, as a fraction of its "
+                                   "size", "SFW study Sec. 7.5-7.6: K = 5% of the weights", gt=0,
+                   le=1),
+            HParam("radius_scale", 15.0,
+                   "tau: each polytope's L2 diameter is 2*tau*||W_init||",
+                   "SFW study Sec. 7.5-7.6: tau = 15 (read as a multiple of the init norm, as "
+                   "sparsejax.constraints.constraints_from_init does)", gt=0),
+            HParam("rescale", "gradient",
+                   "step-size rescaling: 'gradient' (||m|| / ||w - v||), 'diameter' or 'none'",
+                   "SFW study Sec. 7.6: the learning rate is rescaled by the gradient norm",
+                   kind=("gradient", "diameter", "none")),
+            HParam("bias_lr_scale", 0.1,
+                   "the unconstrained leaves (biases, norms) train with momentum SGD at this "
+                   "times the Frank-Wolfe learning rate",
+                   "our choice: the papers constrain every layer's weights and are silent on "
+                   "biases", ge=0),
+            SPARSIFY,
+        ),
+        build=_build_sfw,
+        default_learning_rate=1.0,
+        learning_rate_source="SFW study Sec. 7.6 table: initial learning rate alpha_0 = 1.0 "
+                             "(with gradient rescaling; 0.1 was best on their small CNN)",
+        default_momentum=0.9,
+        momentum_source="SFW study Sec. 7.6 table: momentum rho = 0.9",
+        prepare=_sfw_prepare,
+    ))
+
+
+_register_sfw()
+
+
+# --- the public entry points ------------------------------------------------------------------
+
+
+def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = None, *,
+                  seed: int = 0) -> None:
+    """Applies a method's own initialisation to a freshly built model, in place.
+
+    Only ``irda`` (and ``rda`` with ``init_scale > 0``) does something: the
+    conv and dense kernels are re-drawn from
+    :func:`sparsejax.init.irda_uniform` with scale ``init_scale`` (iRDA paper,
+    Section 3.5), from ``seed``. Call it before the optimizer is initialised;
+    it is deterministic, so a resumed run rebuilds the same initial model.
+
+    Args:
+      method: a registered method name.
+      model: a Flax NNX model (changed in place).
+      hparams: the method's hyperparameters (defaults filled in).
+      seed: seed of the re-initialisation.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from sparsejax.train.methods import prepare_model
+      >>> layer = nnx.Linear(100, 4, rngs=nnx.Rngs(0))
+      >>> prepare_model('irda', layer, {'init_scale': 10.0})
+      >>> bool(jnp.abs(layer.kernel[...]).max() > 1.0)  # bound 10*sqrt(3/100) = 1.73
+      True
+    """
+    spec = get_method(method)
+    if spec.prepare is not None:
+        spec.prepare(model, resolve_hparams(method, hparams), seed)
+
+
+def make_optimizer(
+    method: str,
+    hparams: Mapping[str, Any] | None,
+    *,
+    learning_rate: float | None,
+    momentum: float | None,
+    steps_per_epoch: int,
+    epochs: int,
+    params: PyTree,
+    model: Any = None,
+    schedule: str = "constant",
+    warmup_steps: int = 0,
+    decay_at: Sequence[float] = (0.5, 0.75),
+    decay_factor: float = 0.1,
+) -> tuple[optax.GradientTransformation, ExtraMetrics | None]:
+    """Builds the Optax transform of a registered method and its ``extra_metrics``.
+
+    Args:
+      method: one of :func:`available_methods`.
+      hparams: the method's hyperparameters to change from their defaults
+        (numbers or command-line strings; see :func:`resolve_hparams`).
+      learning_rate: the base learning rate (``None``: the method's default);
+        ignored by methods without one (``rda``, ``irda``).
+      momentum: in ``[0, 1)``; ``None``: the method's default. Ignored by
+        methods without momentum (``grda``, ``rda``, ``irda``).
+      steps_per_epoch: training steps per epoch (the schedules and the
+        step-based hyperparameters, given in epochs or fractions of training,
+        are converted with it).
+      epochs: number of epochs.
+      params: the params the transform will be initialised with (pure dict).
+      model: the Flax model (optional; for methods that need its structure).
+      schedule: the learning-rate schedule, one of :data:`SCHEDULES`.
+      warmup_steps: linear warm-up steps of the schedule.
+      decay_at: ``step`` schedule: fractions of training where the learning
+        rate is multiplied by ``decay_factor``.
+      decay_factor: ``step`` schedule: the factor.
+
+    Returns:
+      ``(optimizer, extra_metrics)``: the transform (wrapped in
+      :func:`optax.inject_hyperparams` with ``learning_rate`` injected, for the
+      methods that have one; update it as ``optimizer.update(grads, state,
+      params)``) and ``extra_metrics(opt_state, params) -> {name: float32
+      scalar}`` (the current threshold and the like; jit-compatible) or
+      ``None`` for methods without one.
+
+    Raises:
+      ValueError: for an unknown method or hyperparameter, or a value out of
+        range (naming the accepted names and ranges).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax.train.methods import make_optimizer
+      >>> params = {'kernel': jnp.ones((2, 2))}
+      >>> tx, extra = make_optimizer('sgd', {}, learning_rate=0.1, momentum=None,
+      ...                            steps_per_epoch=5, epochs=1, params=params)
+      >>> round(float(tx.init(params).hyperparams['learning_rate']), 6)
+      0.1
+    """
+    spec = get_method(method)
+    hp = resolve_hparams(method, hparams)
+    check_number("steps_per_epoch", steps_per_epoch, ge=1, integer=True)
+    check_number("epochs", epochs, ge=1, integer=True)
+    momentum = spec.resolve_momentum(momentum)
+    lr = spec.resolve_learning_rate(learning_rate)
+    ctx = Context(learning_rate=None, momentum=momentum, steps_per_epoch=int(steps_per_epoch),
+                  epochs=int(epochs), params=params, model=model)
+    if spec.uses_learning_rate:
+        lr_schedule = make_schedule(schedule, lr, steps_per_epoch=ctx.steps_per_epoch,
+                                    epochs=ctx.epochs, warmup_steps=warmup_steps,
+                                    decay_at=decay_at, decay_factor=decay_factor)
+
+        def factory(learning_rate: Any) -> optax.GradientTransformation:
+            return spec.build(dataclasses.replace(ctx, learning_rate=learning_rate), hp)
+
+        factory(lr)  # builds once with numbers, so that bad values fail here, not inside jit
+        tx = optax.inject_hyperparams(factory)(learning_rate=lr_schedule)
+    else:
+        tx = optax.with_extra_args_support(spec.build(ctx, hp))
+    extra = spec.metrics(hp) if spec.metrics is not None else None
+    return tx, extra
+

@@ -1,0 +1,210 @@
+"""The ``sparsejax`` command line (sparsejax.train.cli), on synthetic data and a small MLP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparsejax.train import cli
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = ["--dataset", "synthetic", "--data-opt", "num_examples=256",
+        "--data-opt", "image_shape=[8,8,1]"]
+SMALL = ["--model", "mlp", *DATA, "--epochs", "2", "--batch-size", "64",
+         "--eval-batch-size", "64", "--lr", "0.05", "--quiet"]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _bad(capsys, argv: list[str], match: str, command: str = "train") -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sparsejax {command}: error: "), err
+    assert "\n" not in err and "Traceback" not in err
+    assert match in err, err
+    return err
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch, capsys) -> Path:
+    """``sparsejax train`` of gRDA in the default workdir under tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--method", "grda", "--hp", "c=0.05", *SMALL]) == 0
+    out = capsys.readouterr().out
+    workdir = tmp_path / "runs" / "synthetic-mlp-grda-s0"
+    assert f"workdir {workdir}" in out and "grda: test accuracy" in out
+    return workdir
+
+
+def test_train_writes_a_resumable_run_and_a_rerun_only_reports(trained, capsys) -> None:
+    files = _snapshot(trained)
+    assert {"config.json", "trainer.json", "metrics.jsonl", "result.json"} <= set(files)
+    config = json.loads(files["config.json"])
+    assert config["method"] == "grda" and config["model"] == "mlp"
+    assert config["hparams"] == {"c": 0.05, "mu": 0.51, "sparsify": "weights"}  # resolved
+    assert config["learning_rate"] == 0.05 and config["momentum"] is None  # gRDA has none
+    assert config["data_options"] == {"num_examples": 256, "image_shape": [8, 8, 1]}
+    history = [json.loads(line) for line in files["metrics.jsonl"].splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert history[-1]["threshold"] > history[0]["threshold"] > 0  # the method's extra metric
+    assert history[-1]["learning_rate"] == pytest.approx(0.05)
+
+    # the same command again: nothing is trained or rewritten, the result is printed
+    assert cli.main(["train", "--method", "grda", "--hp", "c=0.05", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert f"{history[-1]['test_accuracy']:.2%}" in out
+    assert _snapshot(trained) == files
+
+
+def test_a_workdir_of_another_experiment_is_refused_and_left_alone(trained, capsys) -> None:
+    files = _snapshot(trained)
+    _bad(capsys, ["train", "--method", "grda", "--hp", "c=0.07", *SMALL],
+         "holds another experiment (config.json differs: hparams.c: 0.05 in the workdir, 0.07 now)")
+    _bad(capsys, ["train", "--method", "sgd", *SMALL, "--workdir", str(trained)],
+         "holds another experiment")
+    assert _snapshot(trained) == files
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--method", "nope", *SMALL], "unknown method 'nope'; available methods: "),
+        (["--method", "grda", *SMALL, "--model", "lenet6"], "unknown model 'lenet6'"),
+        (["--method", "grda", "--model", "mlp", "--dataset", "svhn"], "unknown dataset 'svhn'"),
+        (["--method", "grda", "--hp", "c=-1", *SMALL], "hyperparameter c must be >= 0"),
+        (["--method", "grda", "--hp", "l1=1", *SMALL], "has no hyperparameter 'l1'; accepted: c, mu"),
+        (["--method", "grda", "--hp", "c", *SMALL], "--hp takes NAME=VALUE"),
+        (["--method", "sgd", *SMALL, "--momentum", "1.5"], "momentum must be >= 0 and < 1"),
+        (["--method", "sgd", *SMALL, "--epochs", "0"], "epochs must be an integer >= 1"),
+        (["--method", "sgd", *SMALL, "--data-opt", "colour=1"], "colour"),
+        (["--method", "sgd", "--model", "mlp", "--dataset", "cifar100", "--source", "files"],
+         "not found"),
+        (["--method", "sgd", "--dataset", "synthetic"], "--model is required"),
+    ],
+)
+def test_bad_input_gives_one_line_and_status_2(argv, match, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPARSEJAX_DATA_DIR", str(tmp_path))  # no dataset files there
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    _bad(capsys, ["train", *argv], match)
+    assert not (tmp_path / "runs").exists()  # nothing was written
+
+
+def test_compare_writes_table_plots_and_skips_finished_runs(tmp_path, capsys) -> None:
+    config = tmp_path / "cfg.toml"
+    config.write_text(
+        '# a comparison config\nmodel = "mlp"\ndataset = "synthetic"\nepochs = 2\n'
+        'batch_size = 64\neval_batch_size = 64\nlearning_rate = 0.05\n'
+        'data_options = { num_examples = 256, image_shape = [8, 8, 1] }\n'
+        'ratios = [0.0, 0.5, 0.9]\n'
+        '[methods.sgd]\nmomentum = 0.5\nsource = "a baseline"\n'
+        '[methods.grda_strong]\nmethod = "grda"\nhparams = { c = 0.1 }\n'
+    )
+    out = tmp_path / "cmp"
+    argv = ["compare", "--config", str(config), "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    table = [line for line in printed.splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in table[0].split("|")[1:-1]] == [
+        "method", "test accuracy", "sparsity (weights)", "FLOPs", "FLOPs vs dense", "wall time"]
+    assert [row.split("|")[1].strip() for row in table[1:3]] == ["sgd", "grda_strong"]
+    for name in ("results.md", "results.json", "accuracy_vs_sparsity.png",
+                 "one_shot_curves.png", "layer_sparsity.png"):
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    sgd, grda = results["runs"]
+    assert sgd["config"]["momentum"] == 0.5 and grda["config"]["hparams"]["c"] == 0.1
+    assert sgd["sparsity"] == 0.0 and grda["sparsity"] > 0.0
+    assert grda["flops"] < grda["flops_dense"] == sgd["flops_dense"] == sgd["flops"]
+    assert [p["ratio"] for p in grda["one_shot"]] == [0.0, 0.5, 0.9]
+    assert grda["one_shot"][0]["metric"] == pytest.approx(grda["test_accuracy"])
+    assert grda["one_shot"][2]["sparsity"] >= 0.9
+    assert "| grda_strong" in (out / "results.md").read_text()
+    runs = {name: _snapshot(out / name) for name in ("sgd", "grda_strong")}
+
+    # a rerun trains nothing and reports the same figures
+    assert cli.main(["compare", "--config", str(config), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished before: skipped") == 2
+    assert {name: _snapshot(out / name) for name in runs} == runs
+    again = json.loads((out / "results.json").read_text())
+    assert [r["test_accuracy"] for r in again["runs"]] == [sgd["test_accuracy"],
+                                                           grda["test_accuracy"]]
+
+    # prune the gRDA run: one-shot, then one epoch of retraining with the mask fixed
+    workdir = out / "grda_strong"
+    assert cli.main(["prune", "--workdir", str(workdir), "--ratios", "0.5,0.95",
+                     "--retrain-epochs", "1", "--eval-batch-size", "64", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 0.5 " in printed and "| 0.95 " in printed
+    rows = json.loads((workdir / "prune-global-e1.json").read_text())["rows"]
+    assert [r["ratio"] for r in rows] == [0.5, 0.95]
+    assert rows[1]["sparsity"] == pytest.approx(max(0.95, grda["sparsity"]), abs=1e-3)
+    assert rows[1]["retrained_sparsity"] >= rows[1]["sparsity"] - 1e-9  # the mask held
+    assert _snapshot(workdir)["result.json"] == runs["grda_strong"]["result.json"]
+
+
+def test_compare_bad_input(tmp_path, capsys) -> None:
+    base = ["compare", "--model", "mlp", *DATA, "--out", str(tmp_path / "c")]
+    _bad(capsys, [*base, "--methods", "sgd,nope"], "unknown method 'nope'", "compare")
+    _bad(capsys, [*base, "--methods", "sgd,sgd"], "names a run twice", "compare")
+    _bad(capsys, [*base, "--methods", "sgd", "--hp", "grda.c=1"], "RUN.NAME=VALUE", "compare")
+    _bad(capsys, [*base, "--methods", "sgd", "--ratios", "0.5,1.0"], "[0, 1)", "compare")
+    _bad(capsys, [*base], "--methods is required", "compare")
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('model = "mlp"\nepoch = 3\n')
+    _bad(capsys, ["compare", "--config", str(cfg)], "unknown key(s) epoch", "compare")
+    cfg.write_text('model = "mlp"\n[methods.grda]\nhparams = { c = -1 }\n')
+    _bad(capsys, ["compare", "--config", str(cfg), "--dataset", "synthetic"],
+         "hyperparameter c must be >= 0", "compare")
+    cfg.write_text('model = \n')
+    _bad(capsys, ["compare", "--config", str(cfg)], "is not valid TOML", "compare")
+    assert not (tmp_path / "c").exists()
+
+
+def test_prune_bad_input(tmp_path, capsys) -> None:
+    _bad(capsys, ["prune", "--workdir", str(tmp_path)], "holds no config.json", "prune")
+    (tmp_path / "config.json").write_text("{}")
+    _bad(capsys, ["prune", "--workdir", str(tmp_path)], "has not finished", "prune")
+
+
+def test_methods_lists_and_describes(capsys) -> None:
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "grda " in out and "gmp " in out
+    assert cli.main(["methods", "irda"]) == 0
+    out = capsys.readouterr().out
+    assert "init_scale = 10.0" in out and "Table 5" in out
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_experiment_configs_are_valid(path: Path) -> None:
+    config = cli.load_config(path)
+    args = cli.build_parser().parse_args(["compare", "--config", str(path)])
+    runs = cli._compare_runs(args, config)  # validates every run, trains nothing
+    assert runs and all(r.model and r.dataset for r in runs)
+    for name, entry in config["methods"].items():  # every run cites where its values come from
+        assert isinstance(entry.get("source"), str) and entry["source"], name
+
+
+def test_module_entry_point_in_a_subprocess(tmp_path) -> None:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-m", "sparsejax.train.cli", "methods", "grda"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0 and "grda: generalized regularized dual averaging" in run.stdout
+    run = subprocess.run([sys.executable, "-m", "sparsejax.train.cli", "train", "--method",
+                          "nope", "--model", "mlp", "--dataset", "synthetic"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        run.stderr.strip()] and "unknown method 'nope'" in run.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,281 @@
+"""The method registry of the trainer and the command line (sparsejax.train.methods)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from sparsejax.train import methods
+
+
+def _params() -> dict:
+    k1, k2 = jax.random.split(jax.random.key(0))
+    return {
+        "conv": {"kernel": 0.3 * jax.random.normal(k1, (3, 3, 2, 4)), "bias": jnp.zeros(4)},
+        "dense": {"kernel": 0.3 * jax.random.normal(k2, (8, 3)), "bias": jnp.zeros(3)},
+    }
+
+
+def _loss(params: dict, x: jax.Array) -> jax.Array:
+    h = jnp.tanh(jnp.sum(params["conv"]["kernel"]) * x + params["conv"]["bias"].sum())
+    out = h @ params["dense"]["kernel"] + params["dense"]["bias"]
+    return jnp.mean((out - 1.0) ** 2)
+
+
+@pytest.mark.parametrize("name", methods.available_methods())
+def test_every_method_builds_and_runs_three_jitted_steps(name: str) -> None:
+    params = _params()
+    tx, extra = methods.make_optimizer(name, {}, learning_rate=None, momentum=None,
+                                       steps_per_epoch=2, epochs=2, params=params)
+    state = tx.init(params)
+    x = jnp.linspace(-1.0, 1.0, 16).reshape(2, 8)
+
+    @jax.jit
+    def step(params, state):
+        loss, grads = jax.value_and_grad(_loss)(params, x)
+        updates, state = tx.update(grads, state, params, value=loss)
+        return optax.apply_updates(params, updates), state
+
+    for _ in range(3):
+        params, state = step(params, state)
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(params))
+    assert jax.tree.structure(params) == jax.tree.structure(_params())
+    spec = methods.get_method(name)
+    if spec.uses_learning_rate:  # the trainer reads it from here
+        assert state.hyperparams["learning_rate"].dtype == jnp.float32
+    if extra is not None:
+        values = extra(state, params)
+        assert values and all(jnp.shape(v) == () for v in values.values())
+        assert all(math.isfinite(float(v)) for v in values.values())
+        jitted = jax.jit(extra)(state, params)  # the trainer may call it under jit
+        assert {k: float(v) for k, v in jitted.items()} == pytest.approx(
+            {k: float(v) for k, v in values.items()})
+
+
+def test_registry_has_the_methods_of_the_library() -> None:
+    expected = {"sgd", "gmp", "grda", "rda", "irda", "prox_sgd", "sqrt_t_prox_sgd", "lats",
+                "slats", "lats_epochwise", "pgh", "stds", "str", "fixed_threshold_reparam",
+                "lats_continuation", "lats_prune_at_init", "sfw"}
+    assert expected <= set(methods.available_methods())
+    assert methods.available_methods() == tuple(sorted(methods.METHODS))
+
+
+@pytest.mark.parametrize("name", methods.available_methods())
+def test_defaults_are_documented_and_valid(name: str) -> None:
+    spec = methods.get_method(name)
+    assert spec.summary and spec.reference
+    if spec.uses_learning_rate:
+        assert spec.learning_rate_source
+    if spec.uses_momentum:
+        assert spec.momentum_source and 0 <= spec.default_momentum < 1
+    for h in spec.hparams:
+        assert h.help and h.source, (name, h.name)
+        assert h.parse(h.default, name) == h.default  # every default is in its own range
+    text = methods.describe(name)
+    assert all(h.name in text for h in spec.hparams)
+    if spec.sparse:
+        assert spec.hparam("sparsify").default == "weights"
+
+
+def test_unknown_method_lists_the_available_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown method 'nope'.*available methods: .*grda"):
+        methods.make_optimizer("nope", {}, learning_rate=0.1, momentum=None, steps_per_epoch=1,
+                               epochs=1, params=_params())
+
+
+def test_unknown_hyperparameter_lists_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"method 'grda' has no hyperparameter 'l1'; "
+                                         r"accepted: c, mu, sparsify"):
+        methods.resolve_hparams("grda", {"l1": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("name", "hp", "message"),
+    [
+        ("grda", {"c": -1.0}, r"hyperparameter c must be >= 0, got -1"),
+        ("grda", {"mu": "abc"}, r"hyperparameter mu must be > 0, got 'abc'"),
+        ("gmp", {"final_sparsity": 1.0}, r"final_sparsity must be >= 0 and < 1"),
+        ("gmp", {"frequency": 2.5}, r"frequency must be an integer >= 1"),
+        ("gmp", {"scope": "sideways"}, r"scope must be one of \('layerwise', 'global'\)"),
+        ("irda", {"gamma": 0}, r"gamma must be > 0"),
+        ("lats_prune_at_init", {"rewind": "maybe"}, r"rewind must be true or false"),
+        ("lats", {"sparsify": "biases"}, r"sparsify must be one of \('weights', 'all'\)"),
+    ],
+)
+def test_out_of_range_values_name_the_method_and_the_range(name, hp, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        methods.make_optimizer(name, hp, learning_rate=0.1, momentum=None, steps_per_epoch=2,
+                               epochs=1, params=_params())
+
+
+def test_bad_shared_settings() -> None:
+    kw = dict(hparams={}, steps_per_epoch=2, epochs=1, params=_params())
+    with pytest.raises(ValueError, match="momentum must be >= 0 and < 1"):
+        methods.make_optimizer("sgd", learning_rate=0.1, momentum=1.0, **kw)
+    with pytest.raises(ValueError, match="learning_rate must be >= 0"):
+        methods.make_optimizer("sgd", learning_rate=-0.1, momentum=None, **kw)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        methods.make_optimizer("sgd", learning_rate=0.1, momentum=None, schedule="wavy", **kw)
+
+
+def test_command_line_strings_are_parsed() -> None:
+    hp = methods.resolve_hparams("lats_prune_at_init", {"l1": "2e-2", "rewind": "true",
+                                                        "prune_epochs": "0.5"})
+    assert hp == {"l1": 0.02, "prune_epochs": 0.5, "rewind": True, "gradient": "ste",
+                  "nesterov": False, "weight_decay": 2.0**-15, "sparsify": "weights"}
+    assert methods.resolve_hparams("gmp", {"frequency": "10"})["frequency"] == 10
+
+
+def test_grda_threshold_metric_is_the_closed_form() -> None:
+    params = _params()
+    c, mu, lr = 0.02, 0.6, 0.1
+    tx, extra = methods.make_optimizer("grda", {"c": c, "mu": mu}, learning_rate=lr,
+                                       momentum=0.9, steps_per_epoch=5, epochs=1, params=params)
+    state = tx.init(params)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    for _ in range(5):
+        updates, state = tx.update(zeros, state, params)
+        params = optax.apply_updates(params, updates)
+    # g(n, lr) = c * lr**0.5 * (n * lr)**mu after n = 5 steps (constant learning rate)
+    assert float(extra(state, params)["threshold"]) == pytest.approx(
+        c * lr**0.5 * (5 * lr) ** mu, rel=1e-5)
+
+
+def test_rda_threshold_metric() -> None:
+    params = _params()
+    tx, extra = methods.make_optimizer("irda", {"gamma": 2.0, "l1": 0.01}, learning_rate=None,
+                                       momentum=None, steps_per_epoch=2, epochs=2, params=params)
+    state = tx.init(params)
+    for _ in range(4):
+        updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+        params = optax.apply_updates(params, updates)
+    m = extra(state, params)
+    assert float(m["threshold"]) == pytest.approx(0.01 * 2.0 / 2.0)  # l1 sqrt(4) / gamma
+    assert float(m["step_size"]) == pytest.approx(1.0 / (2.0 * 2.0))
+
+
+def test_learning_rate_schedules() -> None:
+    kw = dict(steps_per_epoch=10, epochs=4)
+    cos = methods.make_schedule("cosine", 0.2, warmup_steps=10, **kw)
+    assert float(cos(0)) == 0.0 and float(cos(10)) == pytest.approx(0.2)
+    assert float(cos(25)) == pytest.approx(0.1, rel=1e-5) and float(cos(40)) == pytest.approx(0.0)
+    ep = methods.make_schedule("cosine_epoch", 0.2, **kw)
+    assert [round(float(ep(k)), 4) for k in (0, 9, 10, 20, 30)] == [0.2, 0.2, 0.1707, 0.1, 0.0293]
+    step = methods.make_schedule("step", 0.2, decay_at=(0.25, 0.5), decay_factor=0.5, **kw)
+    assert [round(float(step(k)), 4) for k in (9, 10, 19, 20)] == [0.2, 0.1, 0.1, 0.05]
+    assert float(methods.make_schedule("constant", 0.2, **kw)(1000)) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="warmup_steps must be < the total number of steps"):
+        methods.make_schedule("cosine", 0.2, warmup_steps=40, **kw)
+
+
+def test_learning_rate_is_injected_and_follows_the_schedule() -> None:
+    params = _params()
+    tx, _ = methods.make_optimizer("lats", {}, learning_rate=0.4, momentum=None,
+                                   steps_per_epoch=2, epochs=2, params=params, schedule="step",
+                                   decay_at=(0.5,), decay_factor=0.25)
+    state = tx.init(params)
+    lrs = []
+    for _ in range(4):
+        updates, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+        lrs.append(round(float(state.hyperparams["learning_rate"]), 4))
+    assert lrs == [0.4, 0.4, 0.1, 0.1]  # the value the last update used (decay at step 2)
+
+
+def test_momentum_none_takes_the_method_default_and_is_ignored_without_momentum() -> None:
+    params = _params()
+    grads = jax.tree.map(jnp.ones_like, params)
+
+    def two_steps(name, momentum):
+        tx, _ = methods.make_optimizer(name, {}, learning_rate=0.1, momentum=momentum,
+                                       steps_per_epoch=2, epochs=1, params=params)
+        p, s = params, tx.init(params)
+        for _ in range(2):
+            u, s = tx.update(grads, s, p)
+            p = optax.apply_updates(p, u)
+        return p
+
+    # sgd's default momentum is 0.9: the second step is 1.9 lr
+    p = two_steps("sgd", None)
+    np.testing.assert_allclose(p["dense"]["bias"], -0.1 * (1 + 1.9), rtol=1e-6)
+    p0 = two_steps("sgd", 0.0)
+    np.testing.assert_allclose(p0["dense"]["bias"], -0.2, rtol=1e-6)
+    # gRDA has no momentum: the argument changes nothing
+    a, b = two_steps("grda", 0.0), two_steps("grda", 0.9)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_sparsify_all_thresholds_biases_too() -> None:
+    params = {"kernel": jnp.full((2, 2), 0.01), "bias": jnp.full((2,), 0.01)}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    for sparsify, bias_zero in (("weights", False), ("all", True)):
+        tx, _ = methods.make_optimizer("prox_sgd", {"l1": 1.0, "sparsify": sparsify},
+                                       learning_rate=0.1, momentum=0.0, steps_per_epoch=1,
+                                       epochs=1, params=params)
+        u, _ = tx.update(zeros, tx.init(params), params)
+        new = optax.apply_updates(params, u)
+        assert bool(jnp.all(new["kernel"] == 0))
+        assert bool(jnp.all(new["bias"] == 0)) == bias_zero
+
+
+def test_gmp_reaches_its_final_sparsity() -> None:
+    params = {"a": {"kernel": jax.random.normal(jax.random.key(1), (20, 10))},
+              "b": {"kernel": jax.random.normal(jax.random.key(2), (10, 10))}}
+    tx, extra = methods.make_optimizer(
+        "gmp", {"final_sparsity": 0.8, "begin_fraction": 0.0, "end_fraction": 0.5,
+                "frequency": 1}, learning_rate=0.01, momentum=None, steps_per_epoch=5,
+        epochs=2, params=params)
+    state = tx.init(params)
+    for _ in range(10):
+        u, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+        params = optax.apply_updates(params, u)
+    for leaf in jax.tree.leaves(params):  # layer-wise by default: every layer at 80%
+        assert float(jnp.mean(leaf == 0)) == pytest.approx(0.8)
+    assert float(extra(state, params)["target_sparsity"]) == pytest.approx(0.8)
+
+
+def test_prepare_model_applies_irda_init_deterministically() -> None:
+    def build():
+        return nnx.Sequential(nnx.Linear(50, 20, rngs=nnx.Rngs(0)),
+                              nnx.Linear(20, 3, rngs=nnx.Rngs(1)))
+
+    a, b, plain = build(), build(), build()
+    methods.prepare_model("irda", a, {}, seed=3)
+    methods.prepare_model("irda", b, {}, seed=3)
+    methods.prepare_model("sgd", plain, {}, seed=3)  # no-op
+    ka, kb = a.layers[0].kernel[...], b.layers[0].kernel[...]
+    np.testing.assert_array_equal(ka, kb)
+    # uniform with std 10/sqrt(50): bound 10*sqrt(3/50) = 2.45, far above the default init
+    assert 1.5 < float(jnp.abs(ka).max()) <= 10 * math.sqrt(3 / 50) + 1e-6
+    assert float(jnp.std(ka)) == pytest.approx(10 / math.sqrt(50), rel=0.1)
+    np.testing.assert_array_equal(a.layers[0].bias[...], plain.layers[0].bias[...])
+    assert float(jnp.abs(plain.layers[0].kernel[...]).max()) < 1.0
+    methods.prepare_model("irda", plain, {"init_scale": 0.0})  # 0 keeps the model's init
+    assert float(jnp.abs(plain.layers[0].kernel[...]).max()) < 1.0
+
+
+def test_sfw_keeps_the_kernels_in_their_polytopes_and_trains_biases_by_sgd() -> None:
+    from sparsejax import constraints as C
+
+    model = nnx.Sequential(nnx.Linear(20, 8, rngs=nnx.Rngs(0)), nnx.Linear(8, 3, rngs=nnx.Rngs(1)))
+    methods.prepare_model("sfw", model, {}, seed=0)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    hp = methods.resolve_hparams("sfw", {"k_frac": 0.1})
+    cons = methods._sfw_constraints(params, hp)
+    assert cons["layers"][0]["bias"] is None and cons["layers"][0]["kernel"].k_frac == 0.1
+    tx, extra = methods.make_optimizer("sfw", {"k_frac": 0.1}, learning_rate=0.5, momentum=None,
+                                       steps_per_epoch=3, epochs=1, params=params)
+    assert extra is None
+    state = tx.init(params)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    assert C.is_feasible(params, cons)
+    # the biases follow momentum SGD (0.9) at 0.1 x the learning rate: -0.05 * 0.3 * (1 + 1.9 + 2.71)
+    np.testing.assert_allclose(params["layers"][1]["bias"], -0.05 * 0.3 * 5.61, rtol=1e-5)
