@@ -146,3 +146,17 @@ def test_copy_reference_bytes(transforms: ModuleType) -> None:
     zero = np.zeros([], np.float32)
     nbytes = transforms.ideal_bytes(transforms.copy_step, params, zero, params)
     assert nbytes == 2 * transforms.tree_bytes(params) + 4  # grads unused; the zero is read
+
+
+def test_greedy_prune_quick_reports_every_figure(tmp_path, capsys) -> None:
+    bench = _load("greedy_prune")
+    result = bench.main(["--quick", "--groups", "convs/4", "--json", str(tmp_path / "g.json")])
+    stdout = capsys.readouterr().out
+    (row,) = result["layers"]
+    assert (row["group"], row["units"], row["n"], row["steps"]) == ("convs/4", 32, 16, 30)
+    for key in ("local_s", "gram_s", "exact_s", "taylor_s", "speedup_total", "speedup_past_start",
+                "exact_step_ms", "taylor_step_ms", "discrepancy_exact", "discrepancy_taylor"):
+        assert _positive(row[key]), (key, row[key])
+    assert 0 < row["gram_share"] <= 1 and 0 <= row["jaccard"] <= 1
+    assert any(re.match(r"convs/4\s+32\s+16\s", line) for line in stdout.splitlines())
+    assert "Taylor vs exact global:" in stdout and "Gram computation" in stdout
