@@ -7,7 +7,9 @@ bandwidth figures rest on are right.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import math
 import re
@@ -160,3 +162,33 @@ def test_greedy_prune_quick_reports_every_figure(tmp_path, capsys) -> None:
     assert 0 < row["gram_share"] <= 1 and 0 <= row["jaccard"] <= 1
     assert any(re.match(r"convs/4\s+32\s+16\s", line) for line in stdout.splitlines())
     assert "Taylor vs exact global:" in stdout and "Gram computation" in stdout
+
+
+@pytest.fixture(scope="module")
+def throughput_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, dict]:
+    """Runs ``throughput.py --quick --json PATH`` once; returns (stdout, returned, written)."""
+    path = tmp_path_factory.mktemp("throughput") / "figures.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = _load("throughput").main(["--quick", "--json", str(path)])
+    return out.getvalue(), result, json.loads(path.read_text())
+
+
+def test_throughput_table_has_a_row_per_method_with_positive_figures(throughput_run) -> None:
+    stdout, result, written = throughput_run
+    assert written == json.loads(json.dumps(result))
+    rows = written["rows"]
+    assert [(r["model"], r["name"]) for r in rows] == [
+        ("lenet5", "sgd"), ("lenet5", "grda"), ("lenet5", "sgd_again")]
+    for r in rows:
+        for key in ("images_per_s", "ms_per_step", "ms_p25", "ms_p75", "cpu_ms_per_step",
+                    "mean_images_per_s", "ratio_to_sgd", "cpu_ratio_to_sgd"):
+            assert _positive(r[key]), (r["name"], key, r[key])
+        assert r["samples"] == written["rounds"] == 3
+        line = [x for x in stdout.splitlines() if re.match(rf"lenet5\s+{r['name']}\s+\d", x)]
+        assert len(line) == 1, stdout
+    assert rows[0]["ratio_to_sgd"] == pytest.approx(1.0) and rows[0]["ratio_ok"] is None
+    assert isinstance(rows[1]["ratio_ok"], bool)
+    assert rows[1]["images_per_s"] == pytest.approx(16 / (rows[1]["ms_per_step"] / 1e3))
+    assert re.search(r"^summary: \d+/1 \(model, method\) pairs keep >= 0.9", stdout, re.M)
+    assert "device:" in stdout and "jax " in stdout
