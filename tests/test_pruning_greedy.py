@@ -227,6 +227,11 @@ def test_greedy_prune_methods_and_group_subset(trained, data) -> None:
     out = greedy_prune(trained, x, tolerance=1e-3, groups=["layers/0"], method="global",
                        criterion="mse", taylor_start=None, max_steps=12)
     assert set(out.candidates["layers/0"]) == {"global"}
+    assert out.candidates["layers/0"]["global"].method == "global"
+    ls = greedy_prune(trained, x, tolerance=1e-3, groups=["layers/0"], method="global",
+                      criterion="mse", taylor_start=None, max_steps=12, global_step="line_search")
+    run = ls.candidates["layers/0"]["global"]
+    assert run.method == "global_line_search" and np.all(np.diff(run.history) < 0)
 
 
 def test_greedy_prune_errors(trained, data) -> None:
@@ -237,6 +242,8 @@ def test_greedy_prune_errors(trained, data) -> None:
         greedy_prune(trained, x, y, tolerance=-1.0)
     with pytest.raises(ValueError, match="method must be one of"):
         greedy_prune(trained, x, y, tolerance=0.1, method="random")
+    with pytest.raises(ValueError, match="global_step must be one of"):
+        greedy_prune(trained, x, y, tolerance=0.1, global_step="exact")
     with pytest.raises(ValueError, match="groups must be distinct"):
         greedy_prune(trained, x, y, tolerance=0.1, groups=["layers/0", "layers/0"])
     with pytest.raises(ValueError, match="at least one example"):

@@ -317,6 +317,55 @@ def test_global_budget_and_eps(mlp, x) -> None:
     assert r2.converged and r2.step <= 3 and r2.history[r2.step] <= eps
 
 
+def test_gauss_newton_model_is_exact_when_the_output_is_linear_in_the_layer(x) -> None:
+    # One hidden layer: the output is linear in the gate, so the squared error is
+    # exactly quadratic in gamma and the Gauss-Newton model is the loss itself.
+    model = create("mlp", num_classes=3, input_shape=(4,), hidden=(10,), rngs=1)
+    ev = Evaluator(model, "layers/0", x, loss="mse", batch_size=16, candidate_batch=4)
+    a = np.zeros(10)
+    a[[2, 5]] = 0.3, 0.7
+    units = np.arange(10)
+    p, q = ev.quadratic(a, units)
+    base = ev.loss(10 * a)
+    for i in (0, 2, 5, 9):
+        for gamma in (0.4, -0.2):
+            moved = (1 - gamma) * a
+            moved[i] += gamma
+            assert ev.loss(10 * moved) == pytest.approx(base + gamma * p[i] + 0.5 * gamma**2 * q[i],
+                                                        rel=1e-4, abs=1e-6)
+    grad = ev.grad(10 * a)
+    np.testing.assert_allclose(p, 10 * (grad - grad @ a), rtol=1e-4, atol=1e-6)
+
+
+def test_global_line_search_equals_local_line_search_on_a_linear_output(x) -> None:
+    # With a linear output layer after the pruned layer the network's squared
+    # error is the local discrepancy, so eq. 7 with the Gauss-Newton step is eq. 4.
+    model = create("mlp", num_classes=3, input_shape=(4,), hidden=(10,), rngs=1)
+    local = local_imitation(model, "layers/0", x, n=6, max_steps=10)
+    glob = global_imitation(model, "layers/0", x, n=6, max_steps=10, step="line_search",
+                            taylor_start=None, check_top=1)
+    assert glob.method == "global_line_search"
+    k = min(len(local.picks), len(glob.picks))
+    assert k >= 6
+    np.testing.assert_array_equal(glob.picks[:k], local.picks[:k])
+    np.testing.assert_allclose(glob.gammas[:k], local.gammas[:k], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(glob.history[:k], local.history[:k], rtol=1e-3)
+
+
+def test_global_line_search_decreases_and_beats_the_fixed_step(mlp, x) -> None:
+    fixed = global_imitation(mlp, "layers/0", x, n=5, max_steps=12, taylor_start=None)
+    ls = global_imitation(mlp, "layers/0", x, n=5, max_steps=12, taylor_start=None,
+                          step="line_search")
+    assert np.all(np.diff(ls.history) < 0)
+    assert ls.support.max() <= 5 and ls.n <= 5
+    assert ls.discrepancy < fixed.discrepancy
+    taylor = global_imitation(mlp, "layers/0", x, n=5, max_steps=12, taylor_start=3,
+                              taylor_top=3, step="line_search")
+    assert taylor.method == "global_line_search_taylor"
+    assert np.all(np.diff(taylor.history) < 0)
+    np.testing.assert_array_equal(taylor.picks[:4], ls.picks[:4])  # exact up to k = 3
+
+
 # --------------------------------------------------------------------------- #
 # Errors.
 
@@ -350,6 +399,10 @@ def test_more_errors(mlp, x) -> None:
         global_imitation(mlp, "layers/0", x, criterion="hinge")
     with pytest.raises(ValueError, match="taylor_top"):
         global_imitation(mlp, "layers/0", x, taylor_top=0)
+    with pytest.raises(ValueError, match="step must be one of"):
+        global_imitation(mlp, "layers/0", x, step="exact")
+    with pytest.raises(ValueError, match="check_top"):
+        global_imitation(mlp, "layers/0", x, step="line_search", check_top=0)
     with pytest.raises(ValueError, match="gram must be a square"):
         local_imitation_from_gram(np.ones((3, 2)))
     with pytest.raises(ValueError, match=r"gate must have shape \(10,\)"):

@@ -211,6 +211,7 @@ def greedy_prune(
     loss: str | PerExample = "cross_entropy",
     criterion: str | None = None,
     local_step: str = "line_search",
+    global_step: str = "fixed",
     max_steps: int | None = None,
     taylor_start: int | None = 25,
     taylor_top: int = 5,
@@ -251,6 +252,8 @@ def greedy_prune(
       criterion: the discrepancy global imitation minimises, ``'mse'`` or
         ``'cross_entropy'`` (default: ``'mse'`` for ``loss='mse'``, else ``'cross_entropy'``).
       local_step: ``'line_search'`` or ``'fixed'`` (see :func:`local_imitation`).
+      global_step: ``'fixed'`` (eq. 8, the paper's) or ``'line_search'`` (eq. 7;
+        see :func:`global_imitation`).
       max_steps: the most greedy steps per run (default ``2·N``; GFS ``N - 1``).
       taylor_start: past this many picks global imitation ranks by the Taylor
         approximation (``None``: exact).
@@ -287,6 +290,7 @@ def greedy_prune(
     check_number("tolerance", tolerance, ge=0.0)
     check_choice("method", method, ("best", "local", "global", "gfs"))
     check_choice("local_step", local_step, ("line_search", "fixed"))
+    check_choice("global_step", global_step, ("fixed", "line_search"))
     loss_kind = _loss_kind(loss, y is not None)
     if criterion is None:
         criterion = "mse" if loss == "mse" else "cross_entropy"
@@ -329,7 +333,7 @@ def greedy_prune(
                                             gates=other, batch_size=batch_size, stop_fn=stop)
             elif run == "global":
                 runs[run] = global_imitation(
-                    model, name, x, criterion=criterion, max_steps=steps,
+                    model, name, x, criterion=criterion, step=global_step, max_steps=steps,
                     taylor_start=taylor_start, taylor_top=taylor_top, gates=other,
                     batch_size=batch_size, candidate_batch=candidate_batch, stop_fn=stop)
             else:

@@ -62,7 +62,8 @@ class ImitationResult:
     Attributes:
       group: the group's name.
       size: its number of units ``N``.
-      method: ``'local'``, ``'local_fixed'``, ``'global'``, ``'global_taylor'`` or ``'gfs'``.
+      method: ``'local'``, ``'local_fixed'``, ``'global'``, ``'global_taylor'``,
+        ``'global_line_search'``, ``'global_line_search_taylor'`` or ``'gfs'``.
       indices: the kept units at the returned step, ascending.
       weights: their weights :math:`a_i` (positive, summing to 1), float64.
       step: the returned step ``k`` (the first that met ``eps`` or the stopping
@@ -330,6 +331,22 @@ def _compiled(graphdef: Any, kind: str, group: str, loss: Any) -> Callable[..., 
             return idx, candidates(state, x, t, m, gates, cands)
 
         return jax.jit(taylor)
+    if kind == "quadratic":  # Gauss-Newton model of the loss along gate directions
+        def quadratic(state: Any, x: jax.Array, t: jax.Array, m: jax.Array, gates: Gates,
+                      g: jax.Array, dirs: jax.Array) -> tuple[jax.Array, jax.Array]:
+            y, jvp = jax.linearize(lambda gg: apply(state, x, {**gates, group: gg}), g)
+
+            def along(d: jax.Array) -> tuple[jax.Array, jax.Array]:
+                u = jvp(d)
+
+                def phi(s: jax.Array) -> jax.Array:
+                    return jnp.sum(fn(y + s * u, t) * m)
+
+                return jax.jvp(jax.grad(phi), (jnp.float32(0.0),), (jnp.float32(1.0),))
+
+            return jax.vmap(along)(dirs)
+
+        return jax.jit(quadratic)
     raise ValueError(kind)
 
 
@@ -415,6 +432,32 @@ class Evaluator:
         gates = np.repeat(((1.0 - gamma) * a * self.size)[None, :], idx.size, axis=0)
         gates[np.arange(idx.size), idx] += gamma * self.size
         return idx, self.losses(gates.astype(np.float32), chunk_size=top)
+
+    def quadratic(self, a: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""Slope and Gauss-Newton curvature of the loss along ``a -> a + gamma (e_i - a)``.
+
+        For every ``i`` in ``units``: :math:`p_i = \partial_\gamma \mathbb{D}` and
+        :math:`q_i = u_i^\top \nabla^2_y \ell\, u_i` at :math:`\gamma = 0`, with
+        :math:`u_i` the change of the network output (one forward pass, then one
+        Jacobian-vector product per unit). Both are means over the data.
+        """
+        fn, size = self._fn("quadratic"), self.size
+        g = jnp.asarray(size * a, jnp.float32)
+        ps, qs = [], []
+        for start in range(0, units.size, self.candidate_batch):
+            part = units[start : start + self.candidate_batch]
+            k = part.size
+            dirs = size * (np.eye(size, dtype=np.float64)[part] - a[None, :])
+            if k < self.candidate_batch:
+                dirs = np.concatenate([dirs, np.zeros((self.candidate_batch - k, size))])
+            d = jnp.asarray(dirs, jnp.float32)
+            p = q = 0.0
+            for xb, tb, mb in zip(self.data.xs, self.targets, self.data.masks):
+                pb, qb = fn(self.state, xb, tb, mb, self.gates, g, d)
+                p, q = p + np.asarray(pb, np.float64), q + np.asarray(qb, np.float64)
+            ps.append(p[:k])
+            qs.append(q[:k])
+        return np.concatenate(ps) / self.data.count, np.concatenate(qs) / self.data.count
 
     def losses(self, candidates: np.ndarray, chunk_size: int | None = None) -> np.ndarray:
         """Mean losses for each row of ``candidates`` (``(C, N)`` gate vectors)."""
