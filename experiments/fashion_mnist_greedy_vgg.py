@@ -89,6 +89,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--imitation-examples", type=int, default=256)
     p.add_argument("--tolerance", type=float, default=0.01,
                    help="the most the training loss may rise per pruned layer")
+    p.add_argument("--global-step", choices=("fixed", "line_search"), default="fixed",
+                   help="global imitation's step: 1/(k+1) (eq. 8, the paper's) or a line "
+                        "search (eq. 7)")
+    p.add_argument("--groups", type=str, default=None,
+                   help="comma-separated convolution groups to prune, in order (default: all "
+                        "eight, convs/0 ... convs/7)")
     p.add_argument("--methods", type=str, default="imitation,gfs",
                    help="comma-separated: imitation (Alg. 2: local and global) and/or gfs")
     p.add_argument("--finetune-epochs", type=int, default=1)
@@ -104,6 +110,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not methods or any(m not in ("imitation", "gfs") for m in methods):
         p.error(f"--methods must name imitation and/or gfs, got {args.methods!r}")
     args.method_list = methods
+    args.group_list = None
+    if args.groups is not None:
+        args.group_list = [g.strip() for g in args.groups.split(",") if g.strip()]
+        known = [f"convs/{i}" for i in range(8)]
+        bad = [g for g in args.group_list if g not in known]
+        if not args.group_list or bad:
+            p.error(f"--groups must name some of {', '.join(known)}, got {args.groups!r}")
     for name in ("width_div", "epochs", "batch_size", "imitation_examples"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -155,7 +168,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         pruned = greedy_prune(base, x, y, tolerance=args.tolerance,
                               method="best" if method == "imitation" else "gfs",
-                              loss="cross_entropy", log=say)
+                              loss="cross_entropy", global_step=args.global_step,
+                              groups=args.group_list, log=say)
         timings[f"prune {method}"] = time.perf_counter() - t
         small = shrink(base, pruned)
         small.eval()

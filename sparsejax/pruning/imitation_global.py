@@ -153,7 +153,7 @@ def greedy_line_search(
                 break
             steps = [_step(a, int(cand[j]), float(gamma[j])) for j in top]
             losses = evaluator.losses(np.stack(steps).astype(np.float32) * size,
-                                      chunk_size=top.size)
+                                      chunk_size=check_top)  # one shape: one compilation
             j = int(np.argmin(losses))
             if losses[j] < history[-1]:
                 best = (int(cand[top[j]]), float(gamma[top[j]]), steps[j], float(losses[j]))
