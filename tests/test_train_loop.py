@@ -391,9 +391,13 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_good_checkpoint(dat
     with pytest.raises(TrainingDivergedError) as err:
         fit(tiny_mlp(), tx, train, epochs=3, workdir=wd, log=None, check_every_steps=4)
     msg = str(err.value)
-    assert "epoch 2" in msg and "Lower the learning rate" in msg
+    assert "epoch 2" in msg and "Lower the learning rate (now " in msg
     assert f"last good checkpoint (step {steps})" in msg
     assert isinstance(err.value, RuntimeError)
+    # an optimizer without an injected learning rate gets advice that fits it
+    with pytest.raises(TrainingDivergedError, match="injects no learning rate; for rda/irda, "
+                                                    "raise gamma"):
+        fit(tiny_mlp(), optax.sgd(lr), train, epochs=3, log=None, check_every_steps=4)
 
     assert len((wd / "metrics.jsonl").read_text().splitlines()) == 1
     assert not (wd / "result.json").exists()

@@ -190,10 +190,14 @@ def _diverged_message(
 ) -> str:
     epoch, batch = divmod(bad_step, steps_per_epoch)
     hp = hyperparameters(opt_state)
-    lr = f" (learning rate now {hp['learning_rate']:.3g})" if "learning_rate" in hp else ""
+    if "learning_rate" in hp:
+        remedy = f"Lower the learning rate (now {hp['learning_rate']:.3g})"
+    else:  # e.g. rda/irda, whose step 1/(gamma sqrt(t)) is set by gamma
+        remedy = ("Take smaller steps (this optimizer injects no learning rate; for rda/irda, "
+                  "raise gamma)")
     msg = (f"training diverged: the loss was {bad_loss} at step {bad_step + 1} (epoch {epoch + 1}, "
            f"batch {batch + 1} of {steps_per_epoch}); training stopped. "
-           f"Lower the learning rate{lr}, or add gradient clipping (optax.clip_by_global_norm).")
+           f"{remedy}, or add gradient clipping (optax.clip_by_global_norm).")
     if workdir is not None:
         if last_good is None:
             msg += f" No checkpoint had been written in {workdir.checkpoint_dir}."
