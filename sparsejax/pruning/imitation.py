@@ -24,7 +24,8 @@ physically (:func:`sparsejax.pruning.shrink`).
   forward pass: every greedy step is closed-form;
 * :func:`~sparsejax.pruning.global_imitation` (eqs. 6-8, §2.2.1) imitates the
   network's output, evaluating candidate gate vectors with ``jax.vmap``,
-  with the Taylor acceleration past ``k = 25``.
+  with the Taylor acceleration past ``k = 25``; the fixed step of eq. 8 or
+  a Gauss-Newton line search over the step (eq. 7).
 
 Both return an :class:`ImitationResult`. This module holds what they share.
 """

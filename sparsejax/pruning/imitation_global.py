@@ -15,6 +15,14 @@ depend on the gate) run once per data chunk. Past ``k = taylor_start`` only
 the ``taylor_top`` candidates with the most negative directional derivative
 :math:`\partial_\gamma \mathbb{D}|_{\gamma=0} = N\,(\nabla_g \mathbb{D})^\top (e_i - a)`
 (one backward pass for all of them) are evaluated exactly.
+
+``step='line_search'`` solves eq. 7 instead, the problem eq. 8 simplifies:
+the step of every candidate is searched over :math:`U_i` (so a unit can also
+be re-weighted down or removed), by minimising a Gauss-Newton model of
+:math:`\mathbb{D}` along :math:`e_i - a` and checking the best predicted
+moves exactly. The fixed step keeps every weight a multiple of
+:math:`1/(k+1)`, which in practice stalls the error (see
+``experiments/greedy_figure1.py``); the line search does not.
 """
 
 from __future__ import annotations
