@@ -227,9 +227,9 @@ def global_imitation(
     or removes a unit, as in local imitation) minimising the Gauss-Newton
     model :math:`\mathbb{D} + \gamma p_i + \tfrac12 \gamma^2 q_i` (one
     Jacobian-vector product per candidate); the ``check_top`` best predicted
-    moves are evaluated exactly and the best is taken (halving their steps
-    if none decreases :math:`\mathbb{D}`, stopping if that fails 5 times),
-    so the discrepancy never increases. On a network whose output is linear
+    moves are evaluated exactly and the best is taken (if none decreases
+    :math:`\mathbb{D}` their steps are halved, at most 4 times, then the
+    iteration stops), so the discrepancy never increases. On a network whose output is linear
     in the pruned layer this is exactly local imitation's line search.
 
     **Taylor acceleration** (§2.2.1): when more than ``taylor_start`` units
