@@ -8,13 +8,10 @@ bandwidth figures rest on are right.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
 import re
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import jax
@@ -23,21 +20,12 @@ import optax
 import pytest
 
 import sparsejax as sj
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from tests.scripts import load_script
 
 
 def _load(name: str) -> ModuleType:
     """Imports ``benchmarks/<name>.py`` (the folder is not a package)."""
-    module_name = f"_benchmarks_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py")
 
 
 @pytest.fixture(scope="module")

@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-from sparsejax.data import find_fashion_mnist
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fashion_mnist_greedy_vgg.py"
-
-
-def _have_data() -> bool:
-    try:
-        find_fashion_mnist("train")
-        find_fashion_mnist("test")
-    except FileNotFoundError:
-        return False
-    return True
+from tests.scripts import load_script, needs_fashion_mnist
 
 
 @pytest.fixture(scope="module")
 def job() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fashion_mnist_greedy_vgg", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/fashion_mnist_greedy_vgg.py")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_data(),
-                    reason="Fashion-MNIST not found (apt-get install dataset-fashion-mnist)")
+@needs_fashion_mnist
 def test_tiny_run_prunes_within_the_rule_shrinks_and_reports(
     job: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:

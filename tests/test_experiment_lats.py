@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from sparsejax.data import find_fashion_mnist
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fashion_mnist_lats.py"
-
-
-def _have_data() -> bool:
-    try:
-        find_fashion_mnist("train")
-        find_fashion_mnist("test")
-    except FileNotFoundError:
-        return False
-    return True
+from tests.scripts import load_script, needs_fashion_mnist
 
 
 @pytest.fixture(scope="module")
 def job() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fashion_mnist_lats", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/fashion_mnist_lats.py")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _have_data(), reason="Fashion-MNIST not found (apt-get install dataset-fashion-mnist)"
-)
+@needs_fashion_mnist
 def test_short_run_lats_is_sparse_and_close_to_dense_sgd(
     job: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -63,9 +44,7 @@ def test_short_run_lats_is_sparse_and_close_to_dense_sgd(
     assert "sparsity (kernels)" in out and "fc1/kernel" in out
 
 
-@pytest.mark.skipif(
-    not _have_data(), reason="Fashion-MNIST not found (apt-get install dataset-fashion-mnist)"
-)
+@needs_fashion_mnist
 def test_out_resumes_finished_runs_and_check_rechecks_them(
     job: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from sparsejax.data import find_fashion_mnist
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fashion_mnist_sfw.py"
-
-
-def _have_data() -> bool:
-    try:
-        find_fashion_mnist("train")
-        find_fashion_mnist("test")
-    except FileNotFoundError:
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(
-    not _have_data(), reason="Fashion-MNIST not found (apt-get install dataset-fashion-mnist)"
-)
+from tests.scripts import load_script, needs_fashion_mnist
 
 
 @pytest.fixture(scope="module")
 def job() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fashion_mnist_sfw", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/fashion_mnist_sfw.py")
 
 
-@needs_data
+@needs_fashion_mnist
 def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     job: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -90,7 +68,7 @@ def _curve(ratios: tuple[float, ...], acc: dict[float, float], default: float) -
 
 
 @pytest.mark.slow
-@needs_data
+@needs_fashion_mnist
 def test_sfw_init_learns_a_scale_per_kernel_and_starts_feasible(job: ModuleType, tmp_path: Path) -> None:
     res = job.main(["--quick", "--sfw-init", "--scope", "global", "--ratios", "0.9",
                     "--retrain-steps", "0", "--out", str(tmp_path), "--quiet"])
@@ -156,7 +134,7 @@ def test_command_line_is_validated(job: ModuleType) -> None:
 
 
 @pytest.mark.slow
-@needs_data
+@needs_fashion_mnist
 @pytest.mark.skipif(
     os.environ.get("SPARSEJAX_FULL_EXPERIMENTS") != "1",
     reason="the full default run takes minutes; set SPARSEJAX_FULL_EXPERIMENTS=1 to run it",

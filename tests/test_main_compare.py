@@ -9,19 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sparsejax.data import find_fashion_mnist
 from sparsejax.train import cli
+from tests.scripts import needs_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "configs" / "fashion_mnist_lenet5.toml"
-
-
-def _have_data() -> bool:
-    try:
-        find_fashion_mnist("train")
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def test_main_script_runs_the_configured_compare() -> None:
@@ -30,7 +22,7 @@ def test_main_script_runs_the_configured_compare() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_data(), reason="Fashion-MNIST not found")
+@needs_fashion_mnist
 def test_main_job_config_on_a_slice_of_fashion_mnist(tmp_path, capsys) -> None:
     methods = list(tomllib.loads(CONFIG.read_text())["methods"])
     assert {"sgd", "grda", "lats", "sfw", "gmp"} <= set(methods)

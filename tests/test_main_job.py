@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from sparsejax.data import find_fashion_mnist
+from tests.scripts import load_script, needs_fashion_mnist
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fashion_mnist_mlp.py"
-
-
-def _have_data() -> bool:
-    try:
-        find_fashion_mnist("train")
-        find_fashion_mnist("test")
-    except FileNotFoundError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _have_data(), reason="Fashion-MNIST not found (apt-get install dataset-fashion-mnist)"
-)
+pytestmark = needs_fashion_mnist
 
 
 @pytest.fixture(scope="module")
 def job() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fashion_mnist_mlp", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/fashion_mnist_mlp.py")
 
 
 def _by_method(rows: list[dict]) -> dict[str, dict]:
