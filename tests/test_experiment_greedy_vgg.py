@@ -21,10 +21,10 @@ def test_tiny_run_prunes_within_the_rule_shrinks_and_reports(
     job: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tol = 0.05
-    out = job.main(["--width-div", "16", "--train-subset", "2048", "--epochs", "1",
+    out = job.main(["--width-div", "16", "--train-subset", "1024", "--epochs", "1",
                     "--imitation-examples", "32", "--tolerance", str(tol),
                     "--finetune-epochs", "1", "--global-step", "line_search", "--quiet",
-                    "--groups", "convs/5,convs/6,convs/7"])
+                    "--groups", "convs/6,convs/7"])
     text = capsys.readouterr().out
     assert "kept channels per layer" in text and "chosen (imitation)" in text
     for name in ("dense", "imitation", "gfs"):
@@ -46,7 +46,7 @@ def test_tiny_run_prunes_within_the_rule_shrinks_and_reports(
             assert 0.0 <= acc <= 1.0 and np.isfinite(acc)
     imitation = rows["imitation"]["result"]
     assert set(imitation.chosen.values()) <= {"local", "global", "none"}
-    assert list(imitation.losses) == ["convs/5", "convs/6", "convs/7"]
+    assert list(imitation.losses) == ["convs/6", "convs/7"]
     assert any(r.method.startswith("global_line_search")
                for runs in imitation.candidates.values() for m, r in runs.items() if m == "global")
     # the whole network lost at most (pruned layers) x tolerance on the training loss

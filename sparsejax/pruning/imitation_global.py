@@ -51,6 +51,24 @@ from sparsejax.pruning.imitation import (
 __all__ = ["global_imitation"]
 
 
+def _first_pick(
+    evaluator: Evaluator, eps: float, stop_fn: Callable[[np.ndarray], bool] | None
+) -> tuple[np.ndarray, list[int], list[float], list[float], list[int], int | None]:
+    """The single unit whose network imitates best (eq. 6): ``a(0) = e_{i_0}``.
+
+    Returns ``a``, the path lists (picks, gammas, history, support) started
+    with it, and ``0`` if it already meets ``eps`` or ``stop_fn`` (else ``None``).
+    """
+    size = evaluator.size
+    first = evaluator.losses(np.eye(size, dtype=np.float32) * size)
+    i0 = int(np.argmin(first))
+    a = np.zeros(size)
+    a[i0] = 1.0
+    history = [float(first[i0])]
+    met = 0 if (history[0] <= eps or (stop_fn is not None and stop_fn(size * a))) else None
+    return a, [i0], [1.0], history, [1], met
+
+
 def greedy_fixed_step(
     evaluator: Evaluator,
     *,
@@ -70,13 +88,7 @@ def greedy_fixed_step(
     most once, uniform weights ``1/|S|`` (the same update on distinct units).
     """
     size = evaluator.size
-    onehots = np.eye(size, dtype=np.float32) * size
-    first = evaluator.losses(onehots)
-    i0 = int(np.argmin(first))
-    a = np.zeros(size)
-    a[i0] = 1.0
-    picks, gammas, history, support = [i0], [1.0], [float(first[i0])], [1]
-    met = 0 if (history[0] <= eps or (stop_fn is not None and stop_fn(size * a))) else None
+    a, picks, gammas, history, support, met = _first_pick(evaluator, eps, stop_fn)
     k = 1  # picks so far
     while met is None and len(picks) <= max_steps:
         chosen = a > 0
@@ -129,13 +141,8 @@ def greedy_line_search(
     times), then the iteration stops.
     """
     size = evaluator.size
-    first = evaluator.losses(np.eye(size, dtype=np.float32) * size)
-    i0 = int(np.argmin(first))
-    a = np.zeros(size)
-    a[i0] = 1.0
-    picks, gammas, history, support = [i0], [1.0], [float(first[i0])], [1]
-    met = 0 if (history[0] <= eps or (stop_fn is not None and stop_fn(size * a))) else None
-    k = 1
+    a, picks, gammas, history, support, met = _first_pick(evaluator, eps, stop_fn)
+    k = 1  # picks so far
     while met is None and len(picks) <= max_steps:
         chosen = a > 0
         allowed = chosen if chosen.sum() >= n else np.ones(size, bool)
