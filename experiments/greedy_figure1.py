@@ -229,22 +229,18 @@ def prune_curves(model: nnx.Module, x_train: jax.Array, x_test: jax.Array,
         r = local_imitation_from_gram(gram, n=n, max_steps=args.local_steps_per_unit * n)
         local[n] = output_discrepancy(model, x_test, {GROUP: r.gate})
     seconds["local"] = time.perf_counter() - t
-    glob, fixed = {}, {}
-    if not args.no_global:
+    curves: dict[str, dict[int, float]] = {"global": {}, "global_fixed": {}}
+    runs = (("global", "line_search", args.global_steps_per_unit),
+            ("global_fixed", "fixed", args.fixed_steps_per_unit))
+    for key, step, per_unit in runs:
+        if args.no_global or per_unit == 0:
+            continue
         t = time.perf_counter()
-        r = global_imitation(model, GROUP, x_train, n=args.n_max, step="line_search",
-                             max_steps=args.global_steps_per_unit * args.n_max,
-                             taylor_start=None, criterion="mse")
-        glob = _by_width(model, x_test, r, args.n_max)
-        seconds["global"] = time.perf_counter() - t
-        if args.fixed_steps_per_unit > 0:
-            t = time.perf_counter()
-            r = global_imitation(model, GROUP, x_train, n=args.n_max, step="fixed",
-                                 max_steps=args.fixed_steps_per_unit * args.n_max,
-                                 taylor_start=None, criterion="mse")
-            fixed = _by_width(model, x_test, r, args.n_max)
-            seconds["global_fixed"] = time.perf_counter() - t
-    return local, glob, fixed, seconds
+        r = global_imitation(model, GROUP, x_train, n=args.n_max, step=step,
+                             max_steps=per_unit * args.n_max, taylor_start=None, criterion="mse")
+        curves[key] = _by_width(model, x_test, r, args.n_max)
+        seconds[key] = time.perf_counter() - t
+    return local, curves["global"], curves["global_fixed"], seconds
 
 
 def scratch_curve(x_train: jax.Array, y_train: jax.Array, x_test: jax.Array,
