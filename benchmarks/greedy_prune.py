@@ -79,8 +79,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -99,6 +99,9 @@ from sparsejax.pruning import (  # noqa: E402
     global_imitation,
     local_imitation,
 )
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ is not a package
+from _common import device_description  # noqa: E402
 
 __all__ = ["main", "make_model"]
 
@@ -200,16 +203,6 @@ def timed(fn: Callable[[StepClock], Any], rounds: int) -> tuple[float, Any, list
     return total, out, ends
 
 
-def device_description() -> str:
-    dev = jax.devices()[0]
-    text = f"{dev.platform} ({getattr(dev, 'device_kind', dev.platform)})"
-    if dev.platform == "cpu":
-        text += f", {platform.processor() or platform.machine()}"
-        try:
-            text += f", {len(os.sched_getaffinity(0))} usable cores"
-        except AttributeError:
-            text += f", {os.cpu_count()} cores"
-    return text
 
 
 def bench_group(model: VGG, group: str, x: jax.Array, args: argparse.Namespace) -> dict[str, Any]:

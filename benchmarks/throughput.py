@@ -62,6 +62,9 @@ from sparsejax.train import data_mesh, make_train_step, shard_batch, split_model
 from sparsejax.train import methods as registry  # noqa: E402
 from sparsejax.train.step import init_train_state, zero_totals  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ is not a package
+from _common import device_description  # noqa: E402
+
 __all__ = ["main", "run_benchmark"]
 
 MIN_RATIO = 0.9
@@ -80,17 +83,6 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def device_description() -> str:
-    """The default device, as text."""
-    dev = jax.devices()[0]
-    text = f"{len(jax.devices())} x {dev.platform} ({getattr(dev, 'device_kind', dev.platform)})"
-    if dev.platform == "cpu":
-        text += f", {platform.processor() or platform.machine()}"
-        try:
-            text += f", {len(os.sched_getaffinity(0))} usable cores"
-        except AttributeError:  # not on Linux
-            text += f", {os.cpu_count()} cores"
-    return text
 
 
 @dataclasses.dataclass

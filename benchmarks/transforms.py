@@ -73,6 +73,9 @@ import optax  # noqa: E402
 
 import sparsejax as sj  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ is not a package
+from _common import device_description  # noqa: E402
+
 __all__ = ["Candidate", "candidates", "main", "resnet18_params"]
 
 PyTree = Any
@@ -479,18 +482,6 @@ def measure(runners: Sequence[Runner], rounds: int, iters: int, move: bool = Tru
 # The report.
 
 
-def device_description() -> str:
-    """The default device, as text."""
-    dev = jax.devices()[0]
-    kind = getattr(dev, "device_kind", dev.platform)
-    text = f"{dev.platform} ({kind})"
-    if dev.platform == "cpu":
-        text += f", {platform.processor() or platform.machine()}"
-        try:
-            text += f", {len(os.sched_getaffinity(0))} usable cores"
-        except AttributeError:  # not on Linux
-            text += f", {os.cpu_count()} cores"
-    return text
 
 
 def _fmt_pass(ok: bool | None) -> str:
