@@ -17,6 +17,7 @@ from sparsejax.data import (
     TFDS_DATA_DIR_ENV,
     Dataset,
     DatasetNotFoundError,
+    datasets,
     fashion_mnist,
     load,
     tfds_io,
@@ -396,3 +397,91 @@ def test_real_fashion_mnist_through_load(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert len(ds) == 10000 and ds.source == "files:/usr/share/datasets/fashion-mnist"
     x, _ = ds.arrays()
     assert abs(x.mean() / 255 - 0.2860) < 0.01  # the test split's mean is close to the training constant
+
+
+# --- load_numpy: offline first, then a TFDS download -------------------------------------------
+
+
+def _no_tfds(*args: object, **kwargs: object) -> dict:
+    raise AssertionError("TFDS must not be asked")
+
+
+def test_load_numpy_uses_local_files_without_downloading(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    want = _write_mnist_like(isolated / "fm")
+    monkeypatch.setattr(tfds_io, "open_prepared", _no_tfds)
+    monkeypatch.setattr(datasets, "_download_blocker", lambda key: pytest.fail("no download check expected"))
+    x, y = sd.load_numpy("fashion_mnist", "train", data_dir=isolated / "fm")
+    assert (x.dtype, y.dtype, x.shape) == (np.uint8, np.int32, (20, 28, 28, 1))
+    np.testing.assert_array_equal(x, want["train"][0])
+    np.testing.assert_array_equal(y, want["train"][1])
+    x, y = sd.load_numpy("fashion_mnist", "test[:5]", data_dir=isolated / "fm")
+    np.testing.assert_array_equal(y, want["test"][1][:5])
+    x, y = sd.load_numpy("synthetic", "train", num_examples=6)
+    assert x.shape == (6, 28, 28, 1) and y.dtype == np.int32
+
+
+def test_load_numpy_without_download_names_every_place(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tfds_io, "open_prepared", _no_tfds)
+    with pytest.raises(DatasetNotFoundError) as info:
+        sd.load_numpy("fashion_mnist", "train", download=False, data_dir=isolated / "given")
+    err = info.value
+    msg = str(err)
+    assert err.name == "fashion_mnist" and len(err.places) == 4  # TFDS folder, data_dir, system folder, download
+    for place in err.places:
+        assert place in msg
+    assert str(isolated / "given" / "fashion_mnist") in msg and str(isolated / "no-system-dir") in msg
+    assert "not attempted (download=False" in msg and "load_numpy(..., download=True)" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and "tfds build fashion_mnist" in msg
+
+
+def test_load_numpy_wraps_a_failing_download(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def failing_open(name: str, split: str, data_dir: Path, *, download: bool, in_memory: bool) -> dict:
+        calls.append((name, split, download))
+        raise ConnectionError("Failed to establish a new connection: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(tfds_io, "open_prepared", failing_open)
+    monkeypatch.setattr(datasets, "_download_blocker", lambda key: None)
+    with pytest.raises(DatasetNotFoundError) as info:
+        sd.load_numpy("mnist", "test", data_dir=isolated / "none")
+    assert calls == [("mnist", "test", True)]
+    err = info.value
+    assert isinstance(err.__cause__, ConnectionError)
+    assert f"TFDS download into {isolated / 'none'}: failed: ConnectionError: Failed to establish" in str(err)
+    assert "How to get it:" in str(err) and err.places[-1].startswith("  - TFDS download")
+
+
+def test_load_numpy_download_succeeds_through_tfds(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_open(name: str, split: str, data_dir: Path, *, download: bool, in_memory: bool) -> dict:
+        assert download
+        x = np.full((4, 28, 28, 1), 7, np.uint8)
+        return {"arrays": (x, np.arange(4, dtype=np.int32)), "label_names": (), "path": Path(data_dir) / name}
+
+    monkeypatch.setattr(tfds_io, "open_prepared", fake_open)
+    monkeypatch.setattr(datasets, "_download_blocker", lambda key: None)
+    x, y = sd.load_numpy("mnist", "train", data_dir=isolated / "none")
+    assert x.shape == (4, 28, 28, 1) and x.max() == 7 and y.tolist() == [0, 1, 2, 3]
+
+
+def test_load_numpy_checks_tensorflow_and_network_before_downloading(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setattr(tfds_io, "open_prepared", _no_tfds)
+    monkeypatch.setattr(datasets, "_tensorflow_importable", lambda: False)
+    with pytest.raises(DatasetNotFoundError, match=r"TensorFlow is not installed.*sparsejax\[tf\]"):
+        sd.load_numpy("cifar10", "train", data_dir=isolated / "none")
+
+    def unreachable(address: tuple[str, int], timeout: float) -> socket.socket:
+        raise OSError("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(datasets, "_tensorflow_importable", lambda: True)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    for var in datasets._PROXY_ENV:
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(DatasetNotFoundError, match="no network access .*storage.googleapis.com:443 unreachable"):
+        sd.load_numpy("cifar10", "train", data_dir=isolated / "none")
+    with pytest.raises(DatasetNotFoundError, match="TFDS cannot download ImageNet"):
+        sd.load_numpy("imagenet2012", "test", data_dir=isolated / "none")

@@ -1,20 +1,86 @@
-"""The notebooks run top to bottom (on a small setting)."""
+"""The notebooks: Colab-ready (badge, install cell, no stored outputs) and run top to bottom (small setting)."""
 
 from __future__ import annotations
 
 import pathlib
+import re
+import tomllib
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 #: What each notebook must print (a notebook not listed here fails the test).
 EXPECTED = {
     "quickstart.ipynb": ("gRDA: accuracy", "one-shot magnitude pruning"),
     "greedy_imitation.ipynb": ("falls", "max |shrunk - gated|", "greedy_prune: training loss"),
+    "soft_threshold.ipynb": ("LATS: accuracy", "PGH: accuracy", "pruned one-shot to the same sparsity"),
+    "frank_wolfe.ipynb": ("SFW: accuracy", "one-shot pruning without retraining", "largest gain of SFW over SGD"),
+    "magnitude_pruning.ipynb": (
+        "dense SGD: accuracy",
+        "one-shot global:",
+        "one-shot layerwise:",
+        "fixed-mask retraining at 95%",
+        "gradual magnitude pruning: accuracy",
+    ),
 }
+
+
+def _project() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]
+
+
+def _github_path() -> str:
+    """``owner/name`` of the repository named in pyproject.toml's [project.urls]."""
+    url = _project()["urls"]["Repository"]
+    m = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", url)
+    assert m, f"[project.urls] Repository is not a GitHub URL: {url}"
+    return m.group(1)
+
+
+def test_every_notebook_is_listed() -> None:
+    assert {p.name for p in NOTEBOOKS} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_opens_in_colab(path: pathlib.Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    repo = _github_path()
+    badge = (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"(https://colab.research.google.com/github/{repo}/blob/main/notebooks/{path.name})"
+    )
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.splitlines()[0] == badge
+    # The first code cell installs sparsejax only where it is not importable (Colab).
+    first = next(c for c in nb.cells if c.cell_type == "code").source
+    lines = [line.strip() for line in first.splitlines()]
+    assert lines[:2] == ["try:", "import sparsejax"] and lines[2].startswith("except ImportError:"), first
+    install = re.search(r'^\s+%pip install -q "sparsejax(?:\[([\w,]+)\])? @ git\+(\S+)"$', first, re.M)
+    assert install, first
+    extras = install.group(1).split(",") if install.group(1) else []
+    assert set(extras) <= set(_project()["optional-dependencies"]), extras
+    assert "plots" in extras  # the notebooks plot with matplotlib
+    assert install.group(2) == f"https://github.com/{repo}"
+
+
+def test_readme_lists_every_notebook_with_its_badge() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Notebooks", 1)[1].split("\n## ", 1)[0]
+    for path in NOTEBOOKS:
+        link = f"https://colab.research.google.com/github/{_github_path()}/blob/main/notebooks/{path.name}"
+        assert f"`{path.name}`" in section and f"]({link})" in section, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_stored_without_outputs(path: pathlib.Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: cell {i} has outputs"
 
 
 @pytest.mark.slow

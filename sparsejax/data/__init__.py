@@ -6,6 +6,10 @@
   ``download=True`` (see :mod:`sparsejax.data.datasets` for where it looks).
   A missing dataset raises :class:`DatasetNotFoundError`, naming every place
   looked at and how to obtain the data.
+* :func:`load_numpy` ``(name, split)`` returns ``(images, labels)`` as numpy
+  arrays for notebooks: from the same offline places as :func:`load`, else
+  downloaded with TFDS (``download=True`` by default; needs TensorFlow and
+  network access, as in Colab).
 * :func:`batches` ``(dataset, batch_size, train=...)`` is the input pipeline:
   per-epoch shuffling from a seed, random crop + flip for CIFAR/ImageNet,
   normalisation, background prefetch, and per-host sharding (every process
@@ -41,6 +45,7 @@ from sparsejax.data.datasets import (
     SourceReader,
     available_datasets,
     load,
+    load_numpy,
     split_ranges,
 )
 from sparsejax.data.fashion_mnist import (
@@ -74,6 +79,7 @@ __all__ = [
     "find_fashion_mnist",
     "load",
     "load_fashion_mnist",
+    "load_numpy",
     "normalize",
     "prepare_tfds",
     "read_idx",

@@ -26,6 +26,9 @@
 When nothing is found, :class:`DatasetNotFoundError` (a ``FileNotFoundError``)
 lists every place looked at and how to obtain the data.
 
+:func:`load_numpy` (for notebooks) returns a split as numpy arrays, trying the
+same offline places first and then, by default, a TFDS download.
+
 A :class:`Dataset` is a split held in memory as ``uint8`` arrays (small
 datasets) or read example by example from a TFDS data source (ImageNet), with
 random access ``dataset[indices]`` and the constants an input pipeline needs
@@ -65,6 +68,7 @@ __all__ = [
     "DatasetNotFoundError",
     "available_datasets",
     "load",
+    "load_numpy",
     "split_ranges",
 ]
 
@@ -762,3 +766,131 @@ def _from_tfds(
             f"{where}: images have shape {reader.images.shape[1:]}, expected {image_shape} for {key}"
         )
     return make(reader, where, opened["label_names"])
+
+
+# --- load_numpy: arrays for notebooks, downloading when needed ---------------------------------
+
+#: Host whose reachability stands for network access before a TFDS download is tried
+#: (TFDS's own files and many datasets are served from it).
+_PROBE_HOST = ("storage.googleapis.com", 443)
+_PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _tensorflow_importable() -> bool:
+    """Whether ``import tensorflow`` would find a module (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _download_blocker(key: str) -> str | None:
+    """Why a TFDS download of ``key`` cannot work here, found in seconds; ``None`` when it may.
+
+    TFDS itself retries an unreachable server for minutes, so TensorFlow and
+    the network are checked first: the network by one TCP connection to
+    ``storage.googleapis.com:443`` with a 5 s timeout (skipped when a proxy is
+    configured through the environment, where a direct connection says little).
+    """
+    import socket
+
+    if key == "imagenet2012":
+        return "not possible: TFDS cannot download ImageNet (its archives need a manual download)"
+    if not _tensorflow_importable():
+        return (
+            "not attempted: TensorFlow is not installed, and TFDS needs it to download and prepare "
+            "a dataset (pip install 'sparsejax[tf]', or pip install tensorflow-cpu)"
+        )
+    if not any(os.environ.get(v) for v in _PROXY_ENV):
+        try:
+            socket.create_connection(_PROBE_HOST, timeout=5).close()
+        except OSError as e:
+            return f"not attempted: no network access ({_PROBE_HOST[0]}:{_PROBE_HOST[1]} unreachable: {e})"
+    return None
+
+
+def load_numpy(
+    name: str,
+    split: str,
+    *,
+    download: bool = True,
+    data_dir: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads a split as numpy arrays: offline when the data is here, else downloaded with TFDS.
+
+    The entry point for notebooks, on this machine or in Colab. It first does
+    what :func:`load` does offline (a prepared TFDS dataset, then local files
+    such as ``/usr/share/datasets/fashion-mnist``); when the data is in none
+    of those places and ``download=True``, TFDS downloads and prepares it
+    (``load(..., download=True)``, into ``data_dir`` or the TFDS data folder),
+    after a quick check that TensorFlow is installed and the network is
+    reachable. Every example is read into memory: meant for the small
+    datasets (Fashion-MNIST, MNIST, CIFAR).
+
+    Args:
+      name: a dataset name :func:`load` accepts (see :func:`available_datasets`).
+      split: ``'train'`` or ``'test'``, optionally TFDS-sliced (``'test[:2000]'``).
+      download: let TFDS download the dataset when it is not found offline.
+      data_dir: a folder to look in first (TFDS data folder and/or the
+        dataset's files); a download goes there too.
+      **kwargs: options of :func:`load` for the dataset (e.g. ``num_examples``
+        for ``'synthetic'``).
+
+    Returns:
+      ``(images, labels)``: ``uint8`` ``[N, H, W, C]`` and ``int32`` ``[N]``.
+
+    Raises:
+      ValueError: an unknown ``name``, a bad ``split`` or option (as :func:`load`).
+      DatasetNotFoundError: the data is not here and could not be downloaded;
+        the message lists every place looked at, why the download was not
+        made or what made it fail, and how to obtain the data (the download's
+        exception is chained as ``__cause__``).
+
+    Example:
+      >>> from sparsejax.data import load_numpy
+      >>> images, labels = load_numpy('synthetic', 'test', num_examples=64)
+      >>> images.shape, images.dtype, labels.shape, labels.dtype
+      ((64, 28, 28, 1), dtype('uint8'), (64,), dtype('int32'))
+      >>> x_test, y_test = load_numpy('fashion_mnist', 'test[:2000]')  # doctest: +SKIP
+      >>> x_test.shape  # doctest: +SKIP
+      (2000, 28, 28, 1)
+    """
+    try:
+        dataset = load(name, split, data_dir=data_dir, download=False, **kwargs)
+    except DatasetNotFoundError as missing:
+        dataset = _download_or_raise(missing, split, data_dir, download, kwargs)
+    return dataset.arrays()
+
+
+def _download_or_raise(
+    missing: DatasetNotFoundError,
+    split: str,
+    data_dir: str | os.PathLike[str] | None,
+    download: bool,
+    kwargs: dict[str, Any],
+) -> Dataset:
+    """The TFDS download behind :func:`load_numpy`, or a :class:`DatasetNotFoundError` saying why not."""
+    key = missing.name
+    target = Path(data_dir).expanduser() if data_dir is not None else tfds_io.default_tfds_dir()
+    cause: Exception | None = None
+    if not download:
+        outcome = "not attempted (download=False; load_numpy(..., download=True) lets TFDS download it)"
+    else:
+        outcome = _download_blocker(key)
+        if outcome is None:
+            try:
+                return load(key, split, data_dir=data_dir, download=True, **kwargs)
+            except Exception as e:  # whatever TFDS or the network raised: reported below
+                cause = e
+                outcome = f"failed: {type(e).__name__}: {e}"
+    place = f"  - TFDS download into {target}: {outcome}"
+    raise DatasetNotFoundError(
+        f"Dataset {key!r} ({split} split) is not available offline and was not downloaded. Looked in:\n"
+        + "\n".join((*missing.places, place))
+        + f"\nHow to get it: {DATASETS[key].how_to_get}",
+        name=key,
+        places=(*missing.places, place),
+    ) from cause
