@@ -18,7 +18,7 @@ Example:
   True
 """
 
-from sparsejax.train.checkpoint import Workdir, WorkdirMismatchError
+from sparsejax.train.checkpoint import CheckpointRestoreError, Workdir, WorkdirMismatchError
 from sparsejax.train.distributed import data_mesh, initialize_distributed
 from sparsejax.train.loop import Batches, FitResult, TrainingDivergedError, evaluate, fit
 from sparsejax.train.metrics import hyperparameters, sparsity_metrics
@@ -26,6 +26,7 @@ from sparsejax.train.step import TrainState, make_eval_step, make_train_step, sh
 
 __all__ = [
     "Batches",
+    "CheckpointRestoreError",
     "FitResult",
     "TrainState",
     "TrainingDivergedError",

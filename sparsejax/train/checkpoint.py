@@ -5,7 +5,9 @@ A workdir holds::
     config.json     the experiment's identity (the ``config`` given to ``fit``)
     trainer.json    the trainer settings that change the result (epochs, seed, batch size, ...)
     checkpoints/    Orbax CheckpointManager: the train state, the epoch's running sums and
-                    a JSON record (epoch, next batch, history, wall time), by global step
+                    a JSON record (epoch, next batch, history, wall time, a checksum of
+                    every array), by global step
+    damaged_checkpoints/  checkpoints that failed to restore, moved aside (never deleted)
     metrics.jsonl   one JSON object per finished epoch
     result.json     written once the run has finished
 
@@ -16,17 +18,30 @@ the abstract target (shapes, dtypes and shardings of the current train state),
 so NamedTuple optimizer states come back as NamedTuples and arrays land
 replicated on the current mesh. Only process 0 writes the JSON files; Orbax
 coordinates the checkpoint writes of all processes.
+
+A checkpoint that does not restore because it is damaged (unreadable,
+truncated or missing files, or arrays that differ from the checksums saved
+with them: Orbax does not notice flipped bits in compressed array data) raises
+:class:`CheckpointRestoreError`; :meth:`Workdir.restore_latest` then moves it
+to ``damaged_checkpoints/`` and tries the next older checkpoint. A checkpoint
+that does not fit (another model or optimizer) raises
+:class:`WorkdirMismatchError` and nothing is moved.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
-from collections.abc import Mapping
+import re
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -34,17 +49,41 @@ from sparsejax.train.distributed import is_primary
 from sparsejax.train.step import Totals, TrainState
 from sparsejax.tree import path_str
 
-__all__ = ["Workdir", "WorkdirMismatchError", "normalize_config"]
+__all__ = ["CheckpointRestoreError", "Workdir", "WorkdirMismatchError", "normalize_config"]
 
 CONFIG_FILE = "config.json"
 TRAINER_FILE = "trainer.json"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "damaged_checkpoints"
+ITEMS = ("state", "totals", "meta")
+META_KEYS = ("epoch", "batch", "history", "wall_time", "epoch_elapsed")
 
 
 class WorkdirMismatchError(ValueError):
     """The workdir belongs to another experiment (a different config); nothing was changed."""
+
+
+class CheckpointRestoreError(RuntimeError):
+    """A checkpoint is damaged (or, from :func:`~sparsejax.train.fit`: none of them restores).
+
+    Raised for unreadable, truncated or missing files and for arrays that differ
+    from the checksums saved with them, never for a checkpoint of another model
+    (that is :class:`WorkdirMismatchError`). Damaged checkpoints are moved to
+    ``<workdir>/damaged_checkpoints/``, never deleted.
+
+    Attributes:
+      step: the checkpoint's global step (``None`` when no checkpoint restored).
+      where: the damaged part, relative to the checkpoint's directory (e.g.
+        ``state/``, ``meta/metadata``), with the array's name when known.
+      reason: a short, one-line reason.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, where: str = "",
+                 reason: str = "") -> None:
+        super().__init__(message)
+        self.step, self.where, self.reason = step, where, reason
 
 
 def normalize_config(config: Mapping[str, Any] | None) -> Any:
@@ -112,6 +151,214 @@ def _barrier(name: str) -> None:
 
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def _as_uint32(x: jax.Array) -> jax.Array | None:
+    """The bits of ``x`` as uint32 words (8-byte items give two); ``None`` for other dtypes."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        x = jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    size = np.dtype(x.dtype).itemsize
+    if size in (4, 8):
+        return jax.lax.bitcast_convert_type(x, jnp.uint32)
+    if size in (1, 2):
+        return jax.lax.bitcast_convert_type(x, jnp.uint8 if size == 1 else jnp.uint16).astype(jnp.uint32)
+    return None
+
+
+def _fingerprint(x: jax.Array) -> jax.Array:
+    r"""A position-weighted sum of the bits of ``x``, modulo :math:`2^{32}`.
+
+    .. math::
+
+      h = \sum_i b_i (2i + 1) \bmod 2^{32}
+
+    over the flat index :math:`i` of the uint32 words :math:`b_i`: exact (integer
+    arithmetic), so independent of sharding and device count; a change of one
+    word always changes it (:math:`2i + 1` is invertible modulo :math:`2^{32}`).
+    """
+    bits = _as_uint32(x)
+    if bits is None:
+        return jnp.uint32(0)
+    index = jnp.zeros(bits.shape, jnp.uint32)
+    stride = 1
+    for d in reversed(range(bits.ndim)):
+        index = index + jax.lax.broadcasted_iota(jnp.uint32, bits.shape, d) * jnp.uint32(stride)
+        stride = (stride * bits.shape[d]) % 2**32
+    return jnp.sum(bits * (2 * index + 1), dtype=jnp.uint32)
+
+
+_fingerprints = jax.jit(lambda leaves: [_fingerprint(x) for x in leaves])
+
+
+def checksums(tree: Any) -> dict[str, int]:
+    """One checksum (a uint32, see :func:`_fingerprint`) per array of ``tree``, by path.
+
+    Args:
+      tree: a pytree of arrays (sharded or not; all processes take part).
+
+    Returns:
+      ``{path: checksum}`` with the paths of :func:`sparsejax.tree.path_str`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax.train.checkpoint import checksums
+      >>> a = checksums({'w': jnp.ones(3)})
+      >>> a == checksums({'w': jnp.ones(3)}), a == checksums({'w': jnp.ones(3).at[1].set(2.0)})
+      (True, False)
+    """
+    flat = jax.tree_util.tree_leaves_with_path(tree)
+    paths, leaves = [p for p, _ in flat], [x for _, x in flat]
+    values = jax.device_get(_fingerprints(leaves)) if leaves else []
+    return {path_str(p): int(v) for p, v in zip(paths, values)}
+
+
+_STATUS_CODE = re.compile(r"^[A-Z][A-Z_]+: ")
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while e is not None and e not in chain and len(chain) < 20:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    return chain
+
+
+def _broken_json(step_dir: Path) -> str:
+    """The first JSON file of a checkpoint that does not parse (relative path), or ``''``."""
+    try:
+        files = sorted(p for p in step_dir.rglob("*") if p.is_file() and (
+            p.name in ("metadata", "_METADATA", "_sharding", "_CHECKPOINT_METADATA")
+            or p.parent.name == "array_metadatas"))
+    except OSError:
+        return ""
+    for f in files:
+        try:
+            json.loads(f.read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
+            return str(f.relative_to(step_dir))
+    return ""
+
+
+def _where_and_why(e: BaseException, step_dir: Path, item: str = "") -> tuple[str, str]:
+    """The damaged part (relative to ``step_dir``) and a one-line reason, from an exception chain.
+
+    TensorStore messages name the OCDBT database, the key read and the failure
+    (``DATA_LOSS: Error reading "params.layers.0.kernel/0.0" in OCDBT database
+    at local file ".../state/": ...``); the long specs they append are dropped.
+    """
+    root = _causes(e)[-1]
+    text = " ".join(str(root).split())
+    text = text.split(" [tensorstore_spec", 1)[0].split(" See full TensorStore details", 1)[0]
+    code = _STATUS_CODE.match(text)
+    files = re.findall(r'local file "([^"]+)"', text)
+    array = re.search(r'Error reading "([^"/]+)/[^"]*"', text)
+    where = item
+    if files:
+        try:
+            where = (str(Path(files[-1]).relative_to(step_dir))
+                     + ("/" if files[-1].endswith("/") else ""))
+        except ValueError:
+            where = files[-1]
+    if array:
+        where = f"{where}, array {array.group(1)}" if where else f"array {array.group(1)}"
+    if not files and isinstance(root, (UnicodeError, json.JSONDecodeError)):
+        where = _broken_json(step_dir) or where
+    if files or code:
+        why = text.rsplit('": ', 1)[-1] if '": ' in text else text
+        if code and not why.startswith(code.group(0)):
+            why = code.group(0) + why
+    else:
+        why = f"{type(root).__name__}: {text}" if text else type(root).__name__
+    return where, (why if len(why) <= 240 else why[:237] + "...")
+
+
+def _is_damage(e: BaseException) -> bool:
+    """Whether a restore error means unreadable data rather than another model.
+
+    Orbax wraps TensorStore read errors in a plain ``Exception``; TensorStore
+    raises ``ValueError`` with a status code; missing items give ``KeyError``;
+    damaged JSON gives ``JSONDecodeError``/``UnicodeDecodeError``.
+    """
+    for c in _causes(e):
+        if type(c) is Exception or isinstance(c, (OSError, EOFError, KeyError, UnicodeError,
+                                                  json.JSONDecodeError)):
+            return True
+        if isinstance(c, ValueError) and _STATUS_CODE.match(str(c)):
+            return True
+    return False
+
+
+def _abandoned_read(e: BaseException | None) -> bool:
+    """Whether ``e`` is a TensorStore read error (raw, or as Orbax wraps it)."""
+    return e is not None and any(
+        type(c) is Exception or (isinstance(c, ValueError) and _STATUS_CODE.match(str(c)))
+        for c in _causes(e))
+
+
+def _from_orbax(obj: Any) -> bool:
+    code = getattr(obj, "cr_code", None) or getattr(getattr(obj, "get_coro", lambda: None)(),
+                                                    "cr_code", None)
+    return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+
+
+class _AbandonedReadsFilter(logging.Filter):
+    """Drops asyncio's reports of the TensorStore reads of a restore that had already failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith(("Task exception was never retrieved",
+                               "Future exception was never retrieved")):
+            return not _abandoned_read(record.exc_info[1] if record.exc_info else None)
+        if message.startswith("Task was destroyed but it is pending"):
+            return "orbax" not in record.getMessage()
+        return True
+
+
+class _QuietAbandonedReads:
+    """Drops the tracebacks of the TensorStore reads that a failed restore leaves behind.
+
+    When arrays of a checkpoint cannot be read, Orbax's restore fails at the
+    first error and closes its event loop while TensorStore still completes
+    the other reads. Each of them then prints a traceback some time later,
+    after the damage has been reported in one line: ``RuntimeError: Event loop
+    is closed`` and Orbax's read coroutines failing on close (through
+    :func:`sys.unraisablehook`), asyncio's "Task/Future exception was never
+    retrieved" (its logger). While installed, exactly these are dropped; every
+    other unraisable error and asyncio record goes where it went before.
+    Installed around the restore attempts; removed again if none failed,
+    otherwise kept (the abandoned reads finish at any time later).
+    """
+
+    def __init__(self) -> None:
+        self._previous = sys.unraisablehook
+        self._filter = _AbandonedReadsFilter()
+        sys.unraisablehook = self._hook
+        logging.getLogger("asyncio").addFilter(self._filter)
+
+    def _hook(self, u: Any) -> None:
+        if isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed":
+            return
+        if _from_orbax(u.object) and _abandoned_read(u.exc_value):
+            return
+        self._previous(u)
+
+    def remove(self) -> None:
+        if sys.unraisablehook == self._hook:
+            sys.unraisablehook = self._previous
+        logging.getLogger("asyncio").removeFilter(self._filter)
+
+
+def _agree(code: int) -> int:
+    """The largest ``code`` of all processes (a collective when there are several)."""
+    if jax.process_count() == 1:
+        return code
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.int32(code))))
 
 
 class Workdir:
@@ -217,23 +464,71 @@ class Workdir:
         return self.manager.latest_step()
 
     def save(self, step: int, state: TrainState, totals: Totals, meta: Mapping[str, Any]) -> None:
-        """Starts an (asynchronous) save of the train state, the running sums and ``meta``."""
+        """Starts an (asynchronous) save of the train state, the running sums and ``meta``.
+
+        ``meta`` is stored with the checksums of every array (:func:`checksums`),
+        which :meth:`restore` verifies.
+        """
+        meta = dict(meta)
+        meta["checksums"] = {"state": checksums(state), "totals": checksums(totals)}
         self.manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
                 totals=ocp.args.StandardSave(totals),
-                meta=ocp.args.JsonSave(dict(meta)),
+                meta=ocp.args.JsonSave(meta),
             ),
         )
+
+    def _damaged(self, step: int, where: str, reason: str) -> CheckpointRestoreError:
+        return CheckpointRestoreError(
+            f"checkpoint {step} in {self.checkpoint_dir} is damaged ({where}: {reason})",
+            step=step, where=where, reason=reason)
 
     def restore(self, step: int, state: TrainState, totals: Totals) -> tuple[TrainState, Totals, dict]:
         """Restores checkpoint ``step`` against the shapes, dtypes and shardings of ``state``/``totals``.
 
+        All processes agree on the outcome: if one process finds the checkpoint
+        damaged (or not fitting), all raise.
+
         Raises:
           WorkdirMismatchError: if the checkpoint does not fit (another model or optimizer).
+          CheckpointRestoreError: if the checkpoint is damaged: a missing item
+            directory, unreadable or truncated files, a damaged JSON record, or
+            arrays that differ from the checksums saved with them.
         """
-        self._check_fits(step, state)
+        error: BaseException | None = None
+        try:
+            r = self._restore_local(step, state, totals)
+        except (WorkdirMismatchError, CheckpointRestoreError) as e:
+            error = e
+        code = _agree(2 if isinstance(error, WorkdirMismatchError) else 1 if error else 0)
+        if code == 2:
+            raise error if isinstance(error, WorkdirMismatchError) else WorkdirMismatchError(
+                f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model "
+                "and optimizer (found by another process); use another workdir")
+        if code == 1:
+            raise error if error is not None else self._damaged(
+                step, "?", "another process could not read it")
+        new_state, new_totals, meta = r
+        saved = meta.pop("checksums", None)  # absent in checkpoints of earlier versions
+        if isinstance(saved, dict):
+            for item, tree in (("state", new_state), ("totals", new_totals)):
+                mine = checksums(tree)  # the same on every process
+                bad = [k for k, v in (saved.get(item) or {}).items() if mine.get(k) != v]
+                if bad:
+                    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+                    raise self._damaged(step, f"{item}/", f"the data of {bad[0]}{more} differ "
+                                                          "from the checksums saved with them")
+        return new_state, new_totals, meta
+
+    def _restore_local(self, step: int, state: TrainState,
+                       totals: Totals) -> tuple[TrainState, Totals, dict]:
+        step_dir = self.checkpoint_dir / str(step)
+        for item in ITEMS:
+            if not (step_dir / item).is_dir():
+                raise self._damaged(step, f"{item}/", "the directory is missing")
+        self._check_fits(step, state, totals)
         try:
             r = self.manager.restore(
                 step,
@@ -243,35 +538,127 @@ class Workdir:
                     meta=ocp.args.JsonRestore(),
                 ),
             )
-        except (ValueError, KeyError, TypeError) as e:
+        except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
+            if _is_damage(e):
+                raise self._damaged(step, *_where_and_why(e, step_dir)) from e
             raise WorkdirMismatchError(
                 f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model "
                 f"and optimizer ({type(e).__name__}: {str(e)[:500]}); use another workdir"
             ) from e
-        return TrainState(*r["state"]), Totals(*r["totals"]), dict(r["meta"])
+        meta = r["meta"]
+        if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
+            missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+            raise self._damaged(step, "meta/", f"the record lacks {', '.join(missing)}")
+        return TrainState(*r["state"]), Totals(*r["totals"]), dict(meta)
 
-    def _check_fits(self, step: int, state: TrainState) -> None:
-        """Compares the saved arrays' paths, shapes and dtypes with ``state`` before restoring."""
+    def _check_fits(self, step: int, state: TrainState, totals: Totals) -> None:
+        """Compares the saved arrays' paths, shapes and dtypes with ``state`` and ``totals``.
+
+        Unreadable metadata means a damaged checkpoint; different arrays, another model.
+        """
+        step_dir = self.checkpoint_dir / str(step)
         try:
-            saved_tree = self.manager.item_metadata(step)["state"]
-            saved = {path_str(p): (tuple(m.shape), str(np.dtype(m.dtype)))
-                     for p, m in jax.tree_util.tree_leaves_with_path(saved_tree)}
-        except Exception:  # noqa: BLE001 - no usable metadata: let restore itself decide
-            return
-        mine = {path_str(p): (tuple(x.shape), str(np.dtype(x.dtype)))
-                for p, x in jax.tree_util.tree_leaves_with_path(state)}
-        if saved == mine:
-            return
-        problems = [f"{p} missing" for p in sorted(mine.keys() - saved.keys())]
-        problems += [f"{p} unexpected" for p in sorted(saved.keys() - mine.keys())]
-        problems += [f"{p}: {saved[p][0]} {saved[p][1]} saved, {mine[p][0]} {mine[p][1]} now"
-                     for p in sorted(mine.keys() & saved.keys()) if saved[p] != mine[p]]
-        raise WorkdirMismatchError(
-            f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model and "
-            f"optimizer ({'; '.join(problems[:4])}"
-            + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
-            + "); nothing was changed; use another workdir"
-        )
+            metadata = self.manager.item_metadata(step)
+        except Exception as e:  # noqa: BLE001 - any failure to read is damage
+            raise self._damaged(step, *_where_and_why(e, step_dir)) from e
+        for item, tree in (("state", state), ("totals", totals)):
+            saved_tree = None if metadata is None else metadata.get(item)
+            if saved_tree is None:
+                raise self._damaged(step, f"{item}/", "its metadata cannot be read")
+            try:
+                saved = {path_str(p): (tuple(m.shape), str(np.dtype(m.dtype)))
+                         for p, m in jax.tree_util.tree_leaves_with_path(saved_tree)}
+            except Exception as e:  # noqa: BLE001
+                raise self._damaged(step, f"{item}/",
+                                    f"its metadata cannot be read ({type(e).__name__}: {e})") from e
+            mine = {path_str(p): (tuple(x.shape), str(np.dtype(x.dtype)))
+                    for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+            if saved == mine:
+                continue
+            name = "" if item == "state" else f"{item} "
+            problems = [f"{name}{p} missing" for p in sorted(mine.keys() - saved.keys())]
+            problems += [f"{name}{p} unexpected" for p in sorted(saved.keys() - mine.keys())]
+            problems += [f"{name}{p}: {saved[p][0]} {saved[p][1]} saved, {mine[p][0]} {mine[p][1]} now"
+                         for p in sorted(mine.keys() & saved.keys()) if saved[p] != mine[p]]
+            raise WorkdirMismatchError(
+                f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model and "
+                f"optimizer ({'; '.join(problems[:4])}"
+                + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+                + "); nothing was changed; use another workdir"
+            )
+
+    def _move_aside(self, step: int) -> Path:
+        """Moves checkpoint ``step`` to ``damaged_checkpoints/`` (process 0) and refreshes the manager.
+
+        Returns:
+          The new directory (``<step>``, or ``<step>.1``, ``<step>.2``, ... if taken).
+        """
+        damaged = self.path / DAMAGED_DIR
+        dest = damaged / str(step)
+        n = 0
+        while dest.exists():
+            n += 1
+            dest = damaged / f"{step}.{n}"
+        error = None
+        if is_primary():
+            try:
+                damaged.mkdir(parents=True, exist_ok=True)
+                os.rename(self.checkpoint_dir / str(step), dest)
+            except OSError as e:
+                error = e
+        if _agree(1 if error else 0):
+            raise CheckpointRestoreError(
+                f"checkpoint {step} in {self.checkpoint_dir} is damaged and could not be moved "
+                f"to {damaged} ({error or 'failed on process 0'}); nothing was deleted",
+                step=step) from error
+        _barrier("sparsejax_damaged_checkpoint_moved")
+        self.manager.reload()
+        return dest
+
+    def restore_latest(self, state: TrainState, totals: Totals,
+                       report: Callable[[str], None]) -> tuple[int, TrainState, Totals, dict] | None:
+        """Restores the newest checkpoint that is not damaged, moving damaged ones aside.
+
+        Each damaged checkpoint is moved to ``damaged_checkpoints/<step>``
+        (never deleted) and reported in one line to ``report``; then the next
+        older one is tried.
+
+        Args:
+          state: the current train state (shapes, dtypes, shardings to restore to).
+          totals: the current running sums, likewise.
+          report: called with one line per damaged checkpoint.
+
+        Returns:
+          ``(step, state, totals, meta)``, or ``None`` if there is no checkpoint.
+
+        Raises:
+          WorkdirMismatchError: if a checkpoint does not fit (another model or optimizer).
+          CheckpointRestoreError: if there are checkpoints but none restores.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        failures = []
+        quiet = _QuietAbandonedReads()
+        try:
+            for i, step in enumerate(steps):
+                try:
+                    return (step, *self.restore(step, state, totals))
+                except CheckpointRestoreError as e:
+                    failures.append(f"step {step}: {e.where}: {e.reason}")
+                    message = str(e)
+                gc.collect()  # finalises the failed restore's tasks while quiet is installed
+                dest = self._move_aside(step)
+                then = (f"trying step {steps[i + 1]}" if i + 1 < len(steps)
+                        else "no older checkpoint is left")
+                report(f"{message}; moved it to {dest}; {then}")
+        finally:
+            if not failures:
+                quiet.remove()
+        if not steps:
+            return None
+        raise CheckpointRestoreError(
+            f"no checkpoint in {self.checkpoint_dir} could be restored ({'; '.join(failures)}); "
+            f"all were moved to {self.path / DAMAGED_DIR} and nothing was deleted; "
+            "use another workdir, or run again to train from the start")
 
     def wait(self) -> None:
         """Blocks until every started save has been written."""

@@ -31,8 +31,11 @@ magnitude at each ratio, and reports test accuracy without and, with
 (:func:`sparsejax.pruning.fixed_mask` last in the chain).
 
 Bad input (an unknown method, model or dataset, a hyperparameter out of range,
-a workdir holding another experiment, missing data) gives a one-line message on
-stderr and exit status 2; a diverged training run gives status 1.
+a workdir holding another experiment, missing data, a workdir whose checkpoints
+are all damaged) gives a one-line message on stderr and exit status 2; a
+diverged training run gives status 1. A damaged checkpoint with an older good
+one is reported in one line, moved to ``WORKDIR/damaged_checkpoints/`` and the
+run resumes from the older one.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import math
 import os
 import sys
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -412,6 +416,24 @@ def _error(prog: str, message: str) -> None:
     print(f"{prog}: error: {one_line}", file=sys.stderr)
 
 
+def _one_line_warnings(prog: str) -> Callable[..., None]:
+    """``warnings.showwarning`` printing the trainer's warnings about this CLI's calls in one line.
+
+    With ``--quiet`` (no ``log``), :func:`sparsejax.train.fit` reports a damaged
+    checkpoint as a ``RuntimeWarning`` at its caller, i.e. in this file.
+    """
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if os.path.abspath(filename) == os.path.abspath(__file__):
+            print(f"{prog}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _primary() -> bool:
     from sparsejax.train.distributed import is_primary
 
@@ -505,7 +527,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--checkpoint-every-steps", type=int, default=None,
                    help="also checkpoint every N steps (default: after every epoch)")
-    g.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints kept (default 3)")
+    g.add_argument("--keep-checkpoints", type=int, default=3,
+                   help="checkpoints kept (default 3); with 1, a damaged checkpoint has no "
+                        "older one to fall back to")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar (default: when stderr is a terminal)")
     g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -908,7 +932,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``sparsejax`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
     0: success; 2: bad input (a one-line message on stderr; argparse errors
-    too); 1: training diverged; 130: interrupted.
+    too; also a workdir whose checkpoints are all damaged); 1: training
+    diverged; 130: interrupted.
 
     Example:
       >>> main(['methods']) == 0  # doctest: +ELLIPSIS
@@ -920,14 +945,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"sparsejax {args.command}"
     if getattr(args, "debug", False):
         return COMMANDS[args.command](args)
-    from sparsejax.train import TrainingDivergedError
+    from sparsejax.train import CheckpointRestoreError, TrainingDivergedError
 
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(prog)
+            return COMMANDS[args.command](args)
     except TrainingDivergedError as e:
         _error(prog, str(e))
         return EXIT_FAILED
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (ValueError, CheckpointRestoreError, FileNotFoundError, NotADirectoryError,
+            PermissionError) as e:
         _error(prog, str(e))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -246,7 +247,13 @@ def fit(
     left untouched); a checkpoint is written after every epoch (and every
     ``checkpoint_every_steps`` steps), keeping the newest ``keep_checkpoints``;
     running the same call again resumes from the newest checkpoint; a finished
-    workdir returns its result without training. Each epoch appends a line to
+    workdir returns its result without training. A checkpoint that is damaged
+    (unreadable, truncated or missing files, arrays that differ from their
+    saved checksums) is reported in one line (to ``log``, or as a
+    ``RuntimeWarning`` when ``log`` is ``None``), moved to
+    ``workdir/damaged_checkpoints/`` (never deleted), and the next older one is
+    restored instead (a finished run whose final checkpoint is damaged trains
+    again from there, ending with the same result). Each epoch appends a line to
     ``metrics.jsonl`` and prints one on the console; a tqdm bar shows the steps.
 
     Args:
@@ -260,7 +267,8 @@ def fit(
       workdir: directory of checkpoints and metrics; ``None`` keeps nothing.
       config: the JSON-able identity of the experiment (stored in ``config.json``).
       seed: seed of the dropout keys.
-      keep_checkpoints: how many checkpoints to keep (>= 1).
+      keep_checkpoints: how many checkpoints to keep (>= 1); with 1 there is no
+        older checkpoint to fall back to when the newest one is damaged.
       checkpoint_every_steps: also save every this many steps (mid-epoch
         checkpoints resume at the next batch of the epoch); ``None``: once per epoch.
       extra_metrics: ``extra_metrics(opt_state, params) -> {name: scalar}``
@@ -279,6 +287,8 @@ def fit(
     Raises:
       ValueError: for out-of-range arguments or a batch size the devices do not divide.
       WorkdirMismatchError: if ``workdir`` holds another experiment.
+      CheckpointRestoreError: if ``workdir`` holds checkpoints but every one of them
+        is damaged (all moved to ``damaged_checkpoints/``; nothing was deleted).
       TrainingDivergedError: if the loss becomes NaN or inf.
 
     Example:
@@ -318,6 +328,13 @@ def fit(
     say = log if (log is not None and is_primary()) else (lambda line: None)
     show_bar = is_primary() and (sys.stderr.isatty() if progress is None else bool(progress))
 
+    def report(line: str) -> None:
+        """A damaged checkpoint is never silent: ``log``, or a warning when ``log`` is ``None``."""
+        if log is not None:
+            say(line)
+        elif is_primary():
+            warnings.warn(line, RuntimeWarning, stacklevel=4)  # at fit's caller
+
     parts = split_model(model)
     state = init_train_state(parts, optimizer, mesh)
     totals = zero_totals(mesh)
@@ -333,29 +350,31 @@ def fit(
         wd = Workdir(workdir, config, trainer, keep=keep_checkpoints)
         status = wd.inspect()
         wd.prepare(status)
-        latest = wd.latest_step() if status != "new" else None
-        if status == "finished" and latest is None:
+        try:
+            restored = wd.restore_latest(state, totals, report) if status != "new" else None
+        except BaseException:
+            wd.close()
+            raise
+        if status == "finished" and restored is None:
+            wd.close()
             raise ValueError(f"{wd.path} holds result.json but no checkpoint to rebuild the model "
                              "from; delete the workdir to train again")
-        if latest is not None:
-            try:
-                state, totals, meta = wd.restore(latest, state, totals)
-            except BaseException:
-                wd.close()
-                raise
+        if restored is not None:
+            latest, state, totals, meta = restored
             history = list(meta["history"])
             start_epoch, start_batch = int(meta["epoch"]), int(meta["batch"])
             wall_time, epoch_elapsed = float(meta["wall_time"]), float(meta["epoch_elapsed"])
             resumed_from = latest
-            if status == "finished":
+            if status == "finished" and (start_epoch, start_batch) == (epochs, 0):
                 wd.close()
                 say(f"{wd.path} holds a finished run; returning its result")
                 return FitResult(_result_model(parts, state), state.params, state.opt_state,
                                  history, float(wd.read_result()["wall_time"]), wd.path,
                                  state.model_state, latest, latest)
             wd.rewrite_metrics(history)
+            again = " to rebuild the final state" if status == "finished" else ""
             say(f"resuming {wd.path} from step {latest} (epoch {start_epoch + 1}, "
-                f"batch {start_batch + 1} of {steps_per_epoch})")
+                f"batch {start_batch + 1} of {steps_per_epoch}){again}")
         elif wd is not None:
             wd.rewrite_metrics([])
 
