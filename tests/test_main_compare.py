@@ -1,5 +1,6 @@
-"""The README's main job (scripts/main.sh = `sparsejax compare` with the LeNet-5 config) on a
-short slice of the real Fashion-MNIST data: every configured method trains, prunes and reports."""
+"""The README's main job (scripts/main.sh = `sparsejax compare` with the quick LeNet-5 config;
+`--full`: the 5-epoch one) on a short slice of the real Fashion-MNIST data: every configured
+method trains, prunes and reports."""
 
 from __future__ import annotations
 
@@ -13,12 +14,25 @@ from sparsejax.train import cli
 from tests.scripts import needs_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "experiments" / "configs" / "fashion_mnist_lenet5.toml"
+CONFIG = ROOT / "experiments" / "configs" / "fashion_mnist_lenet5_quick.toml"
+FULL = ROOT / "experiments" / "configs" / "fashion_mnist_lenet5.toml"
 
 
 def test_main_script_runs_the_configured_compare() -> None:
     text = (ROOT / "scripts" / "main.sh").read_text()
-    assert "compare" in text and "experiments/configs/fashion_mnist_lenet5.toml" in text
+    assert "compare" in text
+    assert "config=experiments/configs/fashion_mnist_lenet5_quick.toml" in text
+    assert "config=experiments/configs/fashion_mnist_lenet5.toml" in text and "--full" in text
+
+
+def test_quick_config_is_the_full_one_with_fewer_epochs() -> None:
+    quick, full = (tomllib.loads(p.read_text()) for p in (CONFIG, FULL))
+    assert quick["epochs"] < full["epochs"]
+    assert list(quick["methods"]) == list(full["methods"])
+    for key in ("model", "dataset", "batch_size", "seed", "schedule", "warmup_steps", "ratios"):
+        assert quick[key] == full[key], key
+    for name, entry in full["methods"].items():
+        assert quick["methods"][name].get("learning_rate") == entry.get("learning_rate"), name
 
 
 @pytest.mark.slow

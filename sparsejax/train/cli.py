@@ -750,14 +750,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
             say(f"  [{settings.name}] finished before: skipped")
         trained.append(run)
 
-    say("== evaluating: FLOPs, one-shot pruning curves")
+    say(f"== evaluating: FLOPs, one-shot pruning curves ({len(trained)} runs x {len(ratios)} ratios)")
     rows, curves = [], {}
+    from tqdm import tqdm
+
     from sparsejax import pruning
 
+    show_bar = _primary() and (sys.stderr.isatty() if args.progress is None else bool(args.progress))
+    bar = tqdm(total=len(trained) * len(ratios), desc="one-shot pruning", unit="eval", leave=False,
+               disable=not show_bar, dynamic_ncols=True, file=sys.stderr)
     for run in trained:
         final = run.result.final
         sparse, dense = _flops(run)
-        curve = pruning.one_shot_curve(run.result.params, _accuracy_of(run), ratios, scope=scope)
+        accuracy = _accuracy_of(run)
+
+        def counted(params: Any, accuracy: Callable[[Any], float] = accuracy) -> float:
+            value = accuracy(params)
+            bar.update()
+            return value
+
+        bar.set_postfix_str(run.settings.name, refresh=False)
+        curve = pruning.one_shot_curve(run.result.params, counted, ratios, scope=scope)
         curves[run.settings.name] = curve
         rows.append({
             "name": run.settings.name,
@@ -775,6 +788,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "workdir": str(run.result.workdir),
             "one_shot": [c._asdict() for c in curve],
         })
+    bar.close()
     if _primary():
         _write_compare(out, rows, curves, trained, ratios, scope)
     return 0

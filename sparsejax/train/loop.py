@@ -409,11 +409,13 @@ def fit(
         wd.save(step, state, totals, meta)
 
     try:
+        # One bar for the whole run, so that its ETA is the run's; epoch lines print above it.
+        bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch + start_batch,
+                   disable=not show_bar, leave=False, dynamic_ncols=True, file=sys.stderr, unit="step")
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter() - epoch_elapsed
             batches = iter(train_data.epoch(epoch, start=start_batch))
-            bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}",
-                       disable=not show_bar, leave=False, dynamic_ncols=True, file=sys.stderr)
+            bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
             for b in range(start_batch, steps_per_epoch):
                 try:
                     batch = next(batches)
@@ -434,8 +436,6 @@ def fit(
                 if mid_save:
                     save(gstep, epoch, done, time.perf_counter() - t0)
             getattr(batches, "close", lambda: None)()  # stops a pipeline's prefetching
-            bar.close()
-            bar = None
             check(epoch, steps_per_epoch)
             if not bool(_all_finite(state.params)):
                 raise TrainingDivergedError(
@@ -466,7 +466,8 @@ def fit(
             wall_time += epoch_time
             record["epoch_time"], record["wall_time"] = epoch_time, wall_time
             history.append(record)
-            say(format_epoch(record, epochs))
+            with tqdm.external_write_mode():  # the line goes above the bar
+                say(format_epoch(record, epochs))
 
             totals = zero_totals(mesh)
             start_batch, epoch_elapsed = 0, 0.0
