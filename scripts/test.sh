@@ -5,4 +5,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-exec "${SPARSEJAX_VENV:-$ROOT/.venv}/bin/python" -m pytest -n auto --dist loadgroup "$@"
+exec "${SPARSEJAX_VENV:-$ROOT/.venv}/bin/python" -m pytest -n auto --dist loadgroup --durations=15 "$@"

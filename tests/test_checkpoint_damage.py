@@ -32,6 +32,9 @@ from sparsejax.models import create
 from sparsejax.train import CheckpointRestoreError, WorkdirMismatchError, cli, fit
 from tests._train_driver import make_data
 
+# One worker runs the whole module, so the module-scoped training runs are made once.
+pytestmark = pytest.mark.xdist_group("checkpoint_damage")
+
 BATCH, N_TRAIN = 32, 256  # 8 steps per epoch: checkpoints at 8, 16, 24
 
 

@@ -480,10 +480,26 @@ def test_dropout_train_and_eval_modes():
 
 
 # The checks of one proximal-SGD step run on LeNet-5 and a tiny VGG-BN, and the
-# same test on every registered model at batch 2 (about 10 s each to compile on
-# a small CPU, so those are marked slow).
+# same test at batch 2 on one model of each class and kind of block (7-18 s each
+# to compile on a small CPU, so those are marked slow): the deeper variants
+# (vgg16/19 of vgg11, resnet32/56 of resnet20, resnet34 of resnet18) run the
+# same code with more repeats of the same blocks, and are built at full size
+# and checked for shapes above.
 TRAIN_CASES = ["lenet5", "tiny:vgg_bn"]
-ALL_TRAIN = [n for n in NAMES if n != "lenet5"]
+ALL_TRAIN = ["mlp", "lenet_300_100", "small_cnn", "vgg11", "vgg11_bn", "resnet20", "resnet18",
+             "resnet50", "wrn28_10", "mobilenet_v2"]
+
+
+def _code_path(name: str) -> tuple:
+    """What a model's train step exercises: the classes of all its modules and its stem."""
+    shape, kwargs = FORWARD_CASES[name]
+    model = abstract(name, input_shape=shape, **kwargs)
+    kinds = frozenset(type(m).__name__ for _, m in nnx.iter_modules(model))
+    return type(model).__name__, kinds, getattr(model, "stem_pool", None)
+
+
+def test_train_step_models_cover_every_code_path():
+    assert {_code_path(n) for n in ALL_TRAIN + ["lenet5"]} == {_code_path(n) for n in NAMES}
 
 
 def _batchnorms(model: nnx.Module) -> dict[str, nnx.BatchNorm]:
