@@ -1,6 +1,6 @@
 """LeNet-300-100 on Fashion-MNIST: plain SGD against gRDA (directional pruning) and LATS.
 
-This is the main job of sparsejax. It trains the LeNet-300-100 MLP (266,610
+It trains the LeNet-300-100 MLP (266,610
 parameters) from the same initialisation and on the same shuffled mini-batches
 with plain SGD, with gRDA and with LATS (soft-threshold reparameterisation,
 Chen et al., ICLR 2023, whose threshold grows by ``lambda * lr`` per step). It
@@ -33,11 +33,11 @@ zero, and LATS 87.8% at 93.6% sparsity (seed 1: SGD 88.85%, gRDA 88.22% at
 because this run is short: what sets the sparsity is the threshold reached
 after the last of the n = 18,740 steps, g = 0.16.
 
-Run it (the first command also sets up the environment and the data)::
+Run it (after ``bash scripts/setup.sh``, with the virtual environment's Python)::
 
-    bash scripts/main.sh                                  # the defaults: all three methods
-    bash scripts/main.sh --methods grda --grda-c 0.015    # sparser
-    bash scripts/main.sh --out runs/main                  # resumable, see below
+    python experiments/fashion_mnist_mlp.py                                # all three methods
+    python experiments/fashion_mnist_mlp.py --methods grda --grda-c 0.015  # sparser
+    python experiments/fashion_mnist_mlp.py --out runs/mlp                 # resumable, see below
     python experiments/fashion_mnist_mlp.py --help
 
 With ``--out DIR`` each method's run is kept in ``DIR/<method>`` (its
