@@ -267,24 +267,21 @@ CASES += [
 #: The cases the 8-device test (tests/test_interop.py) runs: one per kind of state and
 #: computation, because each costs seconds of compilation for 8 devices while the other
 #: battery checks stay cheap on every case. A case belongs here when its update holds
-#: something a sharded run could get wrong beyond element-wise arithmetic, or when it is
-#: its family's representative:
+#: something a sharded run could get wrong beyond element-wise arithmetic on per-parameter
+#: buffers (momentum traces, RDA centres, latent weights, Adam moments and scalar states are
+#: element-wise; grda stands for them all), or when it is its family's representative:
 SHARDED_CASES: dict[str, str] = {
-    "grda": "dual averaging with a cumulative threshold (count-dependent, schedules)",
-    "rda_init": "RDA around the initial weights: a second per-parameter buffer",
+    "grda": "dual averaging with a cumulative threshold: per-parameter buffers, a count",
     "irda": "freezing of zeros after a step: a boolean per-parameter state",
-    "prox_sgd_momentum": "proximal SGD with a momentum trace",
     "fixed_mask_packed": "bit-packed masks: the packed axis must follow the parameters' sharding",
     "gradual_pruning_global": "global magnitude selection: a threshold over every leaf at once",
-    "gradual_pruning_erk_adamw": "ERK layer densities and an Adam inner state",
-    "lats": "soft-threshold reparameterisation: latent weights in the state",
     "str": "trainable per-layer thresholds: a reduction over each leaf in the gradient",
     "lats_continuation": "a threshold driven by the global sparsity (a reduction over every leaf)",
     "sfw": "K-sparse polytope LMO (top-k per leaf) with gradient rescaling (global norms)",
     "sfw_no_rescale_lp": "Lp-ball LMO (a norm per leaf)",
-    "saga_fw": "a per-sample gradient table",
-    "loss_adaptive_sfw": "a loss-driven learning rate: scalar state updated from the loss",
+    "saga_fw": "a per-sample gradient table indexed by the sample",
 }
+
 
 #: Cases that are another case's transform with other options. They run the battery's
 #: checks of the state and the hyperparameters (jit without recompiling and equal to eager,
