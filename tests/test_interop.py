@@ -27,6 +27,7 @@ from sparsejax.models import MLP
 from tests.registry import CASES, SHARDED_CASES, VARIANT_OF, Case
 from tests.trees import assert_tree_close, make_grads, make_params
 
+
 def _params(selected):
     """One parameter per case, each in an xdist group of its own: a case's checks run in one
     worker, where they share the case's transform and its compiled steps (see ``plain``)."""
