@@ -755,10 +755,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sparsejax import pruning
+    from sparsejax.train.loop import progress_enabled
 
-    show_bar = _primary() and (sys.stderr.isatty() if args.progress is None else bool(args.progress))
     bar = tqdm(total=len(trained) * len(ratios), desc="one-shot pruning", unit="eval", leave=False,
-               disable=not show_bar, dynamic_ncols=True, file=sys.stderr)
+               disable=not progress_enabled(args.progress), dynamic_ncols=True, file=sys.stderr)
     for run in trained:
         final = run.result.final
         sparse, dense = _flops(run)

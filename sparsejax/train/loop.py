@@ -180,6 +180,11 @@ def evaluate(model: nnx.Module, data: Batches, *, mesh: Mesh | None = None) -> d
     return _run_eval(make_eval_step(parts, mesh), state, data, mesh)
 
 
+def progress_enabled(progress: bool | None) -> bool:
+    """Whether to show a progress bar: on process 0 only; ``None`` means "when stderr is a terminal"."""
+    return is_primary() and (sys.stderr.isatty() if progress is None else bool(progress))
+
+
 def _result_model(parts: ModelParts, state: TrainState) -> nnx.Module:
     rngs = jax.tree.map(lambda x: x, parts.rngs)
     return parts.merge(state.params, state.model_state, rngs, train=False)
@@ -326,7 +331,7 @@ def fit(
             )
     mask = resolve_sparsity_filter(sparsity_filter)
     say = log if (log is not None and is_primary()) else (lambda line: None)
-    show_bar = is_primary() and (sys.stderr.isatty() if progress is None else bool(progress))
+    show_bar = progress_enabled(progress)
 
     def report(line: str) -> None:
         """A damaged checkpoint is never silent: ``log``, or a warning when ``log`` is ``None``."""
