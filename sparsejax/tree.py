@@ -7,12 +7,24 @@ all read the same:
 * :func:`path_str` turns a key path into ``"layers/0/kernel"``: dict keys,
   sequence indices and attribute names are joined with ``/``, and the trailing
   ``.value`` of an NNX variable is dropped.
-* A *mask* says which leaves take part. It is ``None`` (every array leaf), a
-  pytree of booleans with the structure of the params (or a prefix of it, like
-  :func:`optax.masked`), or a callable ``params -> such a pytree``.
-  :func:`path_filter` builds that callable from a predicate on paths and
-  leaves; :func:`weights_only` is the usual choice (kernels, not biases or
-  normalisation scales).
+* A *mask* says which leaves take part. Every function of sparsejax that
+  chooses leaves takes it as ``mask=``, with the same default (``None``) and
+  the same accepted forms, all resolved by :func:`resolve_mask`:
+
+  - ``None``: every array leaf (the default, as in :func:`optax.masked`);
+  - a ``str``: a regular expression searched (:func:`re.search`) in each
+    leaf's normalised path, e.g. ``'kernel'``;
+  - a pytree of booleans with the structure of the params or a prefix of it
+    (``True`` or ``False`` alone is a prefix of every tree);
+  - a callable ``params -> such a pytree``: :func:`weights_only` (kernels and
+    weight matrices, not biases or normalisation scales, the choice of the
+    pruning literature) or one built by :func:`path_filter`.
+
+  A selection that is empty where the params have leaves is an error saying
+  which paths exist and what to pass.
+
+A mask selects *leaves*. The per-element boolean arrays that say which entries
+of a pruned leaf are kept are called *supports* (:mod:`sparsejax.pruning`).
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import jax.numpy as jnp
 
 PyTree: TypeAlias = Any
 KeyPath: TypeAlias = tuple[Any, ...]
-Mask: TypeAlias = PyTree | Callable[[PyTree], PyTree] | None
+Mask: TypeAlias = PyTree | Callable[[PyTree], PyTree] | str | bool | None
 PathPredicate: TypeAlias = Callable[[str, Any], bool]
 
 __all__ = [
@@ -147,28 +159,38 @@ Example:
 
 
 def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
-    """Expands a mask to a full pytree of booleans with the structure of ``tree``.
+    """Expands a leaf selection (``mask=``) to a pytree of booleans with ``tree``'s structure.
+
+    The one place where sparsejax reads a ``mask=`` argument: the transforms,
+    pruning, summaries and the trainer all call it.
 
     Args:
-      mask: ``None`` (every leaf selected), a pytree of booleans whose structure
-        is ``tree``'s or a prefix of it, or a callable ``tree -> such a pytree``.
+      mask: ``None`` (every leaf), a regular expression searched in each
+        leaf's normalised path (:func:`path_str`), a pytree of booleans whose
+        structure is ``tree``'s or a prefix of it, or a callable ``tree ->
+        such a pytree`` (e.g. :func:`weights_only`).
       tree: the params (or updates) the mask refers to.
-      nonempty: raise if a mask selects no leaf of a tree that has leaves (what
-        the transforms ask for: a mask that selects nothing is almost always a
-        mistake, e.g. a callable that ``optax.inject_hyperparams`` took for a
-        schedule).
+      nonempty: raise if the mask selects no leaf of a tree that has leaves
+        (what the transforms and pruning functions ask for: a selection that
+        is empty is almost always a mistake).
 
     Returns:
       A pytree with ``tree``'s structure and a Python ``bool`` at each leaf.
 
     Raises:
       ValueError: if the mask's structure is not a prefix of ``tree``'s, a
-        mask leaf is not a boolean, or (with ``nonempty``) nothing is selected.
+        mask leaf is not a boolean, or (with ``nonempty``) nothing is
+        selected; the message lists the paths and what to pass.
 
     Example:
       >>> import jax.numpy as jnp
       >>> import sparsejax as sj
-      >>> sj.tree.resolve_mask({'a': True, 'b': False}, {'a': jnp.ones(2), 'b': [jnp.ones(1)]})
+      >>> params = {'a': jnp.ones((2, 2)), 'b': [jnp.ones(1)]}
+      >>> sj.tree.resolve_mask({'a': True, 'b': False}, params)
+      {'a': True, 'b': [False]}
+      >>> sj.tree.resolve_mask('^b/', params)
+      {'a': False, 'b': [True]}
+      >>> sj.tree.resolve_mask(sj.tree.weights_only, params)
       {'a': True, 'b': [False]}
     """
     if mask is None:
@@ -180,6 +202,9 @@ def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
             "optax.inject_hyperparams, pass the mask as a static argument: "
             "optax.inject_hyperparams(factory, static_args=('mask',))(..., mask=...)."
         )
+    what = f"mask={mask!r}" if isinstance(mask, str) else "mask"
+    if isinstance(mask, str):
+        mask = path_filter(mask)
     if callable(mask):
         mask = mask(tree)
 
@@ -192,9 +217,14 @@ def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
 
     selected = broadcast_prefix(jax.tree.map(as_bool, mask), tree, what="mask")
     if nonempty and jax.tree.leaves(tree) and not any(jax.tree.leaves(selected)):
+        paths = [p for p, _ in leaves_with_paths(tree)]
+        shown = ", ".join(repr(p) for p in paths[:8]) + (", ..." if len(paths) > 8 else "")
         raise ValueError(
-            "mask selects no leaf of the params. If you used optax.inject_hyperparams, "
-            "pass the mask as a static argument: "
+            f"{what} selects no leaf of the params (their paths: {shown}). Pass "
+            "mask=None for every leaf, a regular expression on these paths (e.g. "
+            "'kernel'), a pytree of booleans, or a callable such as "
+            "sparsejax.tree.weights_only (leaves with ndim > 1). With "
+            "optax.inject_hyperparams, pass the mask as a static argument: "
             "optax.inject_hyperparams(factory, static_args=('mask',))(..., mask=...)."
         )
     return selected
