@@ -153,3 +153,37 @@ def test_mask_with_wrong_structure_is_a_clear_error():
     tx = sj.grda(0.1, mask={"dense": True})
     with pytest.raises(ValueError, match="mask does not match the params"):
         tx.update(make_grads(params, 0), tx.init(params), params)
+
+
+def test_pytorch_sgd_matches_torch_sgd_by_hand():
+    """Three steps of torch.optim.SGD(lr, momentum, weight_decay, nesterov), written out."""
+    import numpy as np
+
+    lr, mu, wd = 0.1, 0.9, 0.01
+    grads = [np.array([1.0, -2.0]), np.array([0.5, 0.25]), np.array([-1.0, 3.0])]
+    for nesterov in (False, True):
+        tx = sj.pytorch_sgd(lr, momentum=mu, nesterov=nesterov, weight_decay=wd)
+        w = {"w": jnp.array([0.3, -0.7], jnp.float64)}
+        state = tx.init(w)
+        w_ref, buf = np.array([0.3, -0.7]), None
+        for g in grads:
+            d = g + wd * w_ref
+            buf = d if buf is None else mu * buf + d
+            w_ref = w_ref - lr * (d + mu * buf if nesterov else buf)
+            u, state = tx.update({"w": jnp.asarray(g)}, state, w)
+            w = optax.apply_updates(w, u)
+        np.testing.assert_allclose(np.asarray(w["w"]), w_ref, rtol=1e-6)
+
+
+def test_pytorch_sgd_keeps_bf16_and_checks_its_arguments():
+    tx = sj.pytorch_sgd(0.1, momentum=0.9, weight_decay=1e-3)
+    p = {"w": jnp.ones(3, jnp.bfloat16)}
+    u, s = tx.update(p, tx.init(p), p)
+    assert u["w"].dtype == jnp.bfloat16
+    assert jax.tree.leaves(s)[0].dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="needs the params"):
+        tx.update(p, tx.init(p))
+    with pytest.raises(ValueError, match="momentum"):
+        sj.pytorch_sgd(0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        sj.pytorch_sgd(0.1, weight_decay=-1.0)

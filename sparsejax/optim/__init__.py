@@ -47,6 +47,7 @@ from sparsejax.optim.reparam import (
     stds,
     str_,
 )
+from sparsejax.optim.sgd import pytorch_sgd
 from sparsejax.optim.threshold_schedules import (
     lats_epochwise_threshold,
     pgh_threshold,
@@ -55,6 +56,7 @@ from sparsejax.optim.threshold_schedules import (
 )
 
 __all__ = [
+    "pytorch_sgd",
     "DualAveragingState",
     "FreezeZerosState",
     "RDAState",

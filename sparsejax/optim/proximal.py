@@ -17,7 +17,7 @@ import optax
 
 from sparsejax import prox
 from sparsejax._validation import as_schedule, check_number, require_params
-from sparsejax.optim._common import sgd
+from sparsejax.optim.sgd import pytorch_sgd
 from sparsejax.tree import Mask, broadcast_prefix, resolve_mask
 
 __all__ = ["SoftThresholdState", "prox_sgd", "soft_threshold", "sqrt_t_prox_sgd"]
@@ -183,7 +183,7 @@ def prox_sgd(
         check_number("momentum", momentum, ge=0, lt=1)
     lr, lam = as_schedule(learning_rate), as_schedule(l1)
     return optax.chain(
-        sgd(learning_rate, momentum, nesterov),
+        pytorch_sgd(learning_rate, momentum, nesterov),
         soft_threshold(lambda count: lr(count) * lam(count), mask),
     )
 
@@ -242,6 +242,6 @@ def sqrt_t_prox_sgd(
         return lam(count) * jnp.sqrt(t) / gam(count)
 
     return optax.chain(
-        sgd(learning_rate, momentum, nesterov),
+        pytorch_sgd(learning_rate, momentum, nesterov),
         soft_threshold(threshold, mask),
     )

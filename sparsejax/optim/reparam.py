@@ -53,7 +53,8 @@ from sparsejax._validation import (
     check_number,
     require_params,
 )
-from sparsejax.optim._common import copy_as, sgd
+from sparsejax.optim._common import copy_as
+from sparsejax.optim.sgd import pytorch_sgd
 from sparsejax.optim.threshold_schedules import (
     StdsShape,
     lats_epochwise_threshold,
@@ -149,24 +150,6 @@ class PruneAtInitState(NamedTuple):
 # --- building blocks --------------------------------------------------------------------------
 
 
-def _weight_decay(rates: Any) -> optax.GradientTransformation:
-    """``g + rate * params`` in each gradient's dtype; ``rates``: a prefix pytree of the params."""
-
-    def init_fn(params: optax.Params) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None):
-        require_params(params, "soft_threshold_reparam")
-        per_leaf = broadcast_prefix(rates, updates, what="weight_decay")
-        new = jax.tree.map(
-            lambda g, p, r: (g + as_float32(r) * p).astype(g.dtype), updates, params, per_leaf
-        )
-        return new, state
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
 def _inner_sgd(
     learning_rate: optax.ScalarOrSchedule,
     momentum: Any,
@@ -174,7 +157,7 @@ def _inner_sgd(
     nesterov: bool,
 ) -> optax.GradientTransformation:
     """PyTorch's SGD: coupled weight decay, then heavy-ball momentum, then the learning rate."""
-    return optax.chain(_weight_decay(weight_decay), sgd(learning_rate, momentum, nesterov))
+    return pytorch_sgd(learning_rate, momentum, nesterov, weight_decay)
 
 
 def _check_sgd(learning_rate: Any, momentum: Any, weight_decay: Any) -> None:

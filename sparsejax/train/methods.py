@@ -63,6 +63,7 @@ from sparsejax.optim import reparam as _reparam
 from sparsejax.optim.dual_averaging import RDAState
 from sparsejax.optim.proximal import SoftThresholdState
 from sparsejax.optim.reparam import ContinuationState, SoftThresholdReparamState
+from sparsejax.optim.sgd import pytorch_sgd
 from sparsejax.pruning.gradual import GradualPruningState
 from sparsejax.tree import PyTree
 
@@ -493,12 +494,8 @@ def _scalar(x: Any) -> jax.Array:
 
 
 def _sgd(ctx: Context, weight_decay: float, nesterov: bool) -> optax.GradientTransformation:
-    """Coupled weight decay, then (heavy-ball or Nesterov) momentum SGD (PyTorch's SGD)."""
-    parts = []
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
-    parts.append(optax.sgd(ctx.learning_rate, momentum=ctx.momentum or None, nesterov=nesterov))
-    return optax.chain(*parts) if len(parts) > 1 else parts[0]
+    """PyTorch's SGD (coupled weight decay, heavy-ball or Nesterov momentum)."""
+    return pytorch_sgd(ctx.learning_rate, ctx.momentum or None, nesterov, weight_decay)
 
 
 SPARSIFY = HParam(
