@@ -209,7 +209,7 @@ def candidates(learning_rate: float = LEARNING_RATE) -> list[Candidate]:
     ``mu=0.51``; iRDA: ``gamma=0.1``, ``l1=1e-8``); their values do not change
     the amount of work of a step. ``irda`` is timed in its retraining phase
     (``retrain_step=0``), the more expensive of its two phases.
-    ``soft_threshold`` and ``freeze_zeros`` are chained onto
+    ``apply_soft_threshold`` and ``freeze_zeros`` are chained onto
     ``optax.sgd(momentum=0.9)``, so that their ratio to the baseline is the cost
     of adding them to it. A second instance of the baseline gives an A/A
     check: its ratio shows how much of a ratio is noise on this machine.
@@ -266,9 +266,9 @@ def candidates(learning_rate: float = LEARNING_RATE) -> list[Candidate]:
             lambda: sj.dual_averaging(lr),
         ),
         Candidate(
-            "soft_threshold",
-            f"chain(optax.sgd({lr}, momentum=0.9), sj.soft_threshold(1e-6))",
-            lambda: optax.chain(sgdm(), sj.soft_threshold(1e-6)),
+            "apply_soft_threshold",
+            f"chain(optax.sgd({lr}, momentum=0.9), sj.apply_soft_threshold(1e-6))",
+            lambda: optax.chain(sgdm(), sj.apply_soft_threshold(1e-6)),
         ),
         Candidate(
             "freeze_zeros",
@@ -506,7 +506,7 @@ def format_table(result: dict[str, Any]) -> str:
     compiled step; and whether each goal is met.
     """
     header = (
-        f"{'transform':<18} {'ms/step':>8} {'p25-p75 ms':>15} {'cpu ms':>7} {'x sgd-m':>7} "
+        f"{'transform':<20} {'ms/step':>8} {'p25-p75 ms':>15} {'cpu ms':>7} {'x sgd-m':>7} "
         f"{'MB/step':>8} {'GB/s':>7} {'x copy':>6} {'kern/leaf':>9} "
         f"{'ratio':>5} {'bw':>4}"
     )
@@ -514,7 +514,7 @@ def format_table(result: dict[str, Any]) -> str:
     for row in [result["copy"], *result["transforms"]]:
         ratio = row.get("ratio_to_baseline")
         lines.append(
-            f"{row['name']:<18} {_fmt(row['ms_per_step'], 8)} "
+            f"{row['name']:<20} {_fmt(row['ms_per_step'], 8)} "
             f"{_fmt(row['ms_p25'], 7)}-{_fmt(row['ms_p75'], 7, align='<')} "
             f"{_fmt(row['cpu_ms_per_step'], 7)} "
             f"{'' if ratio is None else f'{ratio:.2f}':>7} "
@@ -762,7 +762,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     print(format_table(result))
     print(format_summary(result))
     print("\ncandidates:")
-    print("\n".join(f"  {r['name']:<18} {r['spec']}" for r in rows))
+    print("\n".join(f"  {r['name']:<20} {r['spec']}" for r in rows))
     if args.json:
         print(f"figures written to {args.json}")
     return result

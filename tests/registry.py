@@ -53,7 +53,7 @@ CASES: list[Case] = [
     Case("rda", sj.rda, dict(gamma=2.0, l1=0.01), schedule_arg="gamma"),
     Case("rda_init", sj.rda, dict(gamma=2.0, l1=0.01), dict(center="init"), schedule_arg="gamma"),
     Case("irda", sj.irda, dict(gamma=2.0, l1=0.01, retrain_step=2), schedule_arg="gamma"),
-    Case("soft_threshold", sj.soft_threshold, dict(threshold=0.01), schedule_arg="threshold"),
+    Case("apply_soft_threshold", sj.apply_soft_threshold, dict(threshold=0.01), schedule_arg="threshold"),
     Case("freeze_zeros", sj.freeze_zeros, dict(start_step=1), schedule_arg=None),
     Case("prox_sgd", sj.prox_sgd, dict(learning_rate=0.1, l1=0.05)),
     Case("prox_sgd_momentum", sj.prox_sgd, dict(learning_rate=0.1, l1=0.05, momentum=0.9)),

@@ -1,4 +1,4 @@
-"""Closed-form checks of the prox operators, soft_threshold, prox-SGD, sqrt(t)-prox-SGD, freeze_zeros."""
+"""Closed-form checks of the prox operators, apply_soft_threshold, prox-SGD, sqrt(t)-prox-SGD, freeze_zeros."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_prox_operators_on_pytrees_with_per_leaf_thresholds_and_dtypes():
 def test_soft_threshold_transform_schedule_mask_and_per_leaf_values():
     params = {"w": jnp.array([1.0, -0.2, 0.05]), "b": jnp.array([0.01])}
     sched = lambda count: 0.1 * (count + 1)  # noqa: E731
-    tx = sj.soft_threshold(sched, mask={"w": True, "b": False})
+    tx = sj.apply_soft_threshold(sched, mask={"w": True, "b": False})
     state = tx.init(params)
     zeros = jax.tree.map(jnp.zeros_like, params)
     for k in range(2):
@@ -58,7 +58,7 @@ def test_soft_threshold_transform_schedule_mask_and_per_leaf_values():
     np.testing.assert_array_equal(params["b"], np.float32([0.01]))
     np.testing.assert_allclose(state.threshold, 0.2)
 
-    per_leaf = sj.soft_threshold({"w": 0.5, "b": 0.0})
+    per_leaf = sj.apply_soft_threshold({"w": 0.5, "b": 0.0})
     updates, state = per_leaf.update(zeros, per_leaf.init(params), params)
     np.testing.assert_allclose(optax.apply_updates(params, updates)["w"], [0.2, 0.0, 0.0], rtol=1e-6)
     assert set(state.threshold) == {"w", "b"}
@@ -66,7 +66,7 @@ def test_soft_threshold_transform_schedule_mask_and_per_leaf_values():
 
 def test_soft_threshold_cumulative_sums_increments():
     params = {"w": jnp.array([1.0, 0.25])}
-    tx = sj.soft_threshold(lambda count: 0.1 * (count + 1), cumulative=True)  # 0.1, 0.3, 0.6
+    tx = sj.apply_soft_threshold(lambda count: 0.1 * (count + 1), cumulative=True)  # 0.1, 0.3, 0.6
     state = tx.init(params)
     for _ in range(3):
         updates, state = tx.update({"w": jnp.zeros(2)}, state, {"w": jnp.array([1.0, 0.25])})
@@ -115,7 +115,7 @@ def test_freeze_zeros_zeroes_gradients_of_zero_weights_from_start_step():
 
 def test_transforms_that_act_in_parameter_space_require_params():
     params = make_params()
-    for tx in (sj.grda(0.1), sj.rda(1.0, 0.1), sj.soft_threshold(0.1), sj.freeze_zeros(), sj.prox_sgd(0.1, 0.1)):
+    for tx in (sj.grda(0.1), sj.rda(1.0, 0.1), sj.apply_soft_threshold(0.1), sj.freeze_zeros(), sj.prox_sgd(0.1, 0.1)):
         with pytest.raises(ValueError, match="acts in parameter space and needs the current params"):
             tx.update(make_grads(params, 0), tx.init(params))
 
@@ -135,9 +135,9 @@ def test_transforms_that_act_in_parameter_space_require_params():
         (lambda: sj.prox_sgd(0.1, -1.0), "l1 must be >= 0"),
         (lambda: sj.prox_sgd(0.1, 0.1, momentum=1.0), "momentum must be >= 0 and < 1"),
         (lambda: sj.sqrt_t_prox_sgd(0.1, -2.0, 0.1), "gamma must be > 0"),
-        (lambda: sj.soft_threshold(-0.5), "threshold must be >= 0"),
-        (lambda: sj.soft_threshold({"w": -0.5}), "threshold must be >= 0"),
-        (lambda: sj.soft_threshold("big"), "threshold must be a number"),
+        (lambda: sj.apply_soft_threshold(-0.5), "threshold must be >= 0"),
+        (lambda: sj.apply_soft_threshold({"w": -0.5}), "threshold must be >= 0"),
+        (lambda: sj.apply_soft_threshold("big"), "threshold must be a number"),
         (lambda: sj.dual_averaging(0.1, center=None), "center must be one of"),
         (lambda: sj.freeze_zeros(start_step=-3), "start_step must be an integer >= 0"),
         (lambda: sj.init.irda_uniform(0.0), "scale must be > 0"),

@@ -25,3 +25,35 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     assert commands == ["bash scripts/main.sh", "bash scripts/test.sh"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in ci
+
+
+def _readme_calls() -> list[tuple[str, list[str]]]:
+    """Every ``sj.name(arg, ...)`` the README writes in code spans, with its argument names."""
+    calls = []
+    prose = re.sub(r"```.*?```", "", README, flags=re.S)  # inline code spans only
+    for span in re.findall(r"`([^`\n]+)`", prose):
+        for name, args in re.findall(r"\bsj\.([\w.]+)\(([^()]*)\)", span):
+            names = [a.split("=")[0].strip() for a in args.split(",") if a.strip()]
+            calls.append((name, [n for n in names if n.isidentifier()]))  # not literals
+    return calls
+
+
+def test_readme_signatures_match_the_code():
+    """Argument names the README shows exist, in the order the code takes them."""
+    import inspect
+
+    import sparsejax as sj
+
+    calls = _readme_calls()
+    assert len(calls) >= 10
+    for dotted, names in calls:
+        obj = sj
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        params = list(inspect.signature(obj).parameters)
+        for n in names:
+            assert n in params, f"README: sj.{dotted}({', '.join(names)}): no parameter {n!r} in {params}"
+        positions = [params.index(n) for n in names]
+        assert positions == sorted(positions), (
+            f"README: sj.{dotted}({', '.join(names)}) lists them in another order than the code: {params}"
+        )

@@ -29,7 +29,7 @@ from sparsejax.optim.masking import FreezeZerosState, freeze_zeros
 from sparsejax.optim.proximal import (
     SoftThresholdState,
     prox_sgd,
-    soft_threshold,
+    apply_soft_threshold,
     sqrt_t_prox_sgd,
 )
 from sparsejax.optim.reparam import (
@@ -67,7 +67,7 @@ __all__ = [
     "irda",
     "prox_sgd",
     "rda",
-    "soft_threshold",
+    "apply_soft_threshold",
     "sqrt_t_prox_sgd",
     # soft-threshold reparameterisation (Chen et al., ICLR 2023)
     "ContinuationState",

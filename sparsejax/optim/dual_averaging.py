@@ -25,7 +25,7 @@ from sparsejax._validation import (
 )
 from sparsejax.optim._common import copy_as
 from sparsejax.optim.masking import freeze_zeros
-from sparsejax.optim.proximal import soft_threshold
+from sparsejax.optim.proximal import apply_soft_threshold
 from sparsejax.tree import Mask, resolve_mask
 
 __all__ = ["DualAveragingState", "RDAState", "dual_averaging", "grda", "irda", "rda"]
@@ -59,7 +59,7 @@ def dual_averaging(
 
     With ``center='init'`` and no other transform this is exactly SGD; its use is
     as the first half of a dual-averaging method, followed by a proximal step
-    such as :func:`sparsejax.soft_threshold` (that is how :func:`grda` is built).
+    such as :func:`sparsejax.apply_soft_threshold` (that is how :func:`grda` is built).
 
     Args:
       learning_rate: :math:`\eta_k \ge 0`, a scalar or a schedule (``count``
@@ -147,7 +147,7 @@ def grda(
       w_n = S_{\tau_n}(a_n),
 
     which reduces to the closed form above when :math:`\eta_n = \gamma`. Built
-    as ``optax.chain(dual_averaging(lr, 'init'), soft_threshold(increment,
+    as ``optax.chain(dual_averaging(lr, 'init'), apply_soft_threshold(increment,
     mask, cumulative=True))``; read the threshold with
     ``optax.tree_utils.tree_get(state, 'threshold')``.
 
@@ -196,7 +196,7 @@ def grda(
 
     return optax.chain(
         dual_averaging(learning_rate, center="init", accumulator_dtype=accumulator_dtype),
-        soft_threshold(threshold_increment, mask, cumulative=True),
+        apply_soft_threshold(threshold_increment, mask, cumulative=True),
     )
 
 

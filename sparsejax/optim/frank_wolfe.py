@@ -12,8 +12,8 @@ the current point and the LMO's answer,
   p \leftarrow (1-\eta)\,p + \eta\,v, \quad \eta \in [0, 1],
 
 so iterates that start feasible stay feasible. The step acts in parameter
-space, so it is written as an update (``new - params``, convention 2 of the
-design notes): these transforms need ``params`` and take the raw gradients
+space, so it is written as an update (``new - params``, as every
+parameter-space step of sparsejax): these transforms need ``params`` and take the raw gradients
 (they are whole optimizers, not post-processors).
 
 Every leaf a Frank-Wolfe transform sees needs a constraint. Leaves without one

@@ -1,7 +1,7 @@
 """Proximal (soft-threshold) transforms: the building block and prox-SGD.
 
 The soft threshold acts in parameter space, so it is written as an update
-(convention 2 of the design notes): it receives the updates of the transforms
+(as every parameter-space step of sparsejax): it receives the updates of the transforms
 before it, forms the point ``params + updates`` those would reach, and emits
 the update that moves the params to ``S_tau(params + updates)`` instead. It
 therefore needs ``params`` and sits last in a chain.
@@ -20,11 +20,11 @@ from sparsejax._validation import as_schedule, check_number, require_params
 from sparsejax.optim.sgd import pytorch_sgd
 from sparsejax.tree import Mask, broadcast_prefix, resolve_mask
 
-__all__ = ["SoftThresholdState", "prox_sgd", "soft_threshold", "sqrt_t_prox_sgd"]
+__all__ = ["SoftThresholdState", "prox_sgd", "apply_soft_threshold", "sqrt_t_prox_sgd"]
 
 
 class SoftThresholdState(NamedTuple):
-    """State of :func:`soft_threshold`.
+    """State of :func:`apply_soft_threshold`.
 
     Attributes:
       count: number of updates so far (int32).
@@ -41,7 +41,7 @@ def _is_single(value: Any) -> bool:
     return callable(value) or jax.tree_util.treedef_is_leaf(jax.tree.structure(value))
 
 
-def soft_threshold(
+def apply_soft_threshold(
     threshold: optax.ScalarOrSchedule | Any,
     mask: Mask = None,
     *,
@@ -81,7 +81,7 @@ def soft_threshold(
       >>> import jax.numpy as jnp, optax
       >>> import sparsejax as sj
       >>> params = {'w': jnp.array([0.5, -0.05, 2.0])}
-      >>> tx = optax.chain(optax.sgd(0.1), sj.soft_threshold(0.1 * 0.5))  # prox-SGD, lambda = 0.5
+      >>> tx = optax.chain(optax.sgd(0.1), sj.apply_soft_threshold(0.1 * 0.5))  # prox-SGD, lambda = 0.5
       >>> state = tx.init(params)
       >>> grads = {'w': jnp.array([1.0, 0.0, -1.0])}
       >>> updates, state = tx.update(grads, state, params)
@@ -114,7 +114,7 @@ def soft_threshold(
         **extra_args: Any,
     ) -> tuple[optax.Updates, SoftThresholdState]:
         del extra_args
-        require_params(params, "soft_threshold")
+        require_params(params, "apply_soft_threshold")
         tau = value_at(state.count)
         if cumulative:
             tau = jax.tree.map(jnp.add, state.threshold, tau)
@@ -158,7 +158,7 @@ def prox_sgd(
       l1: :math:`\lambda \ge 0`, a scalar or a schedule.
       momentum: momentum decay in ``[0, 1)``, or ``None`` for plain SGD.
       nesterov: use Nesterov momentum.
-      mask: which leaves get the :math:`\ell_1` term (see :func:`soft_threshold`).
+      mask: which leaves get the :math:`\ell_1` term (see :func:`apply_soft_threshold`).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -184,7 +184,7 @@ def prox_sgd(
     lr, lam = as_schedule(learning_rate), as_schedule(l1)
     return optax.chain(
         pytorch_sgd(learning_rate, momentum, nesterov),
-        soft_threshold(lambda count: lr(count) * lam(count), mask),
+        apply_soft_threshold(lambda count: lr(count) * lam(count), mask),
     )
 
 
@@ -213,7 +213,7 @@ def sqrt_t_prox_sgd(
       l1: :math:`\lambda \ge 0`.
       momentum: momentum decay in ``[0, 1)``, or ``None``.
       nesterov: use Nesterov momentum.
-      mask: which leaves get the :math:`\ell_1` term (see :func:`soft_threshold`).
+      mask: which leaves get the :math:`\ell_1` term (see :func:`apply_soft_threshold`).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -243,5 +243,5 @@ def sqrt_t_prox_sgd(
 
     return optax.chain(
         pytorch_sgd(learning_rate, momentum, nesterov),
-        soft_threshold(threshold, mask),
+        apply_soft_threshold(threshold, mask),
     )

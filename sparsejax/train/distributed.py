@@ -3,7 +3,8 @@
 The trainer is data-parallel with ``jax.jit``: one 1-D device mesh with a
 ``'data'`` axis spans every device of every process, each global batch is
 split along that axis, and the params and optimizer state are replicated
-(convention 8 of the design notes). On one machine nothing needs to be done:
+(``jax.jit`` with a mesh and ``NamedSharding``, as current JAX
+recommends over ``pmap``). On one machine nothing needs to be done:
 the mesh holds the local devices.
 
 Several hosts
