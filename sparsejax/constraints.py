@@ -429,8 +429,8 @@ def k_sparse_polytope(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> c = C.k_sparse_polytope(k=2, radius=3.0)
+      >>> import sparsejax as sj
+      >>> c = sj.constraints.k_sparse_polytope(k=2, radius=3.0)
       >>> c.lmo(jnp.array([0.5, -2.0, 0.1, 1.0]))
       Array([ 0.,  3.,  0., -3.], dtype=float32)
       >>> round(c.diameter((4,)), 4)  # 2 * 3 * sqrt(2)
@@ -469,8 +469,8 @@ def lp_ball(p: float, radius: float = 1.0) -> LpBall:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.lp_ball(2, radius=2.0).lmo(jnp.array([3.0, -4.0]))
+      >>> import sparsejax as sj
+      >>> sj.constraints.lp_ball(2, radius=2.0).lmo(jnp.array([3.0, -4.0]))
       Array([-1.2,  1.6], dtype=float32)
 
     References:
@@ -491,8 +491,8 @@ def l1_ball(radius: float = 1.0) -> LpBall:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.l1_ball(2.0).lmo(jnp.array([0.5, -3.0, 1.0]))
+      >>> import sparsejax as sj
+      >>> sj.constraints.l1_ball(2.0).lmo(jnp.array([0.5, -3.0, 1.0]))
       Array([0., 2., 0.], dtype=float32)
     """
     return lp_ball(1, radius)
@@ -503,8 +503,8 @@ def l2_ball(radius: float = 1.0) -> LpBall:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.l2_ball(1.0).lmo(jnp.array([0.0, 2.0]))
+      >>> import sparsejax as sj
+      >>> sj.constraints.l2_ball(1.0).lmo(jnp.array([0.0, 2.0]))
       Array([ 0., -1.], dtype=float32)
     """
     return lp_ball(2, radius)
@@ -515,8 +515,8 @@ def linf_ball(radius: float = 1.0) -> LpBall:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.linf_ball(0.5).lmo(jnp.array([1.0, -2.0, 0.0]))
+      >>> import sparsejax as sj
+      >>> sj.constraints.linf_ball(0.5).lmo(jnp.array([1.0, -2.0, 0.0]))
       Array([-0.5,  0.5,  0. ], dtype=float32)
     """
     return lp_ball(math.inf, radius)
@@ -527,8 +527,8 @@ def simplex(radius: float = 1.0) -> Simplex:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.simplex(2.0).lmo(jnp.array([0.3, -1.0, 0.2]))
+      >>> import sparsejax as sj
+      >>> sj.constraints.simplex(2.0).lmo(jnp.array([0.3, -1.0, 0.2]))
       Array([0., 2., 0.], dtype=float32)
     """
     return Simplex(radius=_check_radius(radius))
@@ -538,8 +538,8 @@ def unconstrained() -> Unconstrained:
     """The explicit "no constraint" marker (equivalent to ``None`` in a constraint pytree).
 
     Example:
-      >>> from sparsejax import constraints as C
-      >>> C.unconstrained().diameter((3, 3))
+      >>> import sparsejax as sj
+      >>> sj.constraints.unconstrained().diameter((3, 3))
       inf
     """
     return Unconstrained()
@@ -579,9 +579,9 @@ def leaf_constraints(constraints: ConstraintTree, tree: PyTree) -> list[Constrai
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
+      >>> import sparsejax as sj
       >>> params = {'b': jnp.zeros(2), 'w': jnp.ones((2, 2))}
-      >>> C.leaf_constraints({'b': None, 'w': C.l2_ball(1.0)}, params)
+      >>> sj.constraints.leaf_constraints({'b': None, 'w': sj.constraints.l2_ball(1.0)}, params)
       [None, LpBall(p=2.0, radius=1.0)]
     """
     if callable(constraints) and not isinstance(constraints, Constraint):
@@ -649,8 +649,8 @@ def lmo_tree(grads: PyTree, constraints: ConstraintTree) -> PyTree:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.lmo_tree({'w': jnp.array([1.0, -3.0])}, C.l1_ball(2.0))
+      >>> import sparsejax as sj
+      >>> sj.constraints.lmo_tree({'w': jnp.array([1.0, -3.0])}, sj.constraints.l1_ball(2.0))
       {'w': Array([0., 2.], dtype=float32)}
     """
     cons = leaf_constraints(constraints, grads)
@@ -678,8 +678,8 @@ def fw_gap(grads: PyTree, params: PyTree, constraints: ConstraintTree) -> jax.Ar
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.fw_gap({'w': jnp.array([1.0, 0.0])}, {'w': jnp.array([0.5, 0.0])}, C.l1_ball(1.0))
+      >>> import sparsejax as sj
+      >>> sj.constraints.fw_gap({'w': jnp.array([1.0, 0.0])}, {'w': jnp.array([0.5, 0.0])}, sj.constraints.l1_ball(1.0))
       Array(1.5, dtype=float32)
     """
     cons = leaf_constraints(constraints, params)
@@ -710,9 +710,9 @@ def make_feasible(params: PyTree, constraints: ConstraintTree) -> PyTree:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> C.make_feasible({'w': jnp.array([3.0, 4.0]), 'b': jnp.array([9.0])},
-      ...                 {'w': C.l2_ball(1.0), 'b': None})
+      >>> import sparsejax as sj
+      >>> sj.constraints.make_feasible({'w': jnp.array([3.0, 4.0]), 'b': jnp.array([9.0])},
+      ...                 {'w': sj.constraints.l2_ball(1.0), 'b': None})
       {'b': Array([9.], dtype=float32), 'w': Array([0.6, 0.8], dtype=float32)}
     """
     cons = leaf_constraints(constraints, params)
@@ -726,8 +726,8 @@ def is_feasible(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> bool(C.is_feasible({'w': jnp.array([0.6, 0.8])}, C.l2_ball(1.0)))
+      >>> import sparsejax as sj
+      >>> bool(sj.constraints.is_feasible({'w': jnp.array([0.6, 0.8])}, sj.constraints.l2_ball(1.0)))
       True
     """
     cons = leaf_constraints(constraints, params)
@@ -766,9 +766,9 @@ def partition_labels(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import constraints as C
+      >>> import sparsejax as sj
       >>> params = {'b': jnp.zeros(2), 'w': jnp.ones((2, 2))}
-      >>> C.partition_labels({'b': None, 'w': C.l2_ball()}, params)
+      >>> sj.constraints.partition_labels({'b': None, 'w': sj.constraints.l2_ball()}, params)
       {'b': 'unconstrained', 'w': 'frank_wolfe'}
     """
     cons = leaf_constraints(constraints, params)
@@ -805,9 +805,9 @@ def expected_norms(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from sparsejax import constraints as C
+      >>> import sparsejax as sj
       >>> sample = lambda s: {'w': jnp.full((4,), 0.5 * (s + 1))}
-      >>> C.expected_norms(sample, num_samples=2)  # mean of 1 and 2
+      >>> sj.constraints.expected_norms(sample, num_samples=2)  # mean of 1 and 2
       {'w': 1.5}
     """
     return _mean_norms(_draws(sample_params, num_samples, seed))
@@ -877,11 +877,11 @@ def constraints_from_init(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from sparsejax import constraints as C
+      >>> import sparsejax as sj
       >>> def sample(seed):
       ...   k1, k2 = jax.random.split(jax.random.key(seed))
       ...   return {'w': jax.random.normal(k1, (10, 10)), 'b': jnp.zeros(10)}
-      >>> cons = C.constraints_from_init(sample, 'k_sparse', value=2.0, k_frac=0.04)
+      >>> cons = sj.constraints.constraints_from_init(sample, 'k_sparse', value=2.0, k_frac=0.04)
       >>> cons['w'].k_for(100), round(cons['b'].radius, 3)  # zero-norm bias: D = 2*value*1, K = 1
       (4, 2.0)
 

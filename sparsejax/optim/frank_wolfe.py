@@ -232,8 +232,8 @@ def frank_wolfe_step_size(shift: float = 1.0, scale: float = 2.0) -> optax.Sched
       A schedule ``count -> eta``.
 
     Example:
-      >>> from sparsejax.optim.frank_wolfe import frank_wolfe_step_size
-      >>> [float(frank_wolfe_step_size()(c)) for c in range(3)]
+      >>> import sparsejax as sj
+      >>> [float(sj.frank_wolfe_step_size()(c)) for c in range(3)]
       [1.0, 0.6666666865348816, 0.5]
     """
     check_number("shift", shift, ge=0)
@@ -339,10 +339,9 @@ def sfw(
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> from sparsejax import constraints as C
-      >>> from sparsejax.optim.frank_wolfe import sfw
+      >>> import sparsejax as sj
       >>> params = {'w': jnp.array([0.5, 0.0, -0.5])}
-      >>> tx = sfw(0.5, C.k_sparse_polytope(k=1, radius=1.0), rescale=None)
+      >>> tx = sj.sfw(0.5, sj.constraints.k_sparse_polytope(k=1, radius=1.0), rescale=None)
       >>> updates, state = tx.update({'w': jnp.array([0.1, -2.0, 0.3])}, tx.init(params), params)
       >>> optax.apply_updates(params, updates)['w']  # halfway to v = (0, 1, 0)
       Array([ 0.25,  0.5 , -0.25], dtype=float32)
@@ -399,10 +398,9 @@ def one_shot_fw(
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> from sparsejax import constraints as C
-      >>> from sparsejax.optim.frank_wolfe import one_shot_fw
+      >>> import sparsejax as sj
       >>> params = {'w': jnp.zeros(2)}
-      >>> tx = one_shot_fw(0.5, C.l1_ball(1.0), rho=0.5)
+      >>> tx = sj.one_shot_fw(0.5, sj.constraints.l1_ball(1.0), rho=0.5)
       >>> updates, _ = tx.update({'w': jnp.array([1.0, -3.0])}, tx.init(params), params)
       >>> optax.apply_updates(params, updates)['w']
       Array([0. , 0.5], dtype=float32)
@@ -466,10 +464,9 @@ def svrf(
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> from sparsejax import constraints as C
-      >>> from sparsejax.optim.frank_wolfe import svrf
+      >>> import sparsejax as sj
       >>> params = {'w': jnp.zeros(2)}
-      >>> tx = svrf(1.0, C.l1_ball(1.0))
+      >>> tx = sj.svrf(1.0, sj.constraints.l1_ball(1.0))
       >>> g, g_snap, full = {'w': jnp.array([1.0, 0.0])}, {'w': jnp.array([1.0, 0.0])}, {'w': jnp.array([0.0, -1.0])}
       >>> updates, _ = tx.update(g, tx.init(params), params, snapshot_grads=g_snap, snapshot_full_grads=full)
       >>> optax.apply_updates(params, updates)['w']
@@ -551,10 +548,9 @@ def saga_fw(
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> from sparsejax import constraints as C
-      >>> from sparsejax.optim.frank_wolfe import saga_fw
+      >>> import sparsejax as sj
       >>> params = {'w': jnp.zeros(2)}
-      >>> tx = saga_fw(1.0, C.l1_ball(1.0), num_samples=4)
+      >>> tx = sj.saga_fw(1.0, sj.constraints.l1_ball(1.0), num_samples=4)
       >>> per_sample = {'w': jnp.array([[1.0, 0.0], [0.0, -3.0]])}
       >>> grads = {'w': per_sample['w'].mean(0)}
       >>> updates, state = tx.update(grads, tx.init(params), params,
@@ -703,11 +699,10 @@ def sfw_init(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from sparsejax import constraints as C
-      >>> from sparsejax.optim.frank_wolfe import sfw_init
+      >>> import sparsejax as sj
       >>> params = {'w': jnp.array([0.5, -0.5])}
       >>> loss = lambda p, x: jnp.sum((p['w'] - x) ** 2)
-      >>> res = sfw_init(loss, params, C.l2_ball(2.0), jnp.array([1.0, -1.0]),
+      >>> res = sj.sfw_init(loss, params, sj.constraints.l2_ball(2.0), jnp.array([1.0, -1.0]),
       ...                jnp.array([1.0, -1.0]), learning_rate=0.0, steps=20)
       >>> res.scales['w'] > 1.5  # with no step, scaling alone moves towards the target
       Array(True, dtype=bool)

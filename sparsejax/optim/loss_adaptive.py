@@ -119,8 +119,8 @@ def loss_adaptive_learning_rate(
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> from sparsejax.optim.loss_adaptive import loss_adaptive_learning_rate
-      >>> tx = loss_adaptive_learning_rate(optax.sgd, 0.1, steps_per_epoch=2,
+      >>> import sparsejax as sj
+      >>> tx = sj.loss_adaptive_learning_rate(optax.sgd, 0.1, steps_per_epoch=2,
       ...                                  decay_epochs=(1,), warmup_epochs=5)
       >>> params = {'w': jnp.ones(2)}
       >>> state = tx.init(params)
