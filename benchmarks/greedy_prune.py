@@ -8,11 +8,11 @@ convolution groups is pruned on its own (the others unpruned, as in the
 paper's §3.1) to ``n = N/2`` channels with ``--steps`` greedy steps on
 ``--examples`` imitation images, by
 
-* ``local``: :func:`sparsejax.pruning.local_imitation` (line search): one
+* ``local``: :func:`sparsejax.structured.local_imitation` (line search): one
   forward pass, one Gram matrix, then closed-form steps; ``gram%`` is the
-  share of its time spent in :func:`~sparsejax.pruning.contribution_gram`
+  share of its time spent in :func:`~sparsejax.structured.contribution_gram`
   (the forward pass included);
-* ``exact``: :func:`sparsejax.pruning.global_imitation` with
+* ``exact``: :func:`sparsejax.structured.global_imitation` with
   ``taylor_start=None``: every step evaluates all ``N`` candidate gates
   (``jax.vmap``; cross-entropy discrepancy);
 * ``taylor``: the same with the paper's acceleration past ``k = 25``: one
@@ -94,7 +94,7 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from sparsejax.models import VGG, VGG_CONFIGS  # noqa: E402
-from sparsejax.pruning import (  # noqa: E402
+from sparsejax.structured import (  # noqa: E402
     contribution_gram,
     global_imitation,
     local_imitation,

@@ -9,13 +9,13 @@ the next layer. This script
 1. trains a VGG-11-BN with every width divided by ``--width-div`` (8:
    8-16-32-32-64-64-64-64 channels) on Fashion-MNIST with
    :func:`sparsejax.train.fit` (SGD with momentum, cosine learning rate);
-2. prunes its 8 convolution groups with :func:`sparsejax.pruning.greedy_prune`
+2. prunes its 8 convolution groups with :func:`sparsejax.structured.greedy_prune`
    on ``--imitation-examples`` training images, the stopping rule being a
    rise of the training cross-entropy of at most ``--tolerance`` per layer
    (global imitation with the cross-entropy discrepancy and the Taylor
    acceleration), and, for comparison, with greedy forward selection
    (``method='gfs'``, Ye et al. 2020) under the same rule;
-3. shrinks each result physically (:func:`sparsejax.pruning.shrink`) and
+3. shrinks each result physically (:func:`sparsejax.structured.shrink`) and
    fine-tunes it for ``--finetune-epochs``;
 
 and prints the kept channels per layer, parameters, MACs and FLOPs, and test
@@ -80,7 +80,7 @@ import optax
 
 from sparsejax import data
 from sparsejax.models import VGG, VGG_CONFIGS
-from sparsejax.pruning import greedy_prune, shrink, shrink_summary
+from sparsejax.structured import greedy_prune, shrink, shrink_summary
 from sparsejax.train import evaluate, fit
 
 INPUT_SHAPE = (28, 28, 1)

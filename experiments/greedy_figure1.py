@@ -5,10 +5,10 @@ on synthetic regression data, ``y = teacher(x)`` with a random one-hidden-layer
 tanh teacher (``--teacher-units``) on ``--dim``-dimensional Gaussian inputs. Its first hidden layer is
 then pruned to ``n = 1 ... --n-max`` units with
 
-* local imitation (:func:`sparsejax.pruning.local_imitation`, line search,
+* local imitation (:func:`sparsejax.structured.local_imitation`, line search,
   eq. 4) — the Gram matrix of the units' contributions is computed once and
   every budget ``n`` is a run of up to ``--local-steps-per-unit * n`` closed-form steps;
-* global imitation (:func:`sparsejax.pruning.global_imitation`, exact, squared
+* global imitation (:func:`sparsejax.structured.global_imitation`, exact, squared
   error on the network output) with its step searched over ``U_i`` (eq. 7,
   ``step='line_search'``: a Gauss-Newton step per candidate, checked exactly),
   one run of ``--global-steps-per-unit * --n-max`` steps, the curve at ``n``
@@ -91,7 +91,7 @@ import optax
 from flax import nnx
 
 from sparsejax.models import create
-from sparsejax.pruning import (
+from sparsejax.structured import (
     contribution_gram,
     global_imitation,
     local_imitation_from_gram,

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from sparsejax.models import MobileNetV2, create, param_count
-from sparsejax.pruning import (
+from sparsejax.structured import (
     GreedyPruneResult,
     ImitationResult,
     ShrinkSummary,

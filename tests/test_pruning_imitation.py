@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from sparsejax.models import VGG, create
-from sparsejax.pruning import (
+from sparsejax.structured import (
     ImitationResult,
     contribution_gram,
     global_imitation,
@@ -18,7 +18,7 @@ from sparsejax.pruning import (
     local_imitation_from_gram,
     output_discrepancy,
 )
-from sparsejax.pruning.imitation import Evaluator
+from sparsejax.structured.imitation import Evaluator
 
 
 @pytest.fixture(scope="module")

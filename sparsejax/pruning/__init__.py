@@ -15,6 +15,11 @@ as pure dicts) and never imports Flax:
 * summaries (:func:`format_sparsity`, re-exported from :mod:`sparsejax.summary`)
   and plots (:func:`plot_layer_sparsity`, :func:`plot_weight_histogram`).
 
+Greedy structured pruning of the zoo's Flax models (local and global imitation,
+:func:`~sparsejax.structured.greedy_prune`, :func:`~sparsejax.structured.shrink`)
+lives in :mod:`sparsejax.structured`; its names are also reachable here
+(``pruning.local_imitation``), imported on first use.
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> import sparsejax as sj
@@ -91,30 +96,31 @@ __all__ = [
 ]
 
 
-# Greedy structured pruning (Ye, Wu, Liu 2020): imports Flax and the model zoo,
-# so it is loaded on first use and ``import sparsejax`` stays free of Flax.
-_GREEDY = {
-    "ImitationResult": "imitation",
-    "output_discrepancy": "imitation",
-    "contribution_gram": "imitation_local",
-    "local_discrepancy": "imitation_local",
-    "local_imitation": "imitation_local",
-    "local_imitation_from_gram": "imitation_local",
-    "global_imitation": "imitation_global",
-    "GreedyPruneResult": "greedy",
-    "ShrinkSummary": "greedy",
-    "format_shrink_summary": "greedy",
-    "gfs": "greedy",
-    "greedy_prune": "greedy",
-    "shrink": "greedy",
-    "shrink_summary": "greedy",
-}
-__all__ += sorted(_GREEDY)
+# Greedy structured pruning (Ye, Wu, Liu 2020) lives in sparsejax.structured, which
+# imports Flax and the model zoo; its names are forwarded from here on first use, so
+# ``import sparsejax.pruning`` stays free of Flax.
+_STRUCTURED = (
+    "GreedyPruneResult",
+    "ImitationResult",
+    "ShrinkSummary",
+    "contribution_gram",
+    "format_shrink_summary",
+    "gfs",
+    "global_imitation",
+    "greedy_prune",
+    "local_discrepancy",
+    "local_imitation",
+    "local_imitation_from_gram",
+    "output_discrepancy",
+    "shrink",
+    "shrink_summary",
+)
+__all__ += _STRUCTURED
 
 
 def __getattr__(name: str):
-    if name in _GREEDY:
+    if name in _STRUCTURED:
         import importlib
 
-        return getattr(importlib.import_module(f"sparsejax.pruning.{_GREEDY[name]}"), name)
+        return getattr(importlib.import_module("sparsejax.structured"), name)
     raise AttributeError(f"module 'sparsejax.pruning' has no attribute {name!r}")

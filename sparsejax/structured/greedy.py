@@ -25,7 +25,7 @@ import numpy as np
 from sparsejax._validation import check_choice, check_number
 from sparsejax.models.costs import macs, param_count, xla_flops
 from sparsejax.models.groups import Gates, PrunableModel, fold_gates, keep_units
-from sparsejax.pruning.imitation import (
+from sparsejax.structured.imitation import (
     Evaluator,
     ImitationResult,
     PerExample,
@@ -36,8 +36,8 @@ from sparsejax.pruning.imitation import (
     check_model,
     check_steps,
 )
-from sparsejax.pruning.imitation_global import global_imitation, greedy_fixed_step
-from sparsejax.pruning.imitation_local import local_imitation
+from sparsejax.structured.imitation_global import global_imitation, greedy_fixed_step
+from sparsejax.structured.imitation_local import local_imitation
 
 __all__ = [
     "GreedyPruneResult",
@@ -51,7 +51,7 @@ __all__ = [
 
 
 def _loss_kind(loss: str | PerExample, with_labels: bool) -> str | PerExample:
-    """The per-example loss of :func:`~sparsejax.pruning.imitation.per_example_loss` to use."""
+    """The per-example loss of :func:`~sparsejax.structured.imitation.per_example_loss` to use."""
     if callable(loss):
         return loss
     check_choice("loss", loss, ("cross_entropy", "mse"))
@@ -103,13 +103,13 @@ def gfs(
       stop_fn: optional ``stop_fn(gate) -> bool`` checked after every step.
 
     Returns:
-      An :class:`~sparsejax.pruning.ImitationResult` with ``method='gfs'``
+      An :class:`~sparsejax.structured.ImitationResult` with ``method='gfs'``
       and uniform weights.
 
     Example:
       >>> import jax, numpy as np
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import gfs
+      >>> from sparsejax.structured import gfs
       >>> model = create('mlp', num_classes=3, input_shape=(4,), hidden=(12,), rngs=0)
       >>> x = jax.random.normal(jax.random.key(0), (32, 4))
       >>> y = jax.random.randint(jax.random.key(1), (32,), 0, 3)
@@ -272,7 +272,7 @@ def greedy_prune(
     Example:
       >>> import jax
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import greedy_prune, shrink
+      >>> from sparsejax.structured import greedy_prune, shrink
       >>> model = create('mlp', num_classes=3, input_shape=(4,), hidden=(8,), rngs=0)
       >>> x = jax.random.normal(jax.random.key(0), (32, 4))
       >>> result = greedy_prune(model, x, tolerance=0.05)   # discrepancy to the outputs
@@ -416,7 +416,7 @@ def shrink(
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import local_imitation, shrink
+      >>> from sparsejax.structured import local_imitation, shrink
       >>> model = create('mlp', num_classes=2, input_shape=(4,), hidden=(16,), rngs=0)
       >>> x = jax.random.normal(jax.random.key(0), (32, 4))
       >>> r = local_imitation(model, 'layers/0', x, n=5)
@@ -478,7 +478,7 @@ def shrink_summary(
 
     Example:
       >>> from sparsejax.models import create, keep_units
-      >>> from sparsejax.pruning import shrink_summary
+      >>> from sparsejax.structured import shrink_summary
       >>> model = create('mlp', num_classes=2, input_shape=(4,), hidden=(8,), rngs=0)
       >>> s = shrink_summary(model, keep_units(model, {'layers/0': range(2)}), (4,))
       >>> s.params, s.macs
@@ -506,7 +506,7 @@ def format_shrink_summary(summary: ShrinkSummary) -> str:
     """A plain-text table of a :class:`ShrinkSummary`: units per group, then the totals.
 
     Example:
-      >>> from sparsejax.pruning import ShrinkSummary, format_shrink_summary
+      >>> from sparsejax.structured import ShrinkSummary, format_shrink_summary
       >>> print(format_shrink_summary(ShrinkSummary((('fc', 8, 2),), (58, 22), (48, 12),
       ...                                           (120.0, 30.0))))
       group   before  after   kept

@@ -17,17 +17,20 @@ models of :mod:`sparsejax.models` a layer is a prunable group and
 group's consumers; the weights :math:`a` act through the group's gate
 ``g = N·a`` (:mod:`sparsejax.models.groups`), so the original network is
 ``a_i = 1/N``, i.e. gate 1, and a unit with ``a_i = 0`` can be removed
-physically (:func:`sparsejax.pruning.shrink`).
+physically (:func:`sparsejax.structured.shrink`).
 
-* :func:`~sparsejax.pruning.local_imitation` (eqs. 2-5) imitates the layer's
+* :func:`~sparsejax.structured.local_imitation` (eqs. 2-5) imitates the layer's
   own output, from a Gram matrix of per-unit contributions computed with one
   forward pass: every greedy step is closed-form;
-* :func:`~sparsejax.pruning.global_imitation` (eqs. 6-8, §2.2.1) imitates the
+* :func:`~sparsejax.structured.global_imitation` (eqs. 6-8, §2.2.1) imitates the
   network's output, evaluating candidate gate vectors with ``jax.vmap``,
   with the Taylor acceleration past ``k = 25``; the fixed step of eq. 8 or
   a Gauss-Newton line search over the step (eq. 7).
 
-Both return an :class:`ImitationResult`. This module holds what they share.
+Both return an :class:`ImitationResult`. This module holds what they share:
+the result type and its greedy path (:func:`simplex_step`, :func:`imitation_result`),
+the argument checks, and the model as compiled pure functions evaluated on
+fixed data (:func:`compiled`, :class:`Evaluator`).
 """
 
 from __future__ import annotations
@@ -123,11 +126,11 @@ class ImitationResult:
 def _replay(size: int, picks: np.ndarray, gammas: np.ndarray) -> np.ndarray:
     a = np.zeros(size, np.float64)
     for i, g in zip(picks, gammas):
-        a = _step(a, int(i), float(g))
+        a = simplex_step(a, int(i), float(g))
     return a
 
 
-def _step(a: np.ndarray, i: int, gamma: float) -> np.ndarray:
+def simplex_step(a: np.ndarray, i: int, gamma: float) -> np.ndarray:
     """``(1 - gamma) a + gamma e_i``, with exact zeros for removed units and sum 1."""
     lo = -a[i] / (1.0 - a[i]) if 0.0 < a[i] < 1.0 else 0.0
     new = (1.0 - gamma) * a
@@ -139,7 +142,7 @@ def _step(a: np.ndarray, i: int, gamma: float) -> np.ndarray:
     return new / new.sum()
 
 
-def _result(
+def imitation_result(
     group: str,
     size: int,
     method: str,
@@ -149,6 +152,13 @@ def _result(
     support: Sequence[int],
     met: int | None,
 ) -> ImitationResult:
+    """The :class:`ImitationResult` of a greedy path, read at its returned step.
+
+    ``picks``, ``gammas``, ``history`` and ``support`` hold one entry per step
+    (``gammas[0] = 1``); the returned step is ``met`` (the first step that met
+    the stopping rule) or, when ``met`` is ``None``, the step with the smallest
+    discrepancy. Its weights are replayed from the path with :func:`simplex_step`.
+    """
     history_arr = np.asarray(history, np.float64)
     step = met if met is not None else int(np.argmin(history_arr))
     picks_arr = np.asarray(picks, np.int64)
@@ -290,7 +300,7 @@ def per_example_loss(kind: str | PerExample) -> PerExample:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(graphdef: Any, kind: str, group: str, loss: Any) -> Callable[..., Any]:
+def compiled(graphdef: Any, kind: str, group: str, loss: Any) -> Callable[..., Any]:
     """Jitted pure functions of a model (cached across calls and model instances)."""
 
     def apply(state: Any, x: jax.Array, gates: Gates) -> jax.Array:
@@ -380,7 +390,7 @@ class Evaluator:
         self.data = chunk(x, batch_size)
         self.loss_kind = loss
         if targets is None:
-            out = _compiled(self.graphdef, "outputs", group, None)
+            out = compiled(self.graphdef, "outputs", group, None)
             self.targets = [out(self.state, xb, self.gates) for xb in self.data.xs]
         else:
             t = jnp.asarray(targets)
@@ -397,7 +407,7 @@ class Evaluator:
         self.candidate_batch = int(candidate_batch)
 
     def _fn(self, kind: str) -> Callable[..., Any]:
-        return _compiled(self.graphdef, kind, self.group, self.loss_kind)
+        return compiled(self.graphdef, kind, self.group, self.loss_kind)
 
     def loss(self, gate: Any) -> float:
         """The mean loss with the group's gate ``gate``."""
@@ -510,7 +520,7 @@ def output_discrepancy(
     Example:
       >>> import jax.numpy as jnp
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import output_discrepancy
+      >>> from sparsejax.structured import output_discrepancy
       >>> model = create('mlp', num_classes=1, input_shape=(3,), hidden=(4,), rngs=0)
       >>> output_discrepancy(model, jnp.ones((5, 3)), {'layers/0': jnp.ones(4)})
       0.0
@@ -525,7 +535,7 @@ def output_discrepancy(
     model.check_gates(gates)
     data = chunk(x, batch_size)
     graphdef, state = functional(model)
-    out = _compiled(graphdef, "outputs", "", None)
+    out = compiled(graphdef, "outputs", "", None)
     fn = per_example_loss(criterion)
     g = {k: jnp.asarray(v, jnp.float32) for k, v in gates.items()}
     total = 0.0

@@ -34,18 +34,18 @@ import numpy as np
 
 from sparsejax._validation import check_choice, check_number
 from sparsejax.models.groups import Gates, PrunableModel
-from sparsejax.pruning.imitation import (
+from sparsejax.structured.imitation import (
     Evaluator,
     ImitationResult,
     PerExample,
-    _result,
-    _step,
     check_budget,
     check_data,
     check_gates_for,
     check_group,
     check_model,
     check_steps,
+    imitation_result,
+    simplex_step,
 )
 
 __all__ = ["global_imitation"]
@@ -108,7 +108,7 @@ def greedy_fixed_step(
             losses = evaluator.losses(gates.astype(np.float32))
         j = int(np.argmin(losses))
         i = int(cand[j])
-        a = _step(a, i, gamma)
+        a = simplex_step(a, i, gamma)
         picks.append(i)
         gammas.append(gamma)
         history.append(float(losses[j]))
@@ -116,7 +116,7 @@ def greedy_fixed_step(
         k += 1
         if history[-1] <= eps or (stop_fn is not None and stop_fn(size * a)):
             met = len(history) - 1
-    return _result(evaluator.group, size, method, picks, gammas, history, support, met)
+    return imitation_result(evaluator.group, size, method, picks, gammas, history, support, met)
 
 
 def greedy_line_search(
@@ -166,7 +166,7 @@ def greedy_line_search(
         for _ in range(5):
             if top.size == 0:
                 break
-            steps = [_step(a, int(cand[j]), float(gamma[j])) for j in top]
+            steps = [simplex_step(a, int(cand[j]), float(gamma[j])) for j in top]
             losses = evaluator.losses(np.stack(steps).astype(np.float32) * size,
                                       chunk_size=check_top)  # one shape: one compilation
             j = int(np.argmin(losses))
@@ -184,7 +184,7 @@ def greedy_line_search(
         k += 1
         if value <= eps or (stop_fn is not None and stop_fn(size * a)):
             met = len(history) - 1
-    return _result(evaluator.group, size, method, picks, gammas, history, support, met)
+    return imitation_result(evaluator.group, size, method, picks, gammas, history, support, met)
 
 
 def global_imitation(
@@ -272,7 +272,7 @@ def global_imitation(
       stop_fn: optional ``stop_fn(gate) -> bool`` checked after every step.
 
     Returns:
-      An :class:`~sparsejax.pruning.ImitationResult` (``method`` ``'global'``,
+      An :class:`~sparsejax.structured.ImitationResult` (``method`` ``'global'``,
       ``'global_taylor'``, ``'global_line_search'`` or
       ``'global_line_search_taylor'``).
 
@@ -284,7 +284,7 @@ def global_imitation(
     Example:
       >>> import jax
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import global_imitation
+      >>> from sparsejax.structured import global_imitation
       >>> model = create('mlp', num_classes=1, input_shape=(4,), hidden=(16,), rngs=0)
       >>> x = jax.random.normal(jax.random.key(0), (64, 4))
       >>> r = global_imitation(model, 'layers/0', x, n=6)

@@ -33,11 +33,8 @@ from flax.nnx.nn.linear import canonicalize_padding
 
 from sparsejax._validation import check_choice, check_number
 from sparsejax.models.groups import Gates, PrunableModel, UnitAxis, module_at
-from sparsejax.pruning.imitation import (
+from sparsejax.structured.imitation import (
     ImitationResult,
-    _compiled,
-    _result,
-    _step,
     check_budget,
     check_data,
     check_gates_for,
@@ -45,7 +42,10 @@ from sparsejax.pruning.imitation import (
     check_model,
     check_steps,
     chunk,
+    compiled,
     functional,
+    imitation_result,
+    simplex_step,
 )
 
 __all__ = ["contribution_gram", "local_discrepancy", "local_imitation", "local_imitation_from_gram"]
@@ -180,7 +180,7 @@ def contribution_gram(
     Example:
       >>> import jax.numpy as jnp
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import contribution_gram
+      >>> from sparsejax.structured import contribution_gram
       >>> model = create('mlp', num_classes=2, input_shape=(3,), hidden=(4,), rngs=0)
       >>> g = contribution_gram(model, 'layers/0', jnp.ones((8, 3)))
       >>> g.shape, g.dtype, bool((g == g.T).all())
@@ -196,7 +196,7 @@ def contribution_gram(
     other = check_gates_for(model, gates, group)
     data = chunk(x, batch_size)
     graphdef, state = functional(model)
-    capture = _compiled(graphdef, "capture", group, None)
+    capture = compiled(graphdef, "capture", group, None)
     size = spec.size
     total = None
     fn = None
@@ -252,7 +252,7 @@ def local_discrepancy(
     Example:
       >>> import jax.numpy as jnp
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import local_discrepancy
+      >>> from sparsejax.structured import local_discrepancy
       >>> model = create('mlp', num_classes=2, input_shape=(3,), hidden=(4,), rngs=0)
       >>> local_discrepancy(model, 'layers/0', jnp.ones((8, 3)), jnp.ones(4))
       0.0
@@ -270,7 +270,7 @@ def local_discrepancy(
         raise ValueError(f"gate must have shape ({spec.size},), got {g.shape}")
     data = chunk(x, batch_size)
     graphdef, state = functional(model)
-    capture = _compiled(graphdef, "capture", group, None)
+    capture = compiled(graphdef, "capture", group, None)
     merged = nnx.merge(graphdef, state)
     total = 0.0
     for xb, mb in zip(data.xs, data.masks):
@@ -335,13 +335,13 @@ def local_imitation_from_gram(
         the gate ``N·a`` (e.g. a rule on the training loss); ``True`` stops.
 
     Returns:
-      An :class:`~sparsejax.pruning.ImitationResult` (``method`` ``'local'`` or
+      An :class:`~sparsejax.structured.ImitationResult` (``method`` ``'local'`` or
       ``'local_fixed'``): the first step meeting ``eps`` or ``stop_fn``, else
       the step with the smallest discrepancy.
 
     Example:
       >>> import numpy as np
-      >>> from sparsejax.pruning import local_imitation_from_gram
+      >>> from sparsejax.structured import local_imitation_from_gram
       >>> s = np.array([[2.0, 0.0], [0.0, 2.0], [3.0, 1.0], [1.0, 3.0]])  # 4 units, 2 outputs
       >>> r = local_imitation_from_gram(s @ s.T, n=2)   # the mean (1.5, 1.5) from 2 units
       >>> r.n, r.weights, r.discrepancy
@@ -393,7 +393,7 @@ def local_imitation_from_gram(
         i = int(np.argmin(delta))
         if step == "line_search" and not delta[i] < -1e-13 * max(history[-1], 1e-300):
             break  # no step decreases the discrepancy: converged
-        a = _step(a, i, float(gamma[i]))
+        a = simplex_step(a, i, float(gamma[i]))
         picks.append(i)
         gammas.append(float(gamma[i]))
         history.append(disc(a))
@@ -401,7 +401,7 @@ def local_imitation_from_gram(
         k += 1
         if history[-1] <= eps or (stop_fn is not None and stop_fn(size * a)):
             met = len(history) - 1
-    return _result(group, size, "local" if step == "line_search" else "local_fixed",
+    return imitation_result(group, size, "local" if step == "line_search" else "local_fixed",
                    picks, gammas, history, support, met)
 
 
@@ -429,7 +429,7 @@ def local_imitation(
       \bar{\mathbb{D}}\big[(1-\gamma) f_{\ell,A(k)} + \gamma\,\sigma(\theta_i, \cdot),\ F_\ell\big].
 
     The weights :math:`a` of the result act as the gate ``N·a``
-    (``result.gate``); :func:`sparsejax.pruning.shrink` removes the other units.
+    (``result.gate``); :func:`sparsejax.structured.shrink` removes the other units.
 
     Args:
       model: a :class:`~sparsejax.models.PrunableModel` (evaluated in eval mode).
@@ -444,7 +444,7 @@ def local_imitation(
       stop_fn: optional ``stop_fn(gate) -> bool`` checked after every step.
 
     Returns:
-      An :class:`~sparsejax.pruning.ImitationResult`.
+      An :class:`~sparsejax.structured.ImitationResult`.
 
     Raises:
       TypeError: if ``model`` is not a ``PrunableModel``.
@@ -454,7 +454,7 @@ def local_imitation(
     Example:
       >>> import jax
       >>> from sparsejax.models import create
-      >>> from sparsejax.pruning import local_imitation
+      >>> from sparsejax.structured import local_imitation
       >>> model = create('mlp', num_classes=1, input_shape=(4,), hidden=(16,), rngs=0)
       >>> x = jax.random.normal(jax.random.key(0), (64, 4))
       >>> r = local_imitation(model, 'layers/0', x, n=8)
