@@ -137,8 +137,7 @@ from sparsejax import data, pruning
 from sparsejax.models import create
 from sparsejax.optim.frank_wolfe import sfw, sfw_init
 from sparsejax.optim.loss_adaptive import loss_adaptive_learning_rate
-from sparsejax.train import data_mesh, fit, make_eval_step, shard_batch, split_model
-from sparsejax.train.step import zero_totals
+from sparsejax.train import fit, make_evaluator
 from sparsejax.tree import PyTree, leaves_with_paths, weights_only
 
 DEFAULT_RATIOS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
@@ -347,27 +346,6 @@ def load_data(args: argparse.Namespace) -> tuple[data.Batches, data.Batches]:
             data.batches(test, args.eval_batch_size, train=False))
 
 
-class Evaluator:
-    """Test accuracy of plain-dict params of the model, with one compiled eval step.
-
-    The test batches are sharded over the devices once and kept, so the many
-    evaluations of a pruning curve cost only the forward passes.
-    """
-
-    def __init__(self, model: nnx.Module, test: data.Batches) -> None:
-        self.parts = split_model(model)
-        self.mesh = data_mesh()
-        self.step = make_eval_step(self.parts, self.mesh)
-        self.batches = [shard_batch(b, self.mesh) for b in test.epoch(0)]
-        self.model_state = self.parts.initial_model_state
-
-    def __call__(self, params: PyTree) -> float:
-        totals = zero_totals(self.mesh)
-        for batch in self.batches:
-            totals = self.step(params, self.model_state, totals, batch)
-        return float(totals.correct) / float(totals.count)
-
-
 def loss_fn(model: nnx.Module) -> Callable[[PyTree, dict], jax.Array]:
     """``(params, batch) -> mean cross-entropy`` of ``model`` (train mode) with plain-dict params."""
     graph, template, rest = nnx.split(model, nnx.Param, ...)
@@ -466,7 +444,7 @@ def train_method(name: str, args: argparse.Namespace, train: data.Batches,
     return result, facts
 
 
-def retrain_curve(args: argparse.Namespace, result: Any, evaluator: Evaluator,
+def retrain_curve(args: argparse.Namespace, result: Any, accuracy: Callable[[PyTree], float],
                   work: Path) -> list[pruning.CurvePoint]:
     """The SGD baseline with extra cost: pruned globally at each ratio, retrained with the mask fixed."""
     split = f"train[:{args.retrain_steps * args.batch_size}]"
@@ -489,7 +467,7 @@ def retrain_curve(args: argparse.Namespace, result: Any, evaluator: Evaluator,
                   config=cfg, seed=args.seed, log=None)
         # the zeros of the retrained kernels: fixed_mask keeps the pruned weights at exactly 0
         sparsity = pruning.mask_sparsity(pruning.masks_from_zeros(res.params))
-        points.append(pruning.CurvePoint(float(ratio), evaluator(res.params), float(sparsity)))
+        points.append(pruning.CurvePoint(float(ratio), accuracy(res.params), float(sparsity)))
     return points
 
 
@@ -630,19 +608,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results_fit[name], facts[name] = train_method(name, args, train, work)
         phases[f"train {name}"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    evaluator = Evaluator(results_fit["sgd"].model, test)
-    dense = {name: evaluator(r.params) for name, r in results_fit.items()}
+    # one compiled evaluator for every curve: both nets share the architecture and its BN-free state
+    accuracy = make_evaluator(results_fit["sgd"].model, test).accuracy
+    dense = {name: accuracy(r.params) for name, r in results_fit.items()}
     natural = {name: float(pruning.mask_sparsity(pruning.masks_from_zeros(r.params)))
                for name, r in results_fit.items()}
     curves: dict[str, list] = {}
     for scope in args.scopes:
         for name in ("sfw", "sgd"):
             curves[f"{name} {scope}"] = pruning.one_shot_curve(
-                results_fit[name].params, evaluator, args.ratios, scope=scope)
+                results_fit[name].params, accuracy, args.ratios, scope=scope)
     phases["one-shot evaluation"] = time.perf_counter() - t0
     if args.retrain_steps > 0 and any(r >= args.retrain_from for r in args.ratios):
         t0 = time.perf_counter()
-        curves["sgd global + retrain"] = retrain_curve(args, results_fit["sgd"], evaluator, work)
+        curves["sgd global + retrain"] = retrain_curve(args, results_fit["sgd"], accuracy, work)
         phases["sgd retraining"] = time.perf_counter() - t0
 
     table = format_table(curves, dense)

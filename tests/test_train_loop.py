@@ -433,3 +433,27 @@ def test_relative_workdir_becomes_absolute_and_the_bar_shows_steps(data, tmp_pat
 
     fit(tiny_mlp(), optax.sgd(0.1), train, epochs=1, log=None)  # progress=None: stderr is no TTY
     assert capsys.readouterr() == ("", "")
+
+
+def test_make_evaluator_compiles_once_and_matches_evaluate():
+    """One evaluator, many params of one architecture: the eval step is traced once, and each
+    figure equals a fresh evaluate() of the model holding those params."""
+    import sparsejax as sj
+    from sparsejax import data
+    from sparsejax.models import create
+    from sparsejax.train import evaluate, make_evaluator
+
+    test = data.batches(data.load("synthetic", "test", num_examples=100), 64, train=False)
+    model = create("mlp", hidden=(8,), rngs=0)
+    evaluator = make_evaluator(model, test)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    assert evaluator() == evaluate(model, test)
+    for ratio in (0.3, 0.6, 0.9):
+        pruned, _ = sj.pruning.prune(params, ratio)
+        other = create("mlp", hidden=(8,), rngs=0)
+        state = nnx.state(other, nnx.Param)
+        nnx.replace_by_pure_dict(state, pruned)
+        nnx.update(other, state)
+        assert evaluator(pruned) == evaluate(other, test)
+        assert evaluator.accuracy(pruned) == evaluator(pruned)["accuracy"]
+    assert evaluator._step._cache_size() == 1

@@ -3,7 +3,8 @@
 :func:`fit` trains a Flax NNX model with any Optax transform, data-parallel
 over all devices (and hosts: :func:`initialize_distributed`), with Orbax
 checkpoints, automatic resume, per-epoch metrics in ``metrics.jsonl`` and a
-progress bar; :func:`evaluate` gives exact test loss and accuracy.
+progress bar; :func:`make_evaluator` (compiled once, for many evaluations) and
+:func:`evaluate` give exact test loss and accuracy.
 
 Example:
   >>> import optax
@@ -20,13 +21,15 @@ Example:
 
 from sparsejax.train.checkpoint import CheckpointRestoreError, Workdir, WorkdirMismatchError
 from sparsejax.train.distributed import data_mesh, initialize_distributed
-from sparsejax.train.loop import Batches, FitResult, TrainingDivergedError, evaluate, fit
+from sparsejax.train.evaluation import BatchSource, Evaluator, evaluate, make_evaluator
+from sparsejax.train.loop import FitResult, TrainingDivergedError, fit
 from sparsejax.train.metrics import hyperparameters, sparsity_metrics
 from sparsejax.train.step import TrainState, make_eval_step, make_train_step, shard_batch, split_model
 
 __all__ = [
-    "Batches",
+    "BatchSource",
     "CheckpointRestoreError",
+    "Evaluator",
     "FitResult",
     "TrainState",
     "TrainingDivergedError",
@@ -38,6 +41,7 @@ __all__ = [
     "hyperparameters",
     "initialize_distributed",
     "make_eval_step",
+    "make_evaluator",
     "make_train_step",
     "shard_batch",
     "sparsity_metrics",

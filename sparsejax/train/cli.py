@@ -337,27 +337,10 @@ def run_training(
 
 
 def _accuracy_of(run: TrainedRun) -> Callable[[Any], float]:
-    """``params -> test accuracy`` of the run's model, with the trainer's jitted eval step (compiled once)."""
-    import jax
+    """``params -> test accuracy`` of the run's model (one evaluator, compiled once)."""
+    from sparsejax.train import make_evaluator
 
-    from sparsejax.train import data_mesh, make_eval_step, shard_batch, split_model
-    from sparsejax.train.step import replicated, zero_totals
-
-    mesh = data_mesh()
-    parts = split_model(run.result.model)
-    eval_step = make_eval_step(parts, mesh)
-    rep = replicated(mesh)
-    model_state = jax.device_put(parts.initial_model_state, rep)
-
-    def accuracy(params: Any) -> float:
-        totals = zero_totals(mesh)
-        p = jax.device_put(params, rep)
-        for batch in run.test_batches.epoch(0):
-            totals = eval_step(p, model_state, totals, shard_batch(batch, mesh))
-        correct, count = jax.device_get((totals.correct, totals.count))
-        return float(correct) / max(float(count), 1.0)
-
-    return accuracy
+    return make_evaluator(run.result.model, run.test_batches).accuracy
 
 
 def _flops(run: TrainedRun) -> tuple[float, float]:

@@ -1,7 +1,7 @@
-"""The training loop: :func:`fit` and :func:`evaluate`.
+"""The training loop: :func:`fit`.
 
 :func:`fit` trains a Flax NNX model with any Optax transform on batches from
-:mod:`sparsejax.data` (anything with the same ``Batches`` interface: ``len``,
+:mod:`sparsejax.data` (any :class:`~sparsejax.train.evaluation.BatchSource`: ``len``,
 ``batch_size`` and ``epoch(epoch, start=0)`` yielding dicts of ``image``,
 ``label`` and ``mask``), data-parallel over every device
 (:mod:`sparsejax.train.step`, :mod:`sparsejax.train.distributed`). With a
@@ -44,6 +44,7 @@ from tqdm import tqdm
 from sparsejax._validation import check_number
 from sparsejax.train.checkpoint import Workdir
 from sparsejax.train.distributed import DATA_AXIS, data_mesh, is_primary
+from sparsejax.train.evaluation import BatchSource, Evaluator
 from sparsejax.train.metrics import (
     format_epoch,
     hyperparameters,
@@ -55,7 +56,6 @@ from sparsejax.train.step import (
     ModelParts,
     TrainState,
     init_train_state,
-    make_eval_step,
     make_train_step,
     shard_batch,
     split_model,
@@ -63,7 +63,7 @@ from sparsejax.train.step import (
 )
 from sparsejax.tree import Mask, PyTree
 
-__all__ = ["Batches", "FitResult", "TrainingDivergedError", "evaluate", "fit"]
+__all__ = ["FitResult", "TrainingDivergedError", "fit"]
 
 # Steps dispatched but not finished. Waiting for step t - 2 before dispatching
 # step t + 1 keeps the device busy (the next step is always queued) while the
@@ -75,16 +75,6 @@ _BUILTIN_KEYS = (
     "sparsity_all", "sparsity_per_layer", "nonzero_params", "num_params", "epoch_time",
     "wall_time",
 )
-
-
-class Batches(Protocol):
-    """What :func:`fit` and :func:`evaluate` need from a data pipeline (:func:`sparsejax.data.batches`)."""
-
-    batch_size: int
-
-    def __len__(self) -> int: ...
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]: ...
 
 
 class TrainingDivergedError(RuntimeError):
@@ -136,50 +126,6 @@ def _all_finite(tree: PyTree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def _run_eval(eval_step: Callable, state: TrainState, data: Batches, mesh: Mesh) -> dict[str, float]:
-    totals = zero_totals(mesh)
-    for batch in data.epoch(0):
-        totals = eval_step(state.params, state.model_state, totals, shard_batch(batch, mesh))
-    loss_sum, correct, count = _host((totals.loss_sum, totals.correct, totals.count))
-    if count == 0:
-        raise ValueError("the evaluation data yielded no example")
-    return {"loss": loss_sum / count, "accuracy": correct / count, "count": int(count)}
-
-
-def evaluate(model: nnx.Module, data: Batches, *, mesh: Mesh | None = None) -> dict[str, float]:
-    r"""Loss and accuracy of ``model`` (in eval mode) on every example of ``data``.
-
-    .. math::
-
-      \text{loss} = \frac{\sum_i m_i \ell_i}{\sum_i m_i}, \qquad
-      \text{accuracy} = \frac{\sum_i m_i [\hat y_i = y_i]}{\sum_i m_i}
-
-    with :math:`m_i` the batches' ``mask`` (padding rows have 0), so the
-    figures are exact whatever the batch size. BatchNorm layers use their
-    running averages and dropout is off; ``model`` itself is not changed.
-
-    Args:
-      model: a Flax NNX classifier returning logits.
-      data: eval batches (``train=False`` in :func:`sparsejax.data.batches`).
-      mesh: the device mesh (default: all devices, :func:`data_mesh`).
-
-    Returns:
-      ``{'loss': ..., 'accuracy': ..., 'count': number of examples}``.
-
-    Example:
-      >>> from sparsejax import data
-      >>> from sparsejax.models import create
-      >>> from sparsejax.train import evaluate
-      >>> test = data.batches(data.load('synthetic', 'test', num_examples=100), 64, train=False)
-      >>> evaluate(create('mlp', hidden=(8,), rngs=0), test)['count']
-      100
-    """
-    mesh = mesh or data_mesh()
-    parts = split_model(model)
-    state = init_train_state(parts, optax.identity(), mesh)
-    return _run_eval(make_eval_step(parts, mesh), state, data, mesh)
-
-
 def progress_enabled(progress: bool | None) -> bool:
     """Whether to show a progress bar: on process 0 only; ``None`` means "when stderr is a terminal"."""
     return is_primary() and (sys.stderr.isatty() if progress is None else bool(progress))
@@ -216,10 +162,10 @@ def _diverged_message(
 def fit(
     model: nnx.Module,
     optimizer: optax.GradientTransformation,
-    train_data: Batches,
+    train_data: BatchSource,
     *,
     epochs: int,
-    eval_data: Batches | None = None,
+    eval_data: BatchSource | None = None,
     workdir: str | os.PathLike | None = None,
     config: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -384,7 +330,7 @@ def fit(
             wd.rewrite_metrics([])
 
     train_step = make_train_step(parts, optimizer, mesh, seed=seed)
-    eval_step = make_eval_step(parts, mesh) if eval_data is not None else None
+    evaluator = Evaluator(parts, eval_data, mesh, cache=False) if eval_data is not None else None
     bar = None
     completed = False
     in_flight: collections.deque = collections.deque()
@@ -456,8 +402,8 @@ def fit(
                 "test_loss": None,
                 "test_accuracy": None,
             }
-            if eval_step is not None:
-                ev = _run_eval(eval_step, state, eval_data, mesh)
+            if evaluator is not None:
+                ev = evaluator.run(state.params, state.model_state)
                 record["test_loss"], record["test_accuracy"] = ev["loss"], ev["accuracy"]
             record.update(sparsity_metrics(state.params, mask))
             for key, value in hyperparameters(state.opt_state).items():

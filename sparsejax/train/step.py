@@ -250,7 +250,7 @@ def _strong_copy(tree: PyTree) -> PyTree:
     return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.asarray(x).dtype), tree)
 
 
-def _to_global(tree: PyTree, sharding: NamedSharding) -> PyTree:
+def to_global(tree: PyTree, sharding: NamedSharding) -> PyTree:
     """Host copies of a (fully addressable) pytree, as fresh replicated global arrays."""
 
     def put(x: Any) -> jax.Array:
@@ -286,8 +286,8 @@ def init_train_state(
       0
     """
     rep = replicated(mesh)
-    params = _to_global(parts.initial_params, rep)
-    model_state = _to_global(parts.initial_model_state, rep)
+    params = to_global(parts.initial_params, rep)
+    model_state = to_global(parts.initial_model_state, rep)
     opt_state = optimizer.init(params)
     state = TrainState(jnp.zeros([], jnp.int32), params, opt_state, model_state)
     return jax.jit(_strong_copy, out_shardings=rep)(state)
