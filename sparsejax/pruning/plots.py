@@ -1,10 +1,10 @@
 """Plots of pruned networks: layer-wise sparsity bars and weight-magnitude histograms.
 
 Matplotlib is imported only when a plot is drawn (``pip install
-sparsejax[plots]``). The figures are built without ``pyplot``, so no GUI
-backend or global figure state is involved; pass ``path`` to save a PNG, or
-``ax`` to draw into an existing axes (a notebook displays the returned
-figure).
+sparsejax[plots]``; see :mod:`sparsejax.plotting`). The figures are built
+without ``pyplot``, so no GUI backend or global figure state is involved; pass
+``path`` to save a PNG, or ``ax`` to draw into an existing axes (a notebook
+displays the returned figure).
 """
 
 from __future__ import annotations
@@ -15,29 +15,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from sparsejax.plotting import figure_and_axes, save_png
 from sparsejax.pruning.masks import Filter, selected_leaves
 from sparsejax.summary import sparsity_summary
 from sparsejax.tree import PyTree, leaves_with_paths
 
 __all__ = ["plot_layer_sparsity", "plot_weight_histogram"]
-
-
-def _figure_and_axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
-    if ax is not None:
-        return ax.figure, ax
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "sparsejax.pruning.plots needs matplotlib: pip install 'sparsejax[plots]'"
-        ) from e
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _save(fig: Any, path: str | os.PathLike[str] | None, dpi: int) -> None:
-    if path is not None:
-        fig.savefig(os.fspath(path), format="png", dpi=dpi)
 
 
 def plot_layer_sparsity(
@@ -74,7 +57,7 @@ def plot_layer_sparsity(
     rows = sparsity_summary(params, selected_leaves(filter, params))
     if not rows:
         raise ValueError("the filter selects no leaves to plot")
-    fig, ax = _figure_and_axes(ax, (max(4.0, 0.45 * len(rows) + 2.0), 3.5))
+    fig, ax = figure_and_axes(ax, (max(4.0, 0.45 * len(rows) + 2.0), 3.5))
     x = np.arange(len(rows))
     ax.bar(x, [100.0 * r.sparsity for r in rows], color="tab:blue")
     total = sum(r.size for r in rows)
@@ -85,7 +68,7 @@ def plot_layer_sparsity(
     ax.set_ylabel("sparsity (% zeros)")
     ax.set_title(title if title is not None else f"layer-wise sparsity ({total:,} weights)")
     ax.legend(loc="lower right", fontsize=8)
-    _save(fig, path, dpi)
+    save_png(fig, path, dpi)
     return fig
 
 
@@ -134,7 +117,7 @@ def plot_weight_histogram(
         raise ValueError("the filter selects no leaves to plot")
     everything = np.concatenate([m for _, m in named])
     nonzero = everything[everything > 0]
-    fig, ax = _figure_and_axes(ax, (6.0, 3.5))
+    fig, ax = figure_and_axes(ax, (6.0, 3.5))
     zeros = everything.size - nonzero.size
     if nonzero.size:
         lo, hi = float(nonzero.min()), float(nonzero.max())
@@ -154,5 +137,5 @@ def plot_weight_histogram(
     ax.set_ylabel("count")
     ax.set_title(title if title is not None else "weight magnitudes")
     ax.legend(fontsize=7)
-    _save(fig, path, dpi)
+    save_png(fig, path, dpi)
     return fig

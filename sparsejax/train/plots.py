@@ -1,9 +1,9 @@
 """Plots comparing training methods: accuracy against sparsity, any-sparsity curves, layer sparsity.
 
-Like :mod:`sparsejax.pruning.plots` (whose figure helpers these share),
-Matplotlib is imported only when a plot is drawn, figures are built without
-``pyplot`` (no GUI backend, no global state), ``path`` saves a PNG and ``ax``
-draws into an existing axes. ``sparsejax compare`` saves all three.
+Like :mod:`sparsejax.pruning.plots` (both use the figure helpers of
+:mod:`sparsejax.plotting`), Matplotlib is imported only when a plot is drawn,
+figures are built without ``pyplot`` (no GUI backend, no global state),
+``path`` saves a PNG and ``ax`` draws into an existing axes. ``sparsejax compare`` saves all three.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 
 import jax
 
+from sparsejax.plotting import figure_and_axes, new_figure, save_png
 from sparsejax.pruning.masks import Filter, selected_leaves
 from sparsejax.pruning.one_shot import CurvePoint
-from sparsejax.pruning.plots import _figure_and_axes, _save, plot_layer_sparsity
+from sparsejax.pruning.plots import plot_layer_sparsity
 from sparsejax.tree import PyTree
 
 __all__ = ["plot_accuracy_vs_sparsity", "plot_layer_sparsity_grid", "plot_one_shot_curves"]
@@ -62,7 +63,7 @@ def plot_accuracy_vs_sparsity(
     """
     if not results:
         raise ValueError("results must hold at least one method")
-    fig, ax = _figure_and_axes(ax, (5.5, 4.0))
+    fig, ax = figure_and_axes(ax, (5.5, 4.0))
     for i, row in enumerate(results):
         ax.scatter([100.0 * row[sparsity_key]], [100.0 * row[accuracy_key]], s=60,
                    marker=_MARKERS[i % len(_MARKERS)], label=str(row[label_key]), zorder=3)
@@ -72,7 +73,7 @@ def plot_accuracy_vs_sparsity(
     ax.grid(True, alpha=0.3)
     ax.set_title(title if title is not None else "accuracy vs sparsity")
     ax.legend(fontsize=8, loc="lower left")
-    _save(fig, path, dpi)
+    save_png(fig, path, dpi)
     return fig
 
 
@@ -114,7 +115,7 @@ def plot_one_shot_curves(
         raise ValueError(f"x must be 'ratio' or 'sparsity', got {x!r}")
     if not curves:
         raise ValueError("curves must hold at least one method")
-    fig, ax = _figure_and_axes(ax, (5.5, 4.0))
+    fig, ax = figure_and_axes(ax, (5.5, 4.0))
     for i, (name, points) in enumerate(curves.items()):
         pts = sorted((float(p[0 if x == "ratio" else 2]), float(p[1])) for p in points)
         ax.plot([100.0 * a for a, _ in pts], [100.0 * b for _, b in pts],
@@ -124,7 +125,7 @@ def plot_one_shot_curves(
     ax.grid(True, alpha=0.3)
     ax.set_title(title if title is not None else "one-shot magnitude pruning, no retraining")
     ax.legend(fontsize=8, loc="lower left")
-    _save(fig, path, dpi)
+    save_png(fig, path, dpi)
     return fig
 
 
@@ -163,16 +164,14 @@ def plot_layer_sparsity_grid(
         raise ValueError("params_by_method must hold at least one method")
     if columns < 1:
         raise ValueError(f"columns must be >= 1, got {columns}")
-    fig, _ = _figure_and_axes(None, (1.0, 1.0))
-    fig.clear()
     n = len(params_by_method)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
     first = next(iter(params_by_method.values()))
     layers = sum(jax.tree.leaves(selected_leaves(filter, first)))
-    fig.set_size_inches(cols * max(4.0, 0.45 * layers + 2.0), rows * 3.6)
+    fig = new_figure((cols * max(4.0, 0.45 * layers + 2.0), rows * 3.6))
     for i, (name, params) in enumerate(params_by_method.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
         plot_layer_sparsity(params, filter=filter, ax=ax, title=str(name))
-    _save(fig, path, dpi)
+    save_png(fig, path, dpi)
     return fig
