@@ -122,5 +122,15 @@ def __getattr__(name: str):
     if name in _STRUCTURED:
         import importlib
 
-        return getattr(importlib.import_module("sparsejax.structured"), name)
+        try:
+            structured = importlib.import_module("sparsejax.structured")
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "flax":
+                raise
+            raise ModuleNotFoundError(
+                f"sparsejax.pruning.{name} is greedy structured pruning (sparsejax.structured), "
+                "which needs Flax: pip install 'sparsejax[models]'",
+                name=e.name,
+            ) from e
+        return getattr(structured, name)
     raise AttributeError(f"module 'sparsejax.pruning' has no attribute {name!r}")
