@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Sets up everything sparsejax needs, idempotently: a virtual environment on Python >= 3.12 in
-# .venv (or $SPARSEJAX_VENV) with sparsejax installed in editable mode plus its extras (dev, tf), and
-# the offline Fashion-MNIST files (Debian package dataset-fashion-mnist) when they are missing.
-# A second run only checks (about a second): pip runs again only when pyproject.toml changes.
+# .venv (or $SPARSEJAX_VENV) with sparsejax installed in editable mode plus its extras (all, dev, tf),
+# and the offline Fashion-MNIST files (Debian package dataset-fashion-mnist) when they are missing.
+# A second run only checks (about a second): pip runs again only when pyproject.toml or the extras
+# change.
 #
 # Environment: PYTHON=/path/to/python3.12 to choose the interpreter; SPARSEJAX_EXTRAS to choose the
-# extras (default: dev,tf; tf brings TensorFlow, which TFDS needs to prepare datasets);
+# extras (default: all,dev,tf: all brings the models, data, trainer and plots, dev the test tools,
+# tf TensorFlow, which TFDS needs to prepare datasets; the core alone needs only jax, optax, numpy);
 # SPARSEJAX_DATA_DIR=dir to use IDX files from another place.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SPARSEJAX_VENV:-$ROOT/.venv}"
-EXTRAS="${SPARSEJAX_EXTRAS:-dev,tf}"
+EXTRAS="${SPARSEJAX_EXTRAS:-all,dev,tf}"
 FMNIST_DIR="/usr/share/datasets/fashion-mnist"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
