@@ -34,6 +34,22 @@ def _project() -> dict:
         return tomllib.load(f)["project"]
 
 
+def _requirements(extras: list[str]) -> set[str]:
+    """Names of the distributions ``pip install 'sparsejax[extras]'`` asks for (extras resolved)."""
+    project = _project()
+    reqs, todo, seen = list(project["dependencies"]), list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra not in seen:
+            seen.add(extra)
+            reqs += project["optional-dependencies"][extra]
+            for req in project["optional-dependencies"][extra]:  # sparsejax[other extras]
+                m = re.match(rf"{project['name']}\[([\w,]+)\]", req)
+                todo += m.group(1).split(",") if m else []
+    names = {re.match(r"[\w.-]+", r).group(0).lower() for r in reqs}
+    return names - {project["name"]}
+
+
 def _github_path() -> str:
     """``owner/name`` of the repository named in pyproject.toml's [project.urls]."""
     url = _project()["urls"]["Repository"]
@@ -63,7 +79,8 @@ def test_notebook_opens_in_colab(path: pathlib.Path) -> None:
     assert install, first
     extras = install.group(1).split(",") if install.group(1) else []
     assert set(extras) <= set(_project()["optional-dependencies"]), extras
-    assert "plots" in extras  # the notebooks plot with matplotlib
+    # the notebooks build zoo models (Flax), load data (TFDS in Colab) and plot (Matplotlib)
+    assert {"flax", "tensorflow-datasets", "matplotlib"} <= _requirements(extras), extras
     assert install.group(2) == f"https://github.com/{repo}"
 
 
