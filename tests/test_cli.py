@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsejax.train import cli
+from sparsejax.train import cli, methods
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = ["--dataset", "synthetic", "--data-opt", "num_examples=256",
@@ -190,10 +190,15 @@ def test_methods_lists_and_describes(capsys) -> None:
 def test_experiment_configs_are_valid(path: Path) -> None:
     config = cli.load_config(path)
     args = cli.build_parser().parse_args(["compare", "--config", str(path)])
-    runs = cli._compare_runs(args, config)  # validates every run, trains nothing
+    runs = cli.compare_runs(args, config)  # validates every run, trains nothing
     assert runs and all(r.model and r.dataset for r in runs)
+    assert [r.name for r in runs] == list(config["methods"])
     for name, entry in config["methods"].items():  # every run cites where its values come from
         assert isinstance(entry.get("source"), str) and entry["source"], name
+    for r in runs:  # and its hyperparameters reach the method as written
+        resolved = methods.resolve_hparams(r.method, r.hparams)
+        for key, value in config["methods"][r.name].get("hparams", {}).items():
+            assert resolved[key] == value, (path.name, r.name, key)
 
 
 def test_module_entry_point_in_a_subprocess(tmp_path) -> None:

@@ -10,7 +10,7 @@ params of the same structure (e.g. the same network pruned to many ratios).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import jax
 import numpy as np

@@ -1,0 +1,237 @@
+"""The ``sparsejax`` sub-commands and :func:`main`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparsejax.train.cli.args import (
+    build_parser,
+    compare_runs,
+    init_distributed,
+    key_values,
+    parse_floats,
+    say_for,
+    setting_flags,
+    settings_from,
+)
+from sparsejax.train.cli.reports import markdown_table, pct, summary_line, write_compare
+from sparsejax.train.cli.runs import accuracy_of, compare_methods, model_with_params, run_training
+from sparsejax.train.cli.settings import (
+    DEFAULT_RATIOS,
+    DEFAULTS,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    RunSettings,
+    UsageError,
+    load_config,
+)
+from sparsejax.train.distributed import is_primary
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+def print_error(prog: str, message: str) -> None:
+    one_line = " ".join(str(message).split())
+    print(f"{prog}: error: {one_line}", file=sys.stderr)
+
+
+def one_line_warnings(prog: str) -> Callable[..., None]:
+    """``warnings.showwarning`` printing the trainer's warnings about this CLI's calls in one line.
+
+    With ``--quiet`` (no ``log``), :func:`sparsejax.train.fit` reports a damaged
+    checkpoint as a ``RuntimeWarning`` at its caller, i.e. in a module of this package.
+    """
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if os.path.dirname(os.path.abspath(filename)) == _HERE:
+            print(f"{prog}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``sparsejax train``."""
+    init_distributed(args)
+    config = load_config(args.config) if args.config else {}
+    entries = config.get("methods", {})
+    entry = dict(entries.get(args.method, {"method": args.method}))
+    entry.setdefault("method", args.method)
+    settings = settings_from(config, entry, args.method, setting_flags(args),
+                              key_values(args.hp, "--hp", raw=True))
+    settings.validate()
+    workdir = Path(args.workdir) if args.workdir else settings.default_workdir()
+    run = run_training(settings, workdir, data_dir=args.data_dir, source=args.source,
+                       download=args.download, checkpoint_every_steps=args.checkpoint_every_steps,
+                       keep_checkpoints=args.keep_checkpoints, progress=args.progress,
+                       log=say_for(args))
+    if is_primary():
+        print(summary_line(run))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``sparsejax compare``."""
+    init_distributed(args)
+    config = load_config(args.config) if args.config else {}
+    runs = compare_runs(args, config)
+    out = Path(args.out or config.get("out") or
+               f"runs/compare-{runs[0].dataset}-{runs[0].model}")
+    ratios = (parse_floats(args.ratios, "--ratios") if args.ratios is not None
+              else list(config.get("ratios", DEFAULT_RATIOS)))
+    for r in ratios:
+        if not 0 <= r < 1:
+            raise UsageError(f"--ratios must lie in [0, 1), got {r:g}")
+    scope = args.scope or config.get("scope", "global")
+    if scope not in ("global", "layerwise"):
+        raise UsageError(f"scope must be 'global' or 'layerwise', got {scope!r}")
+    say = (lambda line: None) if args.quiet or not is_primary() else print
+
+    rows, curves, trained = compare_methods(
+        runs, out, ratios, scope, data_dir=args.data_dir, source=args.source,
+        download=args.download, checkpoint_every_steps=args.checkpoint_every_steps,
+        keep_checkpoints=args.keep_checkpoints, progress=args.progress,
+        say=say, log_for=lambda name: say_for(args, f"  [{name}] "))
+    if is_primary():
+        write_compare(out, rows, curves, trained, ratios, scope)
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``sparsejax prune``."""
+    import optax
+
+    import sparsejax as sj
+    from sparsejax import pruning
+    from sparsejax.train import fit
+
+    workdir = Path(args.workdir)
+    cfg_file = workdir / "config.json"
+    if not cfg_file.is_file():
+        raise UsageError(f"{workdir} holds no config.json: not a run of `sparsejax train`")
+    if not (workdir / "result.json").is_file():
+        raise UsageError(f"the run in {workdir} has not finished; finish it first (run its "
+                         "`sparsejax train` command again to resume)")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot read {cfg_file}: {e}") from None
+    ratios = parse_floats(args.ratios, "--ratios")
+    if not ratios or not all(0 <= r < 1 for r in ratios):
+        raise UsageError(f"--ratios must be numbers in [0, 1), got {args.ratios!r}")
+    if args.retrain_epochs < 0:
+        raise UsageError(f"--retrain-epochs must be >= 0, got {args.retrain_epochs}")
+    if not 0 <= args.retrain_momentum < 1:
+        raise UsageError(f"--retrain-momentum must be in [0, 1), got {args.retrain_momentum}")
+    if not args.retrain_lr >= 0:
+        raise UsageError(f"--retrain-lr must be >= 0, got {args.retrain_lr}")
+    settings = RunSettings.from_config(
+        config, eval_batch_size=args.eval_batch_size or DEFAULTS["eval_batch_size"])
+    run = run_training(settings, workdir, data_dir=args.data_dir, source=args.source,
+                       log=None)
+    accuracy = accuracy_of(run)
+    base = run.result.final
+    say = (lambda line: None) if args.quiet or not is_primary() else print
+    say(f"{workdir}: {settings.method} on {settings.dataset}/{settings.model}: test accuracy "
+        f"{pct(base.get('test_accuracy'))} at sparsity {pct(base.get('sparsity'))}")
+    rows = []
+    for ratio in ratios:
+        pruned, masks = pruning.prune(run.result.params, ratio, scope=args.scope)
+        row = {"ratio": ratio, "sparsity": float(sj.sparsity(pruned, sj.tree.weights_only)),
+               "test_accuracy": accuracy(pruned)}
+        if args.retrain_epochs:
+            tx = optax.chain(optax.sgd(args.retrain_lr, momentum=args.retrain_momentum or None),
+                             pruning.fixed_mask(masks))
+            sub = workdir / "retrain" / f"{args.scope}-r{ratio:g}-e{args.retrain_epochs}"
+            retrain_cfg = {"pruned_from": config, "ratio": ratio, "scope": args.scope,
+                           "epochs": args.retrain_epochs, "learning_rate": args.retrain_lr,
+                           "momentum": args.retrain_momentum}
+            res = fit(model_with_params(run.result.model, pruned), tx, run.train_batches,
+                      epochs=args.retrain_epochs, eval_data=run.test_batches, workdir=sub,
+                      config=retrain_cfg, seed=settings.seed, sparsity_filter="weights",
+                      progress=args.progress, log=None if args.quiet else
+                      (lambda line, r=ratio: print(f"  [retrain {r:g}] {line}", flush=True)))
+            row["retrained_accuracy"] = res.final.get("test_accuracy")
+            row["retrained_sparsity"] = res.final.get("sparsity")
+        rows.append(row)
+    header = ["ratio", "sparsity", "test accuracy (no retraining)"]
+    if args.retrain_epochs:
+        header += [f"after {args.retrain_epochs} epoch(s) of retraining", "sparsity after"]
+    table = markdown_table(header, [
+        [f"{r['ratio']:g}", pct(r["sparsity"]), pct(r["test_accuracy"])]
+        + ([pct(r["retrained_accuracy"]), pct(r["retrained_sparsity"])]
+           if args.retrain_epochs else []) for r in rows])
+    if is_primary():
+        name = f"prune-{args.scope}" + (f"-e{args.retrain_epochs}" if args.retrain_epochs else "")
+        (workdir / f"{name}.json").write_text(json.dumps(
+            {"scope": args.scope, "retrain_epochs": args.retrain_epochs, "rows": rows},
+            indent=2) + "\n")
+        print(f"one-shot {args.scope} magnitude pruning of {workdir}:")
+        print(table)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    """``sparsejax methods``."""
+    from sparsejax.train import methods
+
+    if args.method:
+        print(methods.describe(args.method))
+        return 0
+    width = max(len(m) for m in methods.available_methods())
+    for name in methods.available_methods():
+        print(f"{name:<{width}}  {methods.get_method(name).summary}")
+    print("\n`sparsejax methods NAME` shows a method's hyperparameters, defaults and sources.")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "prune": cmd_prune,
+            "methods": cmd_methods}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``sparsejax`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    0: success; 2: bad input (a one-line message on stderr; argparse errors
+    too; also a workdir whose checkpoints are all damaged); 1: training
+    diverged; 130: interrupted.
+
+    Example:
+      >>> main(['methods']) == 0  # doctest: +ELLIPSIS
+      fixed_threshold_reparam ...
+      True
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"sparsejax {args.command}"
+    if getattr(args, "debug", False):
+        return COMMANDS[args.command](args)
+    from sparsejax.train import CheckpointRestoreError, TrainingDivergedError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warnings(prog)
+            return COMMANDS[args.command](args)
+    except TrainingDivergedError as e:
+        print_error(prog, str(e))
+        return EXIT_FAILED
+    except (ValueError, CheckpointRestoreError, FileNotFoundError, NotADirectoryError,
+            PermissionError) as e:
+        print_error(prog, str(e))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print_error(prog, "interrupted; run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

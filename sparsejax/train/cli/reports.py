@@ -1,0 +1,107 @@
+"""What the ``sparsejax`` command line prints and writes: tables, result files and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparsejax.train.cli.runs import TrainedRun
+
+
+def pct(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100.0 * x:.2f}%"
+
+
+def mflops(x: float) -> str:
+    return f"{x / 1e6:.3g}M" if x >= 1e5 else f"{x / 1e3:.3g}k"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table (numbers right-aligned).
+
+    Example:
+      >>> print(markdown_table(['method', 'acc'], [['sgd', '90.1%']]))
+      | method |   acc |
+      |--------|------:|
+      | sgd    | 90.1% |
+    """
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+
+    def line(r: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(r, widths))) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":"
+                         for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+
+
+def summary_line(run: TrainedRun) -> str:
+    final = run.result.final
+    extras = [f"{k} {v:.4g}" for k, v in final.items()
+              if k in ("threshold", "target_sparsity", "l1", "step_size")]
+    return (f"{run.settings.name}: test accuracy {pct(final.get('test_accuracy'))}, "
+            f"sparsity {pct(final.get('sparsity'))} of the weights "
+            f"({pct(final.get('sparsity_all'))} of all parameters)"
+            + "".join(f", {e}" for e in extras)
+            + f", {run.result.wall_time:.1f} s of training; workdir {run.result.workdir}")
+
+
+def compare_markdown(rows: Sequence[Mapping[str, Any]], ratios: Sequence[float],
+                      scope: str) -> tuple[str, str]:
+    table = markdown_table(
+        ["method", "test accuracy", "sparsity (weights)", "FLOPs", "FLOPs vs dense", "wall time"],
+        [[r["name"], pct(r["test_accuracy"]), pct(r["sparsity"]), mflops(r["flops"]),
+          pct(r["flops"] / r["flops_dense"]), f"{r['wall_time']:.0f} s"] for r in rows],
+    )
+    curve_table = markdown_table(
+        ["method"] + [f"{100 * q:g}%" for q in ratios],
+        [[r["name"]] + [pct(p["metric"]) for p in r["one_shot"]] for r in rows],
+    )
+    return table, curve_table
+
+
+def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, Any],
+                   trained: Sequence[TrainedRun], ratios: Sequence[float], scope: str) -> None:
+    from sparsejax.train import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    table, curve_table = compare_markdown(rows, ratios, scope)
+    first = trained[0].settings
+    head = (f"{first.dataset}, {first.model}, {first.epochs} epochs of batch {first.batch_size}, "
+            f"seed {first.seed}")
+    plots.plot_accuracy_vs_sparsity([{"method": r["name"], "test_accuracy": r["test_accuracy"],
+                                      "sparsity": r["sparsity"]} for r in rows],
+                                    out / "accuracy_vs_sparsity.png",
+                                    title=f"accuracy vs sparsity ({first.dataset}, {first.model})")
+    plots.plot_one_shot_curves(curves, out / "one_shot_curves.png",
+                               title=f"one-shot {scope} magnitude pruning, no retraining")
+    plots.plot_layer_sparsity_grid({r.settings.name: r.result.params for r in trained},
+                                   out / "layer_sparsity.png", columns=3)
+    md = "\n".join([
+        f"# sparsejax compare: {head}", "",
+        "FLOPs: one example through the model, 2 x multiply-accumulates of the conv and dense "
+        "layers with the zero weights skipped; sparsity: share of zeros among the conv and "
+        "dense kernels.", "",
+        table, "",
+        f"Test accuracy after one-shot {scope} magnitude pruning at each ratio, no retraining "
+        "(any-sparsity):", "",
+        curve_table, "",
+        "![accuracy vs sparsity](accuracy_vs_sparsity.png)",
+        "![one-shot pruning curves](one_shot_curves.png)",
+        "![layer-wise sparsity](layer_sparsity.png)", "",
+    ])
+    (out / "results.md").write_text(md)
+    (out / "results.json").write_text(json.dumps(
+        {"settings": head, "scope": scope, "ratios": list(ratios), "runs": rows}, indent=2) + "\n")
+    print()
+    print(table)
+    print()
+    print(f"any-sparsity (one-shot {scope} pruning, no retraining):")
+    print(curve_table)
+    print(f"\nresults and plots in {out}/ (results.md, results.json, accuracy_vs_sparsity.png, "
+          "one_shot_curves.png, layer_sparsity.png)")

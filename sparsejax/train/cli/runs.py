@@ -1,0 +1,179 @@
+"""Building, training and evaluating the runs of the ``sparsejax`` command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparsejax.train.cli.settings import RunSettings, UsageError
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A finished run with what the reports need."""
+
+    settings: RunSettings
+    result: Any  # FitResult
+    image_shape: tuple[int, ...]
+    test_batches: Any
+    train_batches: Any
+    finished_before: bool
+
+
+def load_data(settings: RunSettings, data_dir: str | None, source: str, download: bool):
+    from sparsejax import data
+
+    opts = dict(settings.data_options)
+    if settings.augment is not None:
+        opts["augment"] = settings.augment
+    try:
+        train_ds = data.load(settings.dataset, settings.train_split, data_dir=data_dir,
+                             source=source, download=download, **opts)
+        test_ds = data.load(settings.dataset, settings.test_split, data_dir=data_dir,
+                            source=source, download=download, **opts)
+    except TypeError as e:  # an option the dataset does not take
+        raise UsageError(f"dataset {settings.dataset!r}: {e}") from None
+    train_b = data.batches(train_ds, settings.batch_size, train=True, seed=settings.seed)
+    test_b = data.batches(test_ds, settings.eval_batch_size, train=False)
+    return train_ds, train_b, test_b
+
+
+def run_training(
+    settings: RunSettings,
+    workdir: str | os.PathLike[str],
+    *,
+    data_dir: str | None = None,
+    source: str = "auto",
+    download: bool = False,
+    checkpoint_every_steps: int | None = None,
+    keep_checkpoints: int = 3,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = print,
+) -> TrainedRun:
+    """Builds model, data and optimizer of ``settings`` and trains (or resumes, or reloads) in ``workdir``."""
+    from flax import nnx
+
+    from sparsejax import models
+    from sparsejax.train import fit, methods
+
+    hp = settings.validate()
+    finished_before = (Path(workdir) / "result.json").exists()
+    train_ds, train_b, test_b = load_data(settings, data_dir, source, download)
+    model = models.create(settings.model, num_classes=train_ds.num_classes,
+                          input_shape=train_ds.image_shape, rngs=settings.seed)
+    methods.prepare_model(settings.method, model, hp, seed=settings.seed)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    tx, extra = methods.make_optimizer(
+        settings.method, hp, learning_rate=settings.learning_rate, momentum=settings.momentum,
+        steps_per_epoch=len(train_b), epochs=settings.epochs, params=params, model=model,
+        schedule=settings.schedule, warmup_steps=settings.warmup_steps,
+        decay_at=settings.decay_at, decay_factor=settings.decay_factor,
+    )
+    result = fit(model, tx, train_b, epochs=settings.epochs, eval_data=test_b, workdir=workdir,
+                 config=settings.config(), seed=settings.seed, keep_checkpoints=keep_checkpoints,
+                 checkpoint_every_steps=checkpoint_every_steps, extra_metrics=extra,
+                 sparsity_filter="weights", progress=progress, log=log)
+    return TrainedRun(settings, result, tuple(train_ds.image_shape), test_b, train_b,
+                      finished_before)
+
+
+def accuracy_of(run: TrainedRun) -> Callable[[Any], float]:
+    """``params -> test accuracy`` of the run's model (one evaluator, compiled once)."""
+    from sparsejax.train import make_evaluator
+
+    return make_evaluator(run.result.model, run.test_batches).accuracy
+
+
+def flops(run: TrainedRun) -> tuple[float, float]:
+    """FLOPs (2 x multiply-accumulates) of one example through the sparse and the dense model."""
+    from sparsejax.models import macs
+
+    layers = macs(run.result.model, run.image_shape)
+    return 2.0 * sum(m.sparse for m in layers), 2.0 * sum(m.dense for m in layers)
+
+
+def model_with_params(model: Any, params: Any) -> Any:
+    """A copy of an NNX ``model`` whose ``nnx.Param`` s are ``params`` (a pure dict)."""
+    from flax import nnx
+
+    copy = nnx.merge(*nnx.split(model))
+    state = nnx.state(copy, nnx.Param)
+    nnx.replace_by_pure_dict(state, params)
+    nnx.update(copy, state)
+    return copy
+
+
+def compare_methods(
+    runs: Sequence[RunSettings], out: Path, ratios: Sequence[float], scope: str, *,
+    data_dir: str | None = None, source: str = "auto", download: bool = False,
+    checkpoint_every_steps: int | None = None, keep_checkpoints: int = 3,
+    progress: bool | None = None, say: Callable[[str], None] = lambda line: None,
+    log_for: Callable[[str], Callable[[str], None] | None] = lambda name: None,
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[TrainedRun]]:
+    """Trains each run in ``out/<name>`` (resuming or reusing finished ones), then evaluates them.
+
+    Each trained model is pruned one-shot by magnitude at every ratio of
+    ``ratios`` and evaluated without retraining (one compiled evaluator per
+    run); FLOPs are counted with the zero weights skipped.
+
+    Returns:
+      ``(rows, curves, trained)``: one row of figures per run (what
+      ``results.json`` holds), the any-sparsity curve of each run by name, and
+      the trained runs.
+    """
+    from tqdm import tqdm
+
+    from sparsejax import pruning
+    from sparsejax.train.loop import progress_enabled
+
+    trained: list[TrainedRun] = []
+    for i, settings in enumerate(runs):
+        workdir = out / settings.name
+        say(f"== [{i + 1}/{len(runs)}] {settings.name} ({settings.method}) -> {workdir}")
+        run = run_training(settings, workdir, data_dir=data_dir, source=source,
+                           download=download, checkpoint_every_steps=checkpoint_every_steps,
+                           keep_checkpoints=keep_checkpoints, progress=progress,
+                           log=log_for(settings.name))
+        if run.finished_before:
+            say(f"  [{settings.name}] finished before: skipped")
+        trained.append(run)
+
+    say(f"== evaluating: FLOPs, one-shot pruning curves ({len(trained)} runs x {len(ratios)} ratios)")
+    rows, curves = [], {}
+    bar = tqdm(total=len(trained) * len(ratios), desc="one-shot pruning", unit="eval", leave=False,
+               disable=not progress_enabled(progress), dynamic_ncols=True, file=sys.stderr)
+    for run in trained:
+        final = run.result.final
+        sparse, dense = flops(run)
+        accuracy = accuracy_of(run)
+
+        def counted(params: Any, accuracy: Callable[[Any], float] = accuracy) -> float:
+            value = accuracy(params)
+            bar.update()
+            return value
+
+        bar.set_postfix_str(run.settings.name, refresh=False)
+        curve = pruning.one_shot_curve(run.result.params, counted, ratios, scope=scope)
+        curves[run.settings.name] = curve
+        rows.append({
+            "name": run.settings.name,
+            "method": run.settings.method,
+            "test_accuracy": final.get("test_accuracy"),
+            "sparsity": final.get("sparsity"),
+            "sparsity_all": final.get("sparsity_all"),
+            "nonzero_params": final.get("nonzero_params"),
+            "num_params": final.get("num_params"),
+            "flops": sparse,
+            "flops_dense": dense,
+            "wall_time": run.result.wall_time,
+            "epochs": run.settings.epochs,
+            "config": run.settings.config(),
+            "workdir": str(run.result.workdir),
+            "one_shot": [c._asdict() for c in curve],
+        })
+    bar.close()
+    return rows, curves, trained
