@@ -37,7 +37,7 @@ checks that claim on real data:
 
 3. (``--retrain-steps > 0``, the paper's SGD baseline "with extra retraining
    cost") the globally pruned SGD network is retrained briefly at each ratio
-   from ``--retrain-from`` (90%) on, with the mask fixed (:func:`sparsejax.pruning.fixed_mask` last in the chain).
+   from ``--retrain-from`` (90%) on, with the support fixed (:func:`sparsejax.pruning.fixed_support` last in the chain).
 
 It prints a markdown table (ratio x method), saves the accuracy-vs-ratio plot
 ``OUT/accuracy_vs_ratio.png`` and the numbers ``OUT/results.json``. Every
@@ -193,7 +193,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scope", default="both", choices=("global", "layerwise", "both"),
                    help="magnitude pruning with one threshold for all layers, per layer, or both")
     p.add_argument("--retrain-steps", type=int, default=30,
-                   help="SGD baseline: steps of retraining with the mask fixed at each ratio "
+                   help="SGD baseline: steps of retraining with the support fixed at each ratio "
                    "from --retrain-from on (global scope; 0: none)")
     p.add_argument("--retrain-from", type=float, default=0.9,
                    help="retrain only at the ratios >= this (each retraining run costs a "
@@ -446,7 +446,7 @@ def train_method(name: str, args: argparse.Namespace, train: data.Batches,
 
 def retrain_curve(args: argparse.Namespace, result: Any, accuracy: Callable[[PyTree], float],
                   work: Path) -> list[pruning.CurvePoint]:
-    """The SGD baseline with extra cost: pruned globally at each ratio, retrained with the mask fixed."""
+    """The SGD baseline with extra cost: pruned globally at each ratio, retrained with the support fixed."""
     split = f"train[:{args.retrain_steps * args.batch_size}]"
     if args.train_subset is not None:
         split = f"train[:{min(args.train_subset, args.retrain_steps * args.batch_size)}]"
@@ -454,19 +454,19 @@ def retrain_curve(args: argparse.Namespace, result: Any, accuracy: Callable[[PyT
     batches = data.batches(subset, args.batch_size, train=True, seed=args.seed + 1)
     points = []
     for ratio in [r for r in args.ratios if r >= args.retrain_from]:
-        pruned, masks = pruning.prune(result.params, ratio, scope="global")
+        pruned, support = pruning.prune(result.params, ratio, scope="global", mask=weights_only)
         model = nnx.merge(*nnx.split(result.model))
         _set_params(model, pruned)
         tx = with_weight_decay(args, optax.sgd(args.lr_retrain, momentum=args.momentum or None))
-        tx = optax.chain(tx, pruning.fixed_mask(masks))  # last in the chain
+        tx = optax.chain(tx, pruning.fixed_support(support))  # last in the chain
         steps = len(batches)
         epochs = max(1, math.ceil(args.retrain_steps / steps))
         cfg = run_config("sgd", args, retrain={"ratio": ratio, "steps": args.retrain_steps,
                                                "lr": args.lr_retrain, "split": split})
         res = fit(model, tx, batches, epochs=epochs, workdir=work / f"sgd_retrain_{ratio:g}",
                   config=cfg, seed=args.seed, log=None)
-        # the zeros of the retrained kernels: fixed_mask keeps the pruned weights at exactly 0
-        sparsity = pruning.mask_sparsity(pruning.masks_from_zeros(res.params))
+        # the zeros of the retrained kernels: fixed_support keeps the pruned weights at exactly 0
+        sparsity = pruning.support_sparsity(pruning.support_from_zeros(res.params, mask=weights_only))
         points.append(pruning.CurvePoint(float(ratio), accuracy(res.params), float(sparsity)))
     return points
 
@@ -611,13 +611,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # one compiled evaluator for every curve: both nets share the architecture and its BN-free state
     accuracy = make_evaluator(results_fit["sgd"].model, test).accuracy
     dense = {name: accuracy(r.params) for name, r in results_fit.items()}
-    natural = {name: float(pruning.mask_sparsity(pruning.masks_from_zeros(r.params)))
+    natural = {name: float(pruning.support_sparsity(
+                   pruning.support_from_zeros(r.params, mask=weights_only)))
                for name, r in results_fit.items()}
     curves: dict[str, list] = {}
     for scope in args.scopes:
         for name in ("sfw", "sgd"):
             curves[f"{name} {scope}"] = pruning.one_shot_curve(
-                results_fit[name].params, accuracy, args.ratios, scope=scope)
+                results_fit[name].params, accuracy, args.ratios, scope=scope, mask=weights_only)
     phases["one-shot evaluation"] = time.perf_counter() - t0
     if args.retrain_steps > 0 and any(r >= args.retrain_from for r in args.ratios):
         t0 = time.perf_counter()

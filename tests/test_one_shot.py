@@ -9,6 +9,7 @@ import pytest
 
 from sparsejax import pruning
 from sparsejax.train import plots
+import sparsejax as sj
 
 
 def _params() -> dict:
@@ -30,7 +31,7 @@ def test_global_curve_removes_the_smallest_weights_first() -> None:
         seen.append(p)
         return _nonzeros(p)
 
-    curve = pruning.one_shot_curve(params, evaluate, [0.0, 0.25, 0.75])
+    curve = pruning.one_shot_curve(params, evaluate, [0.0, 0.25, 0.75], mask=sj.tree.weights_only)
     assert [c.ratio for c in curve] == [0.0, 0.25, 0.75]
     # 16 kernel weights + 6 biases; the biases are never pruned
     assert [c.metric for c in curve] == [22.0, 18.0, 10.0]
@@ -43,7 +44,7 @@ def test_global_curve_removes_the_smallest_weights_first() -> None:
 
 def test_layerwise_curve_prunes_every_layer_alike() -> None:
     seen = []
-    pruning.one_shot_curve(_params(), lambda p: seen.append(p) or 0.0, [0.5], scope="layerwise")
+    pruning.one_shot_curve(_params(), lambda p: seen.append(p) or 0.0, [0.5], scope="layerwise", mask=sj.tree.weights_only)
     assert float(jnp.mean(seen[0]["a"]["kernel"] == 0)) == 0.5
     assert float(jnp.mean(seen[0]["b"]["kernel"] == 0)) == 0.5
 
@@ -51,7 +52,7 @@ def test_layerwise_curve_prunes_every_layer_alike() -> None:
 def test_a_sparser_network_is_evaluated_as_it_is() -> None:
     params = _params()
     params["a"]["kernel"] = params["a"]["kernel"].at[:2].set(0.0)  # 8 of 16 weights are zero
-    curve = pruning.one_shot_curve(params, _nonzeros, [0.25, 0.5, 0.625])
+    curve = pruning.one_shot_curve(params, _nonzeros, [0.25, 0.5, 0.625], mask=sj.tree.weights_only)
     assert [c.sparsity for c in curve] == [0.5, 0.5, 0.625]
     assert [c.metric for c in curve] == [14.0, 14.0, 12.0]
 
@@ -59,7 +60,7 @@ def test_a_sparser_network_is_evaluated_as_it_is() -> None:
 def test_filter_selects_the_pruned_and_counted_leaves() -> None:
     seen = []
     curve = pruning.one_shot_curve(_params(), lambda p: seen.append(p) or 1.0, [0.5],
-                                   filter=r"^b/kernel$")
+                                   mask=r"^b/kernel$")
     assert float(jnp.mean(seen[0]["b"]["kernel"] == 0)) == 0.5
     assert bool(jnp.all(seen[0]["a"]["kernel"]))
     assert curve[0].sparsity == 0.5
@@ -68,12 +69,12 @@ def test_filter_selects_the_pruned_and_counted_leaves() -> None:
 @pytest.mark.parametrize("ratios", [[1.0], [-0.1], ["0.5"], [True], []])
 def test_bad_ratios(ratios) -> None:
     with pytest.raises(ValueError, match="ratio"):
-        pruning.one_shot_curve(_params(), _nonzeros, ratios)
+        pruning.one_shot_curve(_params(), _nonzeros, ratios, mask=sj.tree.weights_only)
 
 
 def test_bad_scope() -> None:
     with pytest.raises(ValueError, match="scope must be one of"):
-        pruning.one_shot_curve(_params(), _nonzeros, [0.5], scope="rowwise")
+        pruning.one_shot_curve(_params(), _nonzeros, [0.5], scope="rowwise", mask=sj.tree.weights_only)
 
 
 def test_plots_are_written(tmp_path) -> None:
@@ -83,7 +84,7 @@ def test_plots_are_written(tmp_path) -> None:
     offsets = [tuple(c.get_offsets()[0]) for c in fig.axes[0].collections]
     np.testing.assert_allclose(offsets, [(0.0, 90.0), (93.0, 88.0)])
 
-    curves = {"sgd": pruning.one_shot_curve(_params(), lambda p: 0.9, [0.0, 0.5]),
+    curves = {"sgd": pruning.one_shot_curve(_params(), lambda p: 0.9, [0.0, 0.5], mask=sj.tree.weights_only),
               "grda": [(0.0, 0.88, 0.93), (0.5, 0.88, 0.93)]}
     fig = plots.plot_one_shot_curves(curves, tmp_path / "curves.png")
     lines = fig.axes[0].get_lines()
@@ -93,7 +94,7 @@ def test_plots_are_written(tmp_path) -> None:
     np.testing.assert_allclose(fig.axes[0].get_lines()[1].get_xdata(), [93.0, 93.0])
 
     fig = plots.plot_layer_sparsity_grid({"sgd": _params(), "grda": _params(), "lats": _params()},
-                                         tmp_path / "layers.png", columns=2)
+                                         tmp_path / "layers.png", columns=2, mask=sj.tree.weights_only)
     assert [ax.get_title() for ax in fig.axes] == ["sgd", "grda", "lats"]
     for name in ("acc.png", "curves.png", "layers.png"):
         data = (tmp_path / name).read_bytes()
@@ -108,4 +109,4 @@ def test_plots_reject_empty_input() -> None:
     with pytest.raises(ValueError, match="x must be"):
         plots.plot_one_shot_curves({"a": [(0.0, 1.0, 0.0)]}, x="density")
     with pytest.raises(ValueError, match="at least one"):
-        plots.plot_layer_sparsity_grid({})
+        plots.plot_layer_sparsity_grid({}, mask=sj.tree.weights_only)

@@ -1,4 +1,4 @@
-"""Gradual magnitude pruning: the Zhu & Gupta schedule and masks that follow it under jit."""
+"""Gradual magnitude pruning: the Zhu & Gupta schedule and support that follow it under jit."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from sparsejax import pruning
+import sparsejax as sj
 
 
 def zhu_gupta(t, s_i, s_f, t0, end, power=3):
@@ -47,7 +48,7 @@ def make_params() -> dict:
 
 
 def kernel_masks(state):
-    return [state.masks[k]["kernel"] for k in ("conv", "dense", "head")]
+    return [state.support[k]["kernel"] for k in ("conv", "dense", "head")]
 
 
 @pytest.mark.parametrize(
@@ -59,6 +60,7 @@ def test_mask_sparsity_follows_the_schedule_in_a_jitted_loop(scope, distribution
         optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.01, momentum=0.9)),
         final_sparsity=s_f, begin_step=t0, end_step=end, frequency=every,
         initial_sparsity=s_i, scope=scope, distribution=distribution,
+        mask=sj.tree.weights_only,
     )
     params = make_params()
     shapes = [(3, 3, 4, 8), (40, 10), (10, 3)]
@@ -81,9 +83,9 @@ def test_mask_sparsity_follows_the_schedule_in_a_jitted_loop(scope, distribution
         params, state = step(params, state, grads)
         if t in targets:
             last_update = t
-        masks = [np.asarray(m) for m in kernel_masks(state)]
+        support = [np.asarray(m) for m in kernel_masks(state)]
         weights = [np.asarray(params[k]["kernel"], np.float32) for k in ("conv", "dense", "head")]
-        removed = [int((~m).sum()) for m in masks]
+        removed = [int((~m).sum()) for m in support]
         if last_update is None:
             assert sum(removed) == 0 and float(state.sparsity) == 0.0
         else:
@@ -94,13 +96,13 @@ def test_mask_sparsity_follows_the_schedule_in_a_jitted_loop(scope, distribution
             if scope == "layerwise":
                 expected = pruning.layer_remove_counts(shapes, round(target * n), distribution)
                 assert np.all(np.abs(np.asarray(removed) - expected) <= 1)
-        for m, old, w in zip(masks, previous, weights):
+        for m, old, w in zip(support, previous, weights):
             assert not np.any(m & ~old), "a pruned weight came back"
             assert np.all(w[~m] == 0), "a pruned weight is not zero"
             if t not in targets:
-                np.testing.assert_array_equal(m, old)  # masks change only on update steps
-        previous = masks
-    assert state.masks["conv"]["bias"] is None and state.masks["scale"] is None
+                np.testing.assert_array_equal(m, old)  # support change only on update steps
+        previous = support
+    assert state.support["conv"]["bias"] is None and state.support["scale"] is None
     assert len(traces) == 1
     assert bool(jnp.all(params["conv"]["bias"] != 0))  # biases are not pruned
     assert sum(int((~m).sum()) for m in previous) == round(s_f * n)
@@ -120,16 +122,16 @@ def test_gradual_works_inside_other_wrappers_and_with_inject_hyperparams():
 def test_errors_are_clear():
     inner = optax.sgd(0.1)
     with pytest.raises(ValueError, match="final_sparsity must be >= 0"):
-        pruning.gradual_pruning(inner, 1.0, 0, 10)
+        pruning.gradual_pruning(inner, 1.0, 0, 10, mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="end_step must be >= begin_step"):
-        pruning.gradual_pruning(inner, 0.5, 10, 5)
+        pruning.gradual_pruning(inner, 0.5, 10, 5, mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="frequency must be an integer >= 1"):
-        pruning.gradual_pruning(inner, 0.5, 0, 10, frequency=0)
+        pruning.gradual_pruning(inner, 0.5, 0, 10, frequency=0, mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="initial_sparsity must be <= final_sparsity"):
-        pruning.gradual_pruning(inner, 0.5, 0, 10, initial_sparsity=0.6)
+        pruning.gradual_pruning(inner, 0.5, 0, 10, initial_sparsity=0.6, mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="needs scope='layerwise'"):
-        pruning.gradual_pruning(inner, 0.5, 0, 10, scope="global", distribution="erk")
-    tx = pruning.gradual_pruning(inner, 0.5, 0, 10)
+        pruning.gradual_pruning(inner, 0.5, 0, 10, scope="global", distribution="erk", mask=sj.tree.weights_only)
+    tx = pruning.gradual_pruning(inner, 0.5, 0, 10, mask=sj.tree.weights_only)
     params = make_params()
     with pytest.raises(ValueError, match="params"):
         tx.update(params, tx.init(params))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sparsejax import pruning
+import sparsejax as sj
 
 
 def make_params(seed: int = 0) -> dict:
@@ -42,19 +43,19 @@ def smallest(x, k):
 
 def test_global_removes_exactly_the_k_smallest_magnitudes_over_all_kernels():
     params = make_params()
-    pruned, masks = pruning.prune(params, 0.6)
+    pruned, support = pruning.prune(params, 0.6, mask=sj.tree.weights_only)
     ks = kernels(params)
     n = sum(x.size for x in ks)
     k = round(0.6 * n)
     flat = np.concatenate([np.abs(np.asarray(x, np.float32)).ravel() for x in ks])
     removed = np.zeros(n, bool)
     removed[np.argsort(flat, kind="stable")[:k]] = True
-    got = np.concatenate([~np.asarray(m).ravel() for m in kernels(masks)])
+    got = np.concatenate([~np.asarray(m).ravel() for m in kernels(support)])
     np.testing.assert_array_equal(got, removed)
     assert sum(int(jnp.sum(x == 0)) for x in kernels(pruned)) == k
     # biases, norms, scalars and None leaves are untouched and get no mask
-    assert masks["conv"]["bias"] is None and masks["norm"]["scale"] is None
-    assert masks["step"] is None and masks["frozen"] is None and pruned["frozen"] is None
+    assert support["conv"]["bias"] is None and support["norm"]["scale"] is None
+    assert support["step"] is None and support["frozen"] is None and pruned["frozen"] is None
     np.testing.assert_array_equal(pruned["conv"]["bias"], params["conv"]["bias"])
     assert pruned["dense"][1]["kernel"].dtype == jnp.bfloat16
 
@@ -62,12 +63,12 @@ def test_global_removes_exactly_the_k_smallest_magnitudes_over_all_kernels():
 def test_layerwise_uniform_gives_each_leaf_its_share_and_the_exact_total():
     params = make_params(1)
     amount = 0.37
-    pruned, masks = pruning.prune(params, amount, scope="layerwise")
+    pruned, support = pruning.prune(params, amount, scope="layerwise", mask=sj.tree.weights_only)
     ks = kernels(params)
     n = sum(x.size for x in ks)
-    counts = [int(jnp.sum(~m)) for m in kernels(masks)]
+    counts = [int(jnp.sum(~m)) for m in kernels(support)]
     assert sum(counts) == round(amount * n)
-    for x, m, c in zip(ks, kernels(masks), counts):
+    for x, m, c in zip(ks, kernels(support), counts):
         assert c in (math.floor(amount * x.size), math.ceil(amount * x.size))
         np.testing.assert_array_equal(~np.asarray(m), smallest(x, c))
 
@@ -76,8 +77,8 @@ def test_int_amount_equals_the_matching_fraction():
     params = make_params(2)
     n = sum(x.size for x in kernels(params))
     for scope in ("global", "layerwise"):
-        _, by_fraction = pruning.prune(params, 0.25, scope=scope)
-        _, by_count = pruning.prune(params, round(0.25 * n), scope=scope)
+        _, by_fraction = pruning.prune(params, 0.25, scope=scope, mask=sj.tree.weights_only)
+        _, by_count = pruning.prune(params, round(0.25 * n), scope=scope, mask=sj.tree.weights_only)
         for a, b in zip(kernels(by_fraction), kernels(by_count)):
             np.testing.assert_array_equal(a, b)
     assert pruning.num_to_remove(0.5, 5) == 2  # round half to even, like torch
@@ -132,11 +133,11 @@ def test_erk_prune_counts_refer_to_the_selected_leaves_only():
     params["head"] = {"kernel": jnp.asarray(rng.normal(size=(32, 32)), jnp.float32)}
     filt = r"^(a|b|c)/"  # the head is excluded and stays dense
     amount = 0.9
-    pruned, masks = pruning.prune(params, amount, "layerwise", "erk", filter=filt)
-    assert masks["head"]["kernel"] is None
+    pruned, support = pruning.prune(params, amount, "layerwise", "erk", mask=filt)
+    assert support["head"]["kernel"] is None
     np.testing.assert_array_equal(pruned["head"]["kernel"], params["head"]["kernel"])
     n = np.array([math.prod(s) for s in shapes])
-    removed = np.array([int(jnp.sum(~masks[k]["kernel"])) for k in "abc"])
+    removed = np.array([int(jnp.sum(~support[k]["kernel"])) for k in "abc"])
     assert removed.sum() == round(amount * n.sum())
     expected = (1 - erk_reference(shapes, 1 - amount, 1.0)) * n
     assert np.all(np.abs(removed - expected) <= 1), (removed, expected)
@@ -145,23 +146,23 @@ def test_erk_prune_counts_refer_to_the_selected_leaves_only():
     assert not np.array_equal(with_head[:3], removed)
     for k, c in zip("abc", removed):
         np.testing.assert_array_equal(
-            ~np.asarray(masks[k]["kernel"]), smallest(params[k]["kernel"], c)
+            ~np.asarray(support[k]["kernel"]), smallest(params[k]["kernel"], c)
         )
     # power scale 0 is the uniform distribution
-    _, m0 = pruning.prune(params, amount, "layerwise", "erk", filter=filt, erk_power_scale=0.0)
-    _, mu = pruning.prune(params, amount, "layerwise", "uniform", filter=filt)
+    _, m0 = pruning.prune(params, amount, "layerwise", "erk", mask=filt, erk_power_scale=0.0)
+    _, mu = pruning.prune(params, amount, "layerwise", "uniform", mask=filt)
     for k in "abc":
         np.testing.assert_array_equal(m0[k]["kernel"], mu[k]["kernel"])
 
 
 def test_ties_are_broken_by_position_deterministically():
     params = {"a": {"kernel": jnp.ones((2, 3))}, "b": {"kernel": -jnp.ones((4, 1))}}
-    _, masks = pruning.prune(params, 7)
-    np.testing.assert_array_equal(masks["a"]["kernel"], np.zeros((2, 3), bool))
-    np.testing.assert_array_equal(masks["b"]["kernel"].ravel(), [False, True, True, True])
-    _, again = pruning.prune(params, 7)
-    np.testing.assert_array_equal(again["b"]["kernel"], masks["b"]["kernel"])
-    _, layer = pruning.prune(params, 5, scope="layerwise")  # 3 + 2 (largest remainders)
+    _, support = pruning.prune(params, 7, mask=sj.tree.weights_only)
+    np.testing.assert_array_equal(support["a"]["kernel"], np.zeros((2, 3), bool))
+    np.testing.assert_array_equal(support["b"]["kernel"].ravel(), [False, True, True, True])
+    _, again = pruning.prune(params, 7, mask=sj.tree.weights_only)
+    np.testing.assert_array_equal(again["b"]["kernel"], support["b"]["kernel"])
+    _, layer = pruning.prune(params, 5, scope="layerwise", mask=sj.tree.weights_only)  # 3 + 2 (largest remainders)
     np.testing.assert_array_equal(layer["a"]["kernel"].ravel(), [False] * 3 + [True] * 3)
     np.testing.assert_array_equal(layer["b"]["kernel"].ravel(), [False, False, True, True])
 
@@ -170,30 +171,30 @@ def test_importance_scores_decide_what_is_removed():
     params = make_params(4)
     scores = jax.tree.map(lambda x: -jnp.abs(x.astype(jnp.float32)), params)
     scores["conv"]["bias"] = None  # scores are only needed for pruned leaves
-    _, masks = pruning.prune(params, 0.3, importance_scores=scores)
+    _, support = pruning.prune(params, 0.3, importance_scores=scores, mask=sj.tree.weights_only)
     ks = kernels(params)
     flat = np.concatenate([np.abs(np.asarray(x, np.float32)).ravel() for x in ks])
-    kept = np.concatenate([np.asarray(m).ravel() for m in kernels(masks)])
+    kept = np.concatenate([np.asarray(m).ravel() for m in kernels(support)])
     # the largest magnitudes went first
     assert flat[~kept].min() >= flat[kept].max()
     with pytest.raises(ValueError, match="importance_scores at 'dense/0/kernel' has shape"):
         bad = jax.tree.map(lambda x: x, scores)
         bad["dense"][0]["kernel"] = jnp.ones((3, 3))
-        pruning.prune(params, 0.3, importance_scores=bad)
+        pruning.prune(params, 0.3, importance_scores=bad, mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="None at 'conv/kernel'"):
         bad = jax.tree.map(lambda x: x, scores)
         bad["conv"]["kernel"] = None
-        pruning.prune(params, 0.3, importance_scores=bad)
-    with pytest.raises(ValueError, match="importance_scores do not match"):
-        pruning.prune(params, 0.3, importance_scores={"conv": scores["conv"]})
+        pruning.prune(params, 0.3, importance_scores=bad, mask=sj.tree.weights_only)
+    with pytest.raises(ValueError, match="importance_scores does not match"):
+        pruning.prune(params, 0.3, importance_scores={"conv": scores["conv"]}, mask=sj.tree.weights_only)
 
 
 def test_prune_under_jit_matches_eager():
     params = make_params(5)
-    jitted = jax.jit(pruning.prune, static_argnames=("amount", "scope", "distribution"))
+    jitted = jax.jit(pruning.prune, static_argnames=("amount", "scope", "distribution", "mask"))
     for scope, dist in [("global", "uniform"), ("layerwise", "erk")]:
-        a, ma = pruning.prune(params, 0.5, scope, dist)
-        b, mb = jitted(params, amount=0.5, scope=scope, distribution=dist)
+        a, ma = pruning.prune(params, 0.5, scope, dist, mask=sj.tree.weights_only)
+        b, mb = jitted(params, amount=0.5, scope=scope, distribution=dist, mask=sj.tree.weights_only)
         for x, y in zip(jax.tree.leaves((a, ma)), jax.tree.leaves((b, mb))):
             np.testing.assert_array_equal(np.asarray(x, np.float32), np.asarray(y, np.float32))
 
@@ -212,18 +213,18 @@ def test_prune_under_jit_matches_eager():
 )
 def test_amount_out_of_range_is_a_clear_error(amount, match):
     with pytest.raises(ValueError, match=match):
-        pruning.prune(make_params(), amount)
+        pruning.prune(make_params(), amount, mask=sj.tree.weights_only)
 
 
 def test_other_errors_are_clear():
     params = make_params()
-    with pytest.raises(ValueError, match="selects no weights"):
-        pruning.prune(params, 0.5, filter=r"nothing-matches")
-    with pytest.raises(ValueError, match="selects no weights"):
-        pruning.prune({"bias": jnp.ones(3), "none": None}, 0.5)
+    with pytest.raises(ValueError, match="selects no leaf"):
+        pruning.prune(params, 0.5, mask=r"nothing-matches")
+    with pytest.raises(ValueError, match="selects no leaf"):
+        pruning.prune({"bias": jnp.ones(3), "none": None}, 0.5, mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="scope must be one of"):
-        pruning.prune(params, 0.5, scope="local")
+        pruning.prune(params, 0.5, scope="local", mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="needs scope='layerwise'"):
-        pruning.prune(params, 0.5, distribution="erk")
+        pruning.prune(params, 0.5, distribution="erk", mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="concrete"):
         jax.jit(pruning.prune)(params, 0.5)

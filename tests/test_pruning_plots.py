@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sparsejax import pruning
+import sparsejax as sj
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -19,12 +20,12 @@ def pruned_params():
         "dense": {"kernel": jnp.asarray(rng.normal(size=(16, 8)), jnp.bfloat16)},
         "frozen": None,
     }
-    return pruning.prune(params, 0.7, scope="layerwise")[0]
+    return pruning.prune(params, 0.7, scope="layerwise", mask=sj.tree.weights_only)[0]
 
 
 def test_layer_sparsity_bars_are_saved_as_png(tmp_path):
     path = tmp_path / "sparsity.png"
-    fig = pruning.plot_layer_sparsity(pruned_params(), path)
+    fig = pruning.plot_layer_sparsity(pruned_params(), path, mask=sj.tree.weights_only)
     assert path.read_bytes()[:8] == PNG_MAGIC
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["conv/kernel", "dense/kernel"]
@@ -36,7 +37,7 @@ def test_weight_histograms_are_saved_as_png(tmp_path):
     params = pruned_params()
     for per_layer in (False, True):
         path = tmp_path / f"hist_{per_layer}.png"
-        fig = pruning.plot_weight_histogram(params, path, per_layer=per_layer, threshold=0.5)
+        fig = pruning.plot_weight_histogram(params, path, per_layer=per_layer, threshold=0.5, mask=sj.tree.weights_only)
         assert path.read_bytes()[:8] == PNG_MAGIC
         labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert any(label.startswith("zeros: 140") for label in labels)
@@ -47,9 +48,9 @@ def test_plots_draw_into_given_axes_and_reject_empty_selections(tmp_path):
 
     fig = Figure()
     ax1, ax2 = fig.subplots(1, 2)
-    assert pruning.plot_layer_sparsity(pruned_params(), ax=ax1) is fig
-    assert pruning.plot_weight_histogram(pruned_params(), ax=ax2, filter=r"conv") is fig
-    with pytest.raises(ValueError, match="selects no leaves"):
-        pruning.plot_layer_sparsity(pruned_params(), filter=r"nothing")
-    with pytest.raises(ValueError, match="selects no leaves"):
-        pruning.plot_weight_histogram({"bias": jnp.ones(3)})
+    assert pruning.plot_layer_sparsity(pruned_params(), ax=ax1, mask=sj.tree.weights_only) is fig
+    assert pruning.plot_weight_histogram(pruned_params(), ax=ax2, mask=r"conv") is fig
+    with pytest.raises(ValueError, match="selects no leaf"):
+        pruning.plot_layer_sparsity(pruned_params(), mask=r"nothing")
+    with pytest.raises(ValueError, match="selects no leaf"):
+        pruning.plot_weight_histogram({"bias": jnp.ones(3)}, mask=sj.tree.weights_only)

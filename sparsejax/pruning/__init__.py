@@ -1,16 +1,16 @@
-"""Functional pruning of parameter pytrees: masks, magnitude pruning, retraining, gradual pruning.
+"""Functional pruning of parameter pytrees: supports, magnitude pruning, retraining, gradual pruning.
 
 Everything here works on plain pytrees (nested dicts, lists, Flax NNX states
 as pure dicts) and never imports Flax:
 
-* masks (:mod:`~sparsejax.pruning.masks`): pytrees of booleans with ``None``
-  for dense leaves; :func:`apply_masks`, :func:`masks_from_zeros`,
-  :func:`mask_intersection`, :func:`mask_union`, packing, sparsity;
+* supports (:mod:`~sparsejax.pruning.support`): which entries are kept, as
+  pytrees of booleans with ``None`` for dense leaves; :func:`apply_support`, :func:`support_from_zeros`,
+  :func:`support_intersection`, :func:`support_union`, packing, sparsity;
 * one-shot magnitude pruning, global or layer-wise, uniform or ERK
   (:func:`prune`), on a fast threshold selection (:func:`select_global`);
 * any-sparsity evaluation (:func:`one_shot_curve`): a trained network pruned
   one-shot at several ratios and evaluated without retraining;
-* retraining with fixed masks (:func:`fixed_mask`) and gradual magnitude
+* retraining with a fixed support (:func:`fixed_support`) and gradual magnitude
   pruning (:func:`gradual_pruning`), both Optax transforms;
 * summaries (:func:`format_sparsity`, re-exported from :mod:`sparsejax.summary`)
   and plots (:func:`plot_layer_sparsity`, :func:`plot_weight_histogram`).
@@ -23,11 +23,10 @@ lives in :mod:`sparsejax.structured`; its names are also reachable here
 Example:
   >>> import jax, jax.numpy as jnp
   >>> import sparsejax as sj
-  >>> from sparsejax import pruning
   >>> params = {'dense': {'kernel': jax.random.normal(jax.random.key(0), (4, 5)),
   ...                     'bias': jnp.zeros(5)}}
-  >>> pruned, masks = pruning.prune(params, 0.75)
-  >>> print(pruning.format_sparsity(pruned, sj.tree.weights_only))
+  >>> pruned, support = sj.pruning.prune(params, 0.75, mask=sj.tree.weights_only)
+  >>> print(sj.pruning.format_sparsity(pruned, sj.tree.weights_only))
   path          shape   nonzeros / size  sparsity
   dense/kernel  (4, 5)         5 / 20      75.00%
   total                        5 / 20      75.00%
@@ -36,23 +35,21 @@ Example:
 from sparsejax.pruning.distribution import erk_densities, layer_remove_counts
 from sparsejax.pruning.gradual import GradualPruningState, gradual_pruning, polynomial_sparsity
 from sparsejax.pruning.magnitude import num_to_remove, prune
-from sparsejax.pruning.masks import (
-    Filter,
-    Masks,
-    apply_masks,
-    check_masks,
-    mask_intersection,
-    mask_sparsity,
-    mask_sparsity_per_leaf,
-    mask_union,
-    masks_from_zeros,
-    pack_masks,
-    selected_leaves,
-    unpack_masks,
+from sparsejax.pruning.support import (
+    Support,
+    apply_support,
+    check_support,
+    support_intersection,
+    support_sparsity,
+    support_sparsity_per_leaf,
+    support_union,
+    support_from_zeros,
+    pack_support,
+    unpack_support,
 )
 from sparsejax.pruning.one_shot import CurvePoint, one_shot_curve
 from sparsejax.pruning.plots import plot_layer_sparsity, plot_weight_histogram
-from sparsejax.pruning.retrain import FixedMaskState, fixed_mask
+from sparsejax.pruning.retrain import FixedSupportState, fixed_support
 from sparsejax.pruning.select import (
     order_keys,
     select_global,
@@ -63,26 +60,25 @@ from sparsejax.summary import format_sparsity, sparsity_summary
 
 __all__ = [
     "CurvePoint",
-    "Filter",
-    "FixedMaskState",
+    "FixedSupportState",
     "GradualPruningState",
-    "Masks",
-    "apply_masks",
-    "check_masks",
+    "Support",
+    "apply_support",
+    "check_support",
     "erk_densities",
-    "fixed_mask",
+    "fixed_support",
     "format_sparsity",
     "gradual_pruning",
     "layer_remove_counts",
-    "mask_intersection",
-    "mask_sparsity",
-    "mask_sparsity_per_leaf",
-    "mask_union",
-    "masks_from_zeros",
+    "support_intersection",
+    "support_sparsity",
+    "support_sparsity_per_leaf",
+    "support_union",
+    "support_from_zeros",
     "num_to_remove",
     "one_shot_curve",
     "order_keys",
-    "pack_masks",
+    "pack_support",
     "plot_layer_sparsity",
     "plot_weight_histogram",
     "polynomial_sparsity",
@@ -90,9 +86,8 @@ __all__ = [
     "select_global",
     "select_global_argsort",
     "select_layerwise",
-    "selected_leaves",
     "sparsity_summary",
-    "unpack_masks",
+    "unpack_support",
 ]
 
 

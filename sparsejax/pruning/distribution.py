@@ -91,8 +91,8 @@ def erk_densities(
       ``jax.Array`` when ``density`` or ``power_scale`` is a JAX array).
 
     Example:
-      >>> from sparsejax import pruning
-      >>> pruning.erk_densities([(100, 100), (10, 100)], density=0.1).round(4)
+      >>> import sparsejax as sj
+      >>> sj.pruning.erk_densities([(100, 100), (10, 100)], density=0.1).round(4)
       array([0.071 , 0.3903])
 
     References:
@@ -147,8 +147,8 @@ def layer_remove_counts(
       ``num_remove`` or ``power_scale`` is traced).
 
     Example:
-      >>> from sparsejax import pruning
-      >>> pruning.layer_remove_counts([(10, 10), (5, 2)], 55)
+      >>> import sparsejax as sj
+      >>> sj.pruning.layer_remove_counts([(10, 10), (5, 2)], 55)
       array([50,  5])
     """
     xp = _xp(num_remove, power_scale)

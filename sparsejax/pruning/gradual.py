@@ -11,7 +11,8 @@ import optax
 
 from sparsejax._validation import check_choice, check_number, concrete_value, require_params
 from sparsejax.pruning.distribution import layer_remove_counts
-from sparsejax.pruning.masks import Filter, Masks, selected_leaves
+from sparsejax.pruning.support import Support
+from sparsejax.tree import Mask, resolve_mask
 from sparsejax.pruning.retrain import masked_update
 from sparsejax.pruning.select import pruned_entries
 
@@ -48,8 +49,8 @@ def polynomial_sparsity(
       An :class:`optax.Schedule` ``count -> s_t`` (float32).
 
     Example:
-      >>> from sparsejax import pruning
-      >>> schedule = pruning.polynomial_sparsity(0.8, begin_step=10, end_step=20)
+      >>> import sparsejax as sj
+      >>> schedule = sj.pruning.polynomial_sparsity(0.8, begin_step=10, end_step=20)
       >>> [round(float(schedule(t)), 3) for t in (0, 10, 15, 20, 30)]
       [0.0, 0.0, 0.7, 0.8, 0.8]
 
@@ -81,13 +82,13 @@ class GradualPruningState(NamedTuple):
       count: number of updates so far (int32).
       sparsity: the target sparsity of the last mask update (float32; 0 before
         the first one).
-      masks: the current masks (boolean arrays, ``None`` for dense leaves).
+      support: the current support (boolean arrays, ``None`` for dense leaves).
       inner_state: the state of the wrapped optimizer.
     """
 
     count: jax.Array
     sparsity: jax.Array
-    masks: Masks
+    support: Support
     inner_state: optax.OptState
 
 
@@ -102,7 +103,7 @@ class _Hyper(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("scope", "distribution"))
-def _maybe_update_masks(
+def _maybe_update_support(
     t: jax.Array,
     sparsity: jax.Array,
     old: list[jax.Array],
@@ -112,7 +113,7 @@ def _maybe_update_masks(
     scope: str,
     distribution: str,
 ) -> tuple[list[jax.Array], jax.Array]:
-    """The masks after step ``t``: recomputed on the steps of the schedule, else ``old``.
+    """The support after step ``t``: recomputed on the steps of the schedule, else ``old``.
 
     Jitted at module level, so that eager (un-jitted) training loops compile it once.
     """
@@ -155,13 +156,13 @@ def gradual_pruning(
     scope: str = "layerwise",
     distribution: str = "uniform",
     erk_power_scale: float = 1.0,
-    filter: Filter = None,
+    mask: Mask = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Gradual magnitude pruning around any optimizer (Zhu & Gupta's schedule).
 
     The inner optimizer proposes updates :math:`u_t`; every :math:`\Delta t`
     = ``frequency`` steps from :math:`t_0` = ``begin_step`` to ``end_step``
-    (and at ``end_step`` itself) the masks are recomputed so that the
+    (and at ``end_step`` itself) the support are recomputed so that the
     smallest-magnitude weights of :math:`w_t + u_t` are removed, up to the
     sparsity
 
@@ -170,7 +171,7 @@ def gradual_pruning(
       s_t = s_f + (s_i - s_f)\Big(1 - \frac{t - t_0}{n\Delta t}\Big)^3
 
     (:func:`polynomial_sparsity`; weights pruned earlier stay pruned). The
-    masks live in the state and are applied as part of the update (pruned
+    support live in the state and are applied as part of the update (pruned
     weights get :math:`-w_t`, so they are exactly zero after
     ``optax.apply_updates``; the others get :math:`u_t`): no extra call after
     ``apply_updates``. It is jit-able: the mask update is a ``lax.cond`` and
@@ -193,18 +194,19 @@ def gradual_pruning(
       distribution: with ``scope='layerwise'``, ``'uniform'`` or ``'erk'``
         (see :func:`sparsejax.pruning.erk_densities`).
       erk_power_scale: ERK's power scale.
-      filter: which leaves are pruned (default ``None``: weights only, see
-        :mod:`sparsejax.pruning.masks`). With ``optax.inject_hyperparams``,
-        list ``inner`` and ``filter`` in ``static_args``.
+      mask: which leaves are pruned: ``None`` (the default) for every leaf,
+        a path regex, a pytree of booleans or a callable such as
+        :func:`sparsejax.tree.weights_only` (the usual choice). With
+        ``optax.inject_hyperparams``, list ``inner`` and ``mask`` in ``static_args``.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
-      >>> from sparsejax import pruning
+      >>> import sparsejax as sj
       >>> params = {'kernel': jax.random.normal(jax.random.key(0), (20, 10)), 'bias': jnp.zeros(10)}
-      >>> tx = pruning.gradual_pruning(optax.sgd(0.01), final_sparsity=0.9,
+      >>> tx = sj.pruning.gradual_pruning(optax.sgd(0.01), final_sparsity=0.9,
       ...                              begin_step=0, end_step=4, frequency=2)
       >>> state = tx.init(params)
       >>> for _ in range(5):
@@ -240,12 +242,12 @@ def gradual_pruning(
         )
 
     def init_fn(params: optax.Params) -> GradualPruningState:
-        selected = selected_leaves(filter, params)
-        masks = jax.tree.map(lambda p, s: jnp.ones(p.shape, bool) if s else None, params, selected)
+        selected = resolve_mask(mask, params, nonempty=True)
+        support = jax.tree.map(lambda p, s: jnp.ones(p.shape, bool) if s else None, params, selected)
         return GradualPruningState(
             count=jnp.zeros([], jnp.int32),
             sparsity=jnp.zeros([], jnp.float32),
-            masks=masks,
+            support=support,
             inner_state=inner.init(params),
         )
 
@@ -260,11 +262,11 @@ def gradual_pruning(
             updates, state.inner_state, params, **extra_args
         )
         t = state.count
-        old, treedef = jax.tree.flatten(state.masks)
+        old, treedef = jax.tree.flatten(state.support)
         sparsity = state.sparsity
-        masks = state.masks
+        support = state.support
         if old:
-            selected = jax.tree.leaves(selected_leaves(filter, params))
+            selected = jax.tree.leaves(resolve_mask(mask, params, nonempty=True))
             triples = zip(jax.tree.leaves(params), jax.tree.leaves(inner_updates), selected)
             chosen = [(p, u) for p, u, s in triples if s]
             hyper = _Hyper(
@@ -276,16 +278,16 @@ def gradual_pruning(
                 power=jnp.asarray(power, jnp.float32),
                 erk_power_scale=jnp.asarray(erk_power_scale, jnp.float32),
             )
-            leaves, sparsity = _maybe_update_masks(
+            leaves, sparsity = _maybe_update_support(
                 t, state.sparsity, old, [p for p, _ in chosen], [u for _, u in chosen],
                 hyper, scope, distribution,
             )
-            masks = jax.tree.unflatten(treedef, leaves)
-        new_updates = masked_update(inner_updates, masks, params)
+            support = jax.tree.unflatten(treedef, leaves)
+        new_updates = masked_update(inner_updates, support, params)
         new_state = GradualPruningState(
             count=optax.safe_increment(t),
             sparsity=jnp.asarray(sparsity, jnp.float32),
-            masks=masks,
+            support=support,
             inner_state=inner_state,
         )
         return new_updates, new_state

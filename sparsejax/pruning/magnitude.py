@@ -11,7 +11,8 @@ import numpy as np
 
 from sparsejax._validation import check_choice
 from sparsejax.pruning.distribution import layer_remove_counts
-from sparsejax.pruning.masks import Filter, Masks, apply_masks, map_masks, selected_leaves
+from sparsejax.pruning.support import Support, apply_support, map_support
+from sparsejax.tree import Mask, resolve_mask
 from sparsejax.pruning.select import pruned_entries
 from sparsejax.tree import PyTree, leaves_with_paths
 
@@ -33,8 +34,8 @@ def num_to_remove(amount: Any, total: int) -> int:
       ValueError: if ``amount`` is not a number, is out of range, or is traced.
 
     Example:
-      >>> from sparsejax import pruning
-      >>> pruning.num_to_remove(0.25, 10), pruning.num_to_remove(3, 10)
+      >>> import sparsejax as sj
+      >>> sj.pruning.num_to_remove(0.25, 10), sj.pruning.num_to_remove(3, 10)
       (2, 3)
     """
     if isinstance(amount, jax.core.Tracer):
@@ -82,7 +83,7 @@ def _check_scores(scores: PyTree, params: PyTree, selected: PyTree) -> list[jax.
             )
         return jnp.asarray(s)
 
-    out = map_masks(leaf, scores, params, selected, paths, what="importance_scores")
+    out = map_support(leaf, scores, params, selected, paths, what="importance_scores")
     return jax.tree.leaves(out)
 
 
@@ -92,10 +93,10 @@ def prune(
     scope: str = "global",
     distribution: str = "uniform",
     importance_scores: PyTree | None = None,
-    filter: Filter = None,
+    mask: Mask = None,
     *,
     erk_power_scale: float = 1.0,
-) -> tuple[PyTree, Masks]:
+) -> tuple[PyTree, Support]:
     r"""One-shot magnitude pruning: removes the weights with the smallest scores.
 
     With scores :math:`s_j = |w_j|` (or ``importance_scores``),
@@ -112,7 +113,7 @@ def prune(
     order, entries in row-major order, earlier ones removed first, exactly as
     a stable ``argsort`` would. The threshold is found without sorting (see
     :mod:`sparsejax.pruning.select`). Works under ``jax.jit`` with ``amount``,
-    ``scope``, ``distribution`` and ``filter`` static.
+    ``scope``, ``distribution`` and ``mask`` static.
 
     Args:
       params: the parameter pytree (``None`` leaves allowed).
@@ -127,32 +128,33 @@ def prune(
       importance_scores: a pytree with the params' structure (``None`` allowed
         at leaves that are not pruned) giving the score of each weight; the
         lowest scores are removed. Default: :math:`|w|`.
-      filter: which leaves are pruned: ``None`` for
-        :func:`sparsejax.tree.weights_only` (kernels, not biases or norms), a
-        regex on the normalised paths, a pytree of booleans or a callable
-        ``params -> pytree of booleans``.
+      mask: which leaves are pruned: ``None`` (the default) for every leaf,
+        a regex on the normalised paths, a pytree of booleans or a callable
+        ``params -> pytree of booleans`` such as
+        :func:`sparsejax.tree.weights_only` (kernels, not biases or norms: the
+        usual choice).
       erk_power_scale: the power :math:`p` of ERK (1: ERK, 0: uniform).
 
     Returns:
-      ``(pruned_params, masks)``: the params with the removed weights set to
-      exactly zero (dtypes kept), and the boolean masks (``True`` = kept) with
+      ``(pruned_params, support)``: the params with the removed weights set to
+      exactly zero (dtypes kept), and the boolean support (``True`` = kept) with
       ``None`` for the leaves that were not pruned.
 
     Raises:
-      ValueError: for an ``amount`` out of range, a filter that selects no
-        weights, an unknown ``scope``/``distribution``, or
+      ValueError: for an ``amount`` out of range, a ``mask`` that selects no
+        leaf, an unknown ``scope``/``distribution``, or
         ``importance_scores`` that do not match the params.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import pruning
+      >>> import sparsejax as sj
       >>> params = {'dense': {'kernel': jnp.array([[0.1, -2.0], [0.5, 0.0]]),
       ...                     'bias': jnp.array([0.01, 0.02])}}
-      >>> pruned, masks = pruning.prune(params, 0.5)
+      >>> pruned, support = sj.pruning.prune(params, 0.5, mask=sj.tree.weights_only)
       >>> pruned['dense']['kernel']
       Array([[ 0. , -2. ],
              [ 0.5,  0. ]], dtype=float32)
-      >>> masks['dense']['bias'] is None
+      >>> support['dense']['bias'] is None
       True
 
     References:
@@ -169,16 +171,16 @@ def prune(
         )
     if isinstance(erk_power_scale, (int, float)) and not erk_power_scale >= 0:
         raise ValueError(f"erk_power_scale must be >= 0, got {erk_power_scale!r}")
-    selected = selected_leaves(filter, params)
+    selected = resolve_mask(mask, params, nonempty=True)
     leaves = jax.tree.leaves(params)
     flags = jax.tree.leaves(selected)
     chosen = [x for x, s in zip(leaves, flags) if s]
     total = sum(int(np.size(x)) for x in chosen)
     if total == 0:
         raise ValueError(
-            "the filter selects no weights to prune: with the default filter only leaves "
-            "with ndim > 1 take part; pass filter= (a regex on paths such as r'kernel$', a "
-            "pytree of booleans or a callable params -> booleans)"
+            "mask selects only empty leaves: there is no weight to prune; pass mask= "
+            "(a regex on paths such as r'kernel$', a pytree of booleans or a callable "
+            "params -> booleans)"
         )
     k = num_to_remove(amount, total)
 
@@ -193,8 +195,8 @@ def prune(
         counts = layer_remove_counts(shapes, k, distribution, erk_power_scale)
     pruned = pruned_entries(scores, jnp.asarray(counts, jnp.int32), scope == "layerwise")
     it = iter(~p.reshape(np.shape(x)) for p, x in zip(pruned, chosen))
-    masks = jax.tree.unflatten(
+    support = jax.tree.unflatten(
         jax.tree.structure(params), [next(it) if s else None for s in flags]
     )
-    return apply_masks(params, masks), masks
+    return apply_support(params, support), support
 

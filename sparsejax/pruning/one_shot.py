@@ -10,7 +10,7 @@ import numpy as np
 
 from sparsejax._validation import check_choice
 from sparsejax.pruning.magnitude import prune
-from sparsejax.pruning.masks import Filter, selected_leaves
+from sparsejax.tree import Mask, resolve_mask
 from sparsejax.tree import PyTree
 
 __all__ = ["CurvePoint", "one_shot_curve"]
@@ -44,7 +44,7 @@ def one_shot_curve(
     ratios: Sequence[float],
     *,
     scope: str = "global",
-    filter: Filter | str = "weights",
+    mask: Mask = None,
 ) -> list[CurvePoint]:
     r"""Evaluates ``params`` pruned one-shot by magnitude at each ratio: an "any-sparsity" curve.
 
@@ -62,9 +62,10 @@ def one_shot_curve(
       evaluate: ``params -> metric`` (e.g. test accuracy of the model with these params).
       ratios: pruning ratios in ``[0, 1)``.
       scope: ``'global'`` or ``'layerwise'``.
-      filter: which leaves are pruned and counted: ``'weights'`` (the default:
-        conv and dense kernels, :func:`sparsejax.tree.weights_only`) or any
-        filter of :mod:`sparsejax.pruning.masks`.
+      mask: which leaves are pruned and counted: ``None`` (the default) for
+        every leaf, a path regex, a pytree of booleans or a callable such as
+        :func:`sparsejax.tree.weights_only` (conv and dense kernels, the
+        usual choice).
 
     Returns:
       One :class:`CurvePoint` ``(ratio, metric, sparsity)`` per ratio, in the
@@ -75,10 +76,10 @@ def one_shot_curve(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import pruning
+      >>> import sparsejax as sj
       >>> params = {'kernel': jnp.array([[0.1, -2.0], [0.5, 0.0]]), 'bias': jnp.ones(2)}
-      >>> curve = pruning.one_shot_curve(params, lambda p: float(jnp.sum(jnp.abs(p['kernel']))),
-      ...                                [0.0, 0.5, 0.75])
+      >>> curve = sj.pruning.one_shot_curve(params, lambda p: float(jnp.sum(jnp.abs(p['kernel']))),
+      ...                                   [0.0, 0.5, 0.75], mask=sj.tree.weights_only)
       >>> [(round(r, 2), round(m, 2), round(s, 2)) for r, m, s in curve]
       [(0.0, 2.6, 0.25), (0.5, 2.5, 0.5), (0.75, 2.0, 0.75)]
 
@@ -94,10 +95,9 @@ def one_shot_curve(
     for r in ratios:
         if isinstance(r, bool) or not isinstance(r, (int, float, np.floating)) or not 0 <= r < 1:
             raise ValueError(f"each pruning ratio must be a number in [0, 1), got {r!r}")
-    flt = None if filter == "weights" else filter
-    selected = selected_leaves(flt, params)
+    selected = resolve_mask(mask, params, nonempty=True)
     points = []
     for r in ratios:
-        pruned, _ = prune(params, float(r), scope=scope, filter=flt)
+        pruned, _ = prune(params, float(r), scope=scope, mask=mask)
         points.append(CurvePoint(float(r), float(evaluate(pruned)), _zero_share(pruned, selected)))
     return points

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from sparsejax.plotting import figure_and_axes, save_png
-from sparsejax.pruning.masks import Filter, selected_leaves
+from sparsejax.tree import Mask, resolve_mask
 from sparsejax.summary import sparsity_summary
 from sparsejax.tree import PyTree, leaves_with_paths
 
@@ -27,7 +27,7 @@ def plot_layer_sparsity(
     params: PyTree,
     path: str | os.PathLike[str] | None = None,
     *,
-    filter: Filter = None,
+    mask: Mask = None,
     ax: Any = None,
     title: str | None = None,
     dpi: int = 100,
@@ -35,10 +35,10 @@ def plot_layer_sparsity(
     """Bar chart of the share of zeros in each selected leaf, with the overall share.
 
     Args:
-      params: a pytree of concrete arrays (pruned params, or masks).
+      params: a pytree of concrete arrays (pruned params, or support).
       path: if given, the figure is saved there as a PNG.
-      filter: which leaves are shown (default: weights only; see
-        :mod:`sparsejax.pruning.masks`).
+      mask: which leaves are shown (default: every leaf; see
+        :func:`sparsejax.tree.resolve_mask`).
       ax: a Matplotlib axes to draw into (default: a new figure).
       title: the title (default: the overall sparsity).
       dpi: resolution of the saved PNG.
@@ -48,15 +48,15 @@ def plot_layer_sparsity(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import pruning
+      >>> import sparsejax as sj
       >>> params = {'a': {'kernel': jnp.array([[0.0, 1.0]])}, 'b': {'kernel': jnp.ones((2, 2))}}
-      >>> fig = pruning.plot_layer_sparsity(params)
+      >>> fig = sj.pruning.plot_layer_sparsity(params)
       >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
       ['a/kernel', 'b/kernel']
     """
-    rows = sparsity_summary(params, selected_leaves(filter, params))
+    rows = sparsity_summary(params, resolve_mask(mask, params, nonempty=True))
     if not rows:
-        raise ValueError("the filter selects no leaves to plot")
+        raise ValueError("mask selects no leaves to plot")
     fig, ax = figure_and_axes(ax, (max(4.0, 0.45 * len(rows) + 2.0), 3.5))
     x = np.arange(len(rows))
     ax.bar(x, [100.0 * r.sparsity for r in rows], color="tab:blue")
@@ -76,7 +76,7 @@ def plot_weight_histogram(
     params: PyTree,
     path: str | os.PathLike[str] | None = None,
     *,
-    filter: Filter = None,
+    mask: Mask = None,
     bins: int = 80,
     per_layer: bool = False,
     threshold: float | None = None,
@@ -89,7 +89,7 @@ def plot_weight_histogram(
     Args:
       params: a pytree of concrete arrays.
       path: if given, the figure is saved there as a PNG.
-      filter: which leaves are included (default: weights only).
+      mask: which leaves are included (default: every leaf).
       bins: number of logarithmically spaced bins.
       per_layer: one outlined histogram per leaf instead of a single one.
       threshold: if given, a vertical line at this magnitude (e.g. a pruning threshold).
@@ -102,19 +102,19 @@ def plot_weight_histogram(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import pruning
-      >>> fig = pruning.plot_weight_histogram({'kernel': jnp.array([[0.0, 0.5], [1.0, 2.0]])})
+      >>> import sparsejax as sj
+      >>> fig = sj.pruning.plot_weight_histogram({'kernel': jnp.array([[0.0, 0.5], [1.0, 2.0]])})
       >>> fig.axes[0].get_xscale()
       'log'
     """
-    flags = jax.tree.leaves(selected_leaves(filter, params))
+    flags = jax.tree.leaves(resolve_mask(mask, params, nonempty=True))
     named = [
         (path, np.abs(np.asarray(x, np.float64)).ravel())
         for (path, x), keep in zip(leaves_with_paths(params), flags)
         if keep
     ]
     if not named:
-        raise ValueError("the filter selects no leaves to plot")
+        raise ValueError("mask selects no leaves to plot")
     everything = np.concatenate([m for _, m in named])
     nonzero = everything[everything > 0]
     fig, ax = figure_and_axes(ax, (6.0, 3.5))

@@ -1,4 +1,4 @@
-"""Retraining a pruned network with its masks fixed: an Optax transform."""
+"""Retraining a pruned network with its support fixed: an Optax transform."""
 
 from __future__ import annotations
 
@@ -9,35 +9,34 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sparsejax.pruning.masks import (
-    Filter,
-    Masks,
+from sparsejax.pruning.support import (
+    Support,
     _unpack_leaf,
-    check_masks,
-    map_masks,
-    masks_from_zeros,
-    pack_masks,
+    check_support,
+    map_support,
+    support_from_zeros,
+    pack_support,
 )
-from sparsejax.tree import PyTree
+from sparsejax.tree import Mask, PyTree
 
-__all__ = ["FixedMaskState", "fixed_mask"]
+__all__ = ["FixedSupportState", "fixed_support"]
 
 
-class FixedMaskState(NamedTuple):
-    """State of :func:`fixed_mask`.
+class FixedSupportState(NamedTuple):
+    """State of :func:`fixed_support`.
 
     Attributes:
       count: number of updates so far (int32).
-      masks: the masks, fixed at ``init`` (boolean arrays, or packed ``uint8``;
+      support: the support, fixed at ``init`` (boolean arrays, or packed ``uint8``;
         ``None`` for dense leaves).
     """
 
     count: jax.Array
-    masks: Masks
+    support: Support
 
 
-def masked_update(updates: PyTree, masks: Masks, params: PyTree | None) -> PyTree:
-    """Updates that keep the pruned entries at exactly zero (see :func:`fixed_mask`)."""
+def masked_update(updates: PyTree, support: Support, params: PyTree | None) -> PyTree:
+    """Updates that keep the pruned entries at exactly zero (see :func:`fixed_support`)."""
 
     def leaf(m: Any, u: Any, p: Any) -> Any:
         if m is None or u is None:
@@ -49,14 +48,14 @@ def masked_update(updates: PyTree, masks: Masks, params: PyTree | None) -> PyTre
         return jnp.where(keep, u, (-p).astype(u.dtype))
 
     if params is None:
-        return map_masks(lambda m, u: leaf(m, u, None), masks, updates)
-    return map_masks(leaf, masks, updates, params)
+        return map_support(lambda m, u: leaf(m, u, None), support, updates)
+    return map_support(leaf, support, updates, params)
 
 
-def fixed_mask(
-    masks: Masks | Callable[[PyTree], Masks] | None = None,
+def fixed_support(
+    support: Support | Callable[[PyTree], Support] | None = None,
     *,
-    filter: Filter = None,
+    mask: Mask = None,
     packed: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Keeps the pruned weights at exactly zero while the others retrain.
@@ -81,35 +80,35 @@ def fixed_mask(
     update (weight decay, momentum, learning-rate scaling)::
 
       optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(0.1, momentum=0.9),
-                  fixed_mask(masks))
+                  fixed_support(support))
 
     Placed earlier, its output would be transformed again by what follows
     (scaled by the learning rate, mixed into momentum, decayed), and pruned
     weights would move. Inside wrappers (``optax.MultiSteps``,
     ``optax.apply_if_finite``) put the whole chain, this transform last.
     (:func:`sparsejax.freeze_zeros` works the other way round: it goes first,
-    recomputes the zeros of the params each step and masks raw gradients.)
+    recomputes the zeros of the params each step and support raw gradients.)
 
     Args:
-      masks: the masks (see :mod:`sparsejax.pruning.masks`: boolean arrays,
-        ``None`` for dense leaves), a callable ``params -> masks`` evaluated by
+      support: the support (see :mod:`sparsejax.pruning.support`: boolean arrays,
+        ``None`` for dense leaves), a callable ``params -> support`` evaluated by
         ``init`` (e.g. ``lambda p: pruning.prune(p, 0.9)[1]``), or ``None``
-        for :func:`masks_from_zeros` of the params given to ``init``: the
+        for :func:`support_from_zeros` of the params given to ``init``: the
         zeros of an already pruned network stay zero.
-      filter: with ``masks=None``, which leaves are masked (default: weights
-        only; see :func:`masks_from_zeros`).
-      packed: keep the masks packed as bits in the state (8x less memory).
+      mask: with ``support=None``, which leaves keep their zeros (default:
+        every leaf; see :func:`sparsejax.tree.resolve_mask`).
+      packed: keep the support packed as bits in the state (8x less memory).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`.
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> from sparsejax import pruning
+      >>> import sparsejax as sj
       >>> params = {'kernel': jnp.array([[0.5, -1.0], [0.1, 2.0]]), 'bias': jnp.zeros(2)}
-      >>> params, masks = pruning.prune(params, 0.5)
+      >>> params, support = sj.pruning.prune(params, 0.5, mask=sj.tree.weights_only)
       >>> tx = optax.chain(optax.add_decayed_weights(1e-2), optax.sgd(0.1, momentum=0.9),
-      ...                  pruning.fixed_mask(masks))
+      ...                  sj.pruning.fixed_support(support))
       >>> state = tx.init(params)
       >>> grads = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)}
       >>> for _ in range(3):
@@ -124,27 +123,27 @@ def fixed_mask(
       Efficient Neural Networks*, NeurIPS 2015 (retraining after pruning).
     """
 
-    def init_fn(params: optax.Params) -> FixedMaskState:
-        if masks is None:
-            m = masks_from_zeros(params, filter)
-        elif callable(masks):
-            m = masks(params)
+    def init_fn(params: optax.Params) -> FixedSupportState:
+        if support is None:
+            m = support_from_zeros(params, mask)
+        elif callable(support):
+            m = support(params)
         else:
-            m = masks
-        check_masks(m, params)
+            m = support
+        check_support(m, params)
         m = jax.tree.map(lambda x: jnp.array(x, copy=True), m)
         if packed:
-            m = jax.tree.map(lambda x: x if x.dtype == jnp.uint8 else pack_masks(x), m)
-        return FixedMaskState(count=jnp.zeros([], jnp.int32), masks=m)
+            m = jax.tree.map(lambda x: x if x.dtype == jnp.uint8 else pack_support(x), m)
+        return FixedSupportState(count=jnp.zeros([], jnp.int32), support=m)
 
     def update_fn(
         updates: optax.Updates,
-        state: FixedMaskState,
+        state: FixedSupportState,
         params: optax.Params | None = None,
         **extra_args: Any,
-    ) -> tuple[optax.Updates, FixedMaskState]:
+    ) -> tuple[optax.Updates, FixedSupportState]:
         del extra_args
-        new_updates = masked_update(updates, state.masks, params)
-        return new_updates, FixedMaskState(optax.safe_increment(state.count), state.masks)
+        new_updates = masked_update(updates, state.support, params)
+        return new_updates, FixedSupportState(optax.safe_increment(state.count), state.support)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

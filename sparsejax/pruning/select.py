@@ -170,7 +170,7 @@ def _leaves(scores: PyTree) -> tuple[list[Any], Any]:
     return leaves, treedef
 
 
-def _keep_masks(leaves: list[Any], pruned: list[jax.Array], treedef: Any) -> PyTree:
+def _keep_support(leaves: list[Any], pruned: list[jax.Array], treedef: Any) -> PyTree:
     return jax.tree.unflatten(
         treedef, [~p.reshape(jnp.shape(x)) for x, p in zip(leaves, pruned)]
     )
@@ -195,7 +195,7 @@ def pruned_entries(
 
 
 def select_global(scores: PyTree, num_remove: Any, *, sample_size: int = _SAMPLE_SIZE) -> PyTree:
-    r"""Keep-masks that remove the ``num_remove`` smallest scores over all leaves together.
+    r"""Keep-support that remove the ``num_remove`` smallest scores over all leaves together.
 
     .. math::
 
@@ -218,20 +218,20 @@ def select_global(scores: PyTree, num_remove: Any, *, sample_size: int = _SAMPLE
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import pruning
+      >>> import sparsejax as sj
       >>> scores = {'a': jnp.array([3.0, 1.0]), 'b': jnp.array([[1.0, 0.5]])}
-      >>> pruning.select_global(scores, 2)
+      >>> sj.pruning.select_global(scores, 2)
       {'a': Array([ True, False], dtype=bool), 'b': Array([[ True, False]], dtype=bool)}
     """
     leaves, treedef = _leaves(scores)
     counts = jnp.reshape(jnp.asarray(num_remove, jnp.int32), (1,))
-    return _keep_masks(leaves, pruned_entries(leaves, counts, False, sample_size), treedef)
+    return _keep_support(leaves, pruned_entries(leaves, counts, False, sample_size), treedef)
 
 
 def select_layerwise(
     scores: PyTree, num_remove: PyTree, *, sample_size: int = _SAMPLE_SIZE
 ) -> PyTree:
-    """Keep-masks that remove, in each leaf separately, its ``num_remove`` smallest scores.
+    """Keep-support that remove, in each leaf separately, its ``num_remove`` smallest scores.
 
     Ties inside a leaf are ranked by position (row-major), as a stable
     ``argsort`` of the leaf would.
@@ -247,14 +247,14 @@ def select_layerwise(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import pruning
+      >>> import sparsejax as sj
       >>> scores = {'a': jnp.array([3.0, 1.0, 2.0]), 'b': jnp.array([1.0, 0.5])}
-      >>> pruning.select_layerwise(scores, {'a': 2, 'b': 0})
+      >>> sj.pruning.select_layerwise(scores, {'a': 2, 'b': 0})
       {'a': Array([ True, False, False], dtype=bool), 'b': Array([ True,  True], dtype=bool)}
     """
     leaves, treedef = _leaves(scores)
     counts = jnp.stack([jnp.asarray(k, jnp.int32) for k in treedef.flatten_up_to(num_remove)])
-    return _keep_masks(leaves, pruned_entries(leaves, counts, True, sample_size), treedef)
+    return _keep_support(leaves, pruned_entries(leaves, counts, True, sample_size), treedef)
 
 
 def select_global_argsort(scores: PyTree, num_remove: int) -> PyTree:
@@ -267,12 +267,12 @@ def select_global_argsort(scores: PyTree, num_remove: int) -> PyTree:
       num_remove: the number of entries to remove (may be traced).
 
     Returns:
-      Keep-masks with the scores' structure.
+      Keep-support with the scores' structure.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax import pruning
-      >>> pruning.select_global_argsort({'a': jnp.array([2.0, 2.0, 1.0])}, 2)
+      >>> import sparsejax as sj
+      >>> sj.pruning.select_global_argsort({'a': jnp.array([2.0, 2.0, 1.0])}, 2)
       {'a': Array([False,  True, False], dtype=bool)}
     """
     leaves, treedef = _leaves(scores)
@@ -281,4 +281,4 @@ def select_global_argsort(scores: PyTree, num_remove: int) -> PyTree:
     pruned = jnp.zeros(flat.shape, bool).at[order].set(jnp.arange(flat.size) < num_remove)
     offsets = np.cumsum([0] + [int(x.size) for x in leaves])
     out = [pruned[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-    return _keep_masks(leaves, out, treedef)
+    return _keep_support(leaves, out, treedef)

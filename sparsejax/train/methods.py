@@ -567,7 +567,7 @@ def _build_gmp(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation
         initial_sparsity=hp["initial_sparsity"],
         power=hp["power"],
         scope=hp["scope"],
-        filter=None if hp["sparsify"] == "weights" else _all_leaves,
+        mask=_mask(hp),
     )
 
 

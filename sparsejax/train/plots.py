@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from sparsejax.plotting import figure_and_axes, new_figure, save_png
-from sparsejax.pruning.masks import Filter, selected_leaves
+from sparsejax.tree import Mask, resolve_mask
 from sparsejax.pruning.one_shot import CurvePoint
 from sparsejax.pruning.plots import plot_layer_sparsity
 from sparsejax.tree import PyTree
@@ -133,7 +133,7 @@ def plot_layer_sparsity_grid(
     params_by_method: Mapping[str, PyTree],
     path: str | os.PathLike[str] | None = None,
     *,
-    filter: Filter = None,
+    mask: Mask = None,
     columns: int = 2,
     dpi: int = 100,
 ) -> Any:
@@ -145,7 +145,7 @@ def plot_layer_sparsity_grid(
     Args:
       params_by_method: ``{method: params}`` (pytrees of concrete arrays).
       path: if given, the figure is saved there as a PNG.
-      filter: which leaves are shown (default: weights only).
+      mask: which leaves are shown (default: every leaf).
       columns: panels per row.
       dpi: resolution of the saved PNG.
 
@@ -168,10 +168,10 @@ def plot_layer_sparsity_grid(
     cols = min(columns, n)
     rows = math.ceil(n / cols)
     first = next(iter(params_by_method.values()))
-    layers = sum(jax.tree.leaves(selected_leaves(filter, first)))
+    layers = sum(jax.tree.leaves(resolve_mask(mask, first, nonempty=True)))
     fig = new_figure((cols * max(4.0, 0.45 * layers + 2.0), rows * 3.6))
     for i, (name, params) in enumerate(params_by_method.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
-        plot_layer_sparsity(params, filter=filter, ax=ax, title=str(name))
+        plot_layer_sparsity(params, mask=mask, ax=ax, title=str(name))
     save_png(fig, path, dpi)
     return fig

@@ -27,8 +27,8 @@ and three plots: ``accuracy_vs_sparsity.png``, ``one_shot_curves.png`` and
 
 ``prune`` reloads a finished run from its workdir, prunes it one-shot by
 magnitude at each ratio, and reports test accuracy without and, with
-``--retrain-epochs``, after a short retraining with the mask fixed
-(:func:`sparsejax.pruning.fixed_mask` last in the chain).
+``--retrain-epochs``, after a short retraining with the support fixed
+(:func:`sparsejax.pruning.fixed_support` last in the chain).
 
 Bad input (an unknown method, model or dataset, a hyperparameter out of range,
 a workdir holding another experiment, missing data, a workdir whose checkpoints

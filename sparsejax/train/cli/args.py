@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratios", default="0.5,0.8,0.9", help="pruning ratios (default 0.5,0.8,0.9)")
     p.add_argument("--scope", default="global", choices=("global", "layerwise"))
     p.add_argument("--retrain-epochs", type=int, default=0,
-                   help="epochs of retraining with the mask fixed (default 0: none)")
+                   help="epochs of retraining with the support fixed (default 0: none)")
     p.add_argument("--retrain-lr", type=float, default=0.01, help="retraining learning rate")
     p.add_argument("--retrain-momentum", type=float, default=0.9, help="retraining momentum")
     p.add_argument("--data-dir", default=None, help="where the run's dataset is (if moved)")

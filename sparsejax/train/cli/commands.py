@@ -33,6 +33,7 @@ from sparsejax.train.cli.settings import (
     load_config,
 )
 from sparsejax.train.distributed import is_primary
+from sparsejax.tree import weights_only
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -145,12 +146,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"{pct(base.get('test_accuracy'))} at sparsity {pct(base.get('sparsity'))}")
     rows = []
     for ratio in ratios:
-        pruned, masks = pruning.prune(run.result.params, ratio, scope=args.scope)
-        row = {"ratio": ratio, "sparsity": float(sj.sparsity(pruned, sj.tree.weights_only)),
+        pruned, support = pruning.prune(run.result.params, ratio, scope=args.scope,
+                                        mask=weights_only)
+        row = {"ratio": ratio, "sparsity": float(sj.sparsity(pruned, weights_only)),
                "test_accuracy": accuracy(pruned)}
         if args.retrain_epochs:
             tx = optax.chain(optax.sgd(args.retrain_lr, momentum=args.retrain_momentum or None),
-                             pruning.fixed_mask(masks))
+                             pruning.fixed_support(support))
             sub = workdir / "retrain" / f"{args.scope}-r{ratio:g}-e{args.retrain_epochs}"
             retrain_cfg = {"pruned_from": config, "ratio": ratio, "scope": args.scope,
                            "epochs": args.retrain_epochs, "learning_rate": args.retrain_lr,

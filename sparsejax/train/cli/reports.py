@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsejax.train.cli.runs import TrainedRun
+from sparsejax.tree import weights_only
 
 
 def pct(x: Any) -> str:
@@ -81,7 +82,7 @@ def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, An
     plots.plot_one_shot_curves(curves, out / "one_shot_curves.png",
                                title=f"one-shot {scope} magnitude pruning, no retraining")
     plots.plot_layer_sparsity_grid({r.settings.name: r.result.params for r in trained},
-                                   out / "layer_sparsity.png", columns=3)
+                                   out / "layer_sparsity.png", columns=3, mask=weights_only)
     md = "\n".join([
         f"# sparsejax compare: {head}", "",
         "FLOPs: one example through the model, 2 x multiply-accumulates of the conv and dense "

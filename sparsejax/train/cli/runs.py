@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsejax.train.cli.settings import RunSettings, UsageError
+from sparsejax.tree import weights_only
 
 
 @dataclasses.dataclass
@@ -157,7 +158,8 @@ def compare_methods(
             return value
 
         bar.set_postfix_str(run.settings.name, refresh=False)
-        curve = pruning.one_shot_curve(run.result.params, counted, ratios, scope=scope)
+        curve = pruning.one_shot_curve(run.result.params, counted, ratios, scope=scope,
+                                       mask=weights_only)
         curves[run.settings.name] = curve
         rows.append({
             "name": run.settings.name,

@@ -1,4 +1,4 @@
-"""Masks on parameter pytrees: applying, combining, packing, sparsity, filters and errors."""
+"""Support on parameter pytrees: applying, combining, packing, sparsity, filters and errors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def params():
     }
 
 
-def masks():
+def support():
     return {
         "conv": {"kernel": jnp.arange(8).reshape(2, 2, 1, 2) % 2 == 0, "bias": None},
         "dense": [{"kernel": jnp.asarray([[True, True], [False, True]])}],
@@ -30,7 +30,7 @@ def masks():
 
 
 def test_apply_masks_zeroes_pruned_entries_and_keeps_dtypes_and_dense_leaves():
-    out = pruning.apply_masks(params(), masks())
+    out = pruning.apply_support(params(), support())
     np.testing.assert_array_equal(
         out["conv"]["kernel"].ravel(), [1.0, 0.0, 3.0, 0.0, 5.0, 0.0, 7.0, 0.0]
     )
@@ -41,24 +41,27 @@ def test_apply_masks_zeroes_pruned_entries_and_keeps_dtypes_and_dense_leaves():
 
 
 def test_packed_masks_round_trip_and_apply_the_same():
-    packed = pruning.pack_masks(masks())
+    packed = pruning.pack_support(support())
     assert packed["conv"]["kernel"].dtype == jnp.uint8 and packed["conv"]["kernel"].shape == (1,)
     assert packed["conv"]["bias"] is None
-    unpacked = pruning.unpack_masks(packed, params())
-    for a, b in zip(jax.tree.leaves(unpacked), jax.tree.leaves(masks())):
+    unpacked = pruning.unpack_support(packed, params())
+    for a, b in zip(jax.tree.leaves(unpacked), jax.tree.leaves(support())):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(
-        jax.tree.leaves(pruning.apply_masks(params(), packed)),
-        jax.tree.leaves(pruning.apply_masks(params(), masks())),
+        jax.tree.leaves(pruning.apply_support(params(), packed)),
+        jax.tree.leaves(pruning.apply_support(params(), support())),
     ):
         np.testing.assert_array_equal(a, b)
 
 
-def test_masks_from_zeros_selects_weights_by_default():
-    m = pruning.masks_from_zeros(params())
+def test_support_from_zeros_covers_the_leaves_the_mask_selects():
+    every = pruning.support_from_zeros(params())  # mask=None: every leaf, as everywhere
+    np.testing.assert_array_equal(every["conv"]["bias"], np.asarray(params()["conv"]["bias"]) != 0)
+    assert len(jax.tree.leaves(every)) == len(jax.tree.leaves(params()))  # no None in place of a leaf
+    m = pruning.support_from_zeros(params(), mask=sj.tree.weights_only)
     assert m["conv"]["bias"] is None and m["scale"] is None and m["frozen"] is None
     np.testing.assert_array_equal(m["dense"][0]["kernel"], [[True, False], [False, True]])
-    m = pruning.masks_from_zeros(params(), filter=r"bias$")
+    m = pruning.support_from_zeros(params(), mask=r"bias$")
     assert m["conv"]["kernel"] is None
     np.testing.assert_array_equal(m["conv"]["bias"], [True, True])
 
@@ -67,44 +70,47 @@ def test_intersection_and_union_treat_none_as_dense():
     a = {"w": jnp.array([True, True, False, False]), "v": None, "u": None}
     b = {"w": jnp.array([True, False, True, False]), "v": jnp.array([True, False]), "u": None}
     c = {"w": jnp.array([False, True, True, True]), "v": None, "u": None}
-    both = pruning.mask_intersection(a, b, c)
+    both = pruning.support_intersection(a, b, c)
     np.testing.assert_array_equal(both["w"], [False, False, False, False])
     np.testing.assert_array_equal(both["v"], [True, False])
-    either = pruning.mask_union(a, b)
+    either = pruning.support_union(a, b)
     np.testing.assert_array_equal(either["w"], [True, True, True, False])
     assert either["v"] is None and either["u"] is None
 
 
 def test_mask_sparsity_overall_and_per_leaf():
-    m = masks()
-    assert float(pruning.mask_sparsity(m)) == pytest.approx(5 / 12)
-    assert pruning.mask_sparsity_per_leaf(m) == {"conv/kernel": 0.5, "dense/0/kernel": 0.25}
-    assert float(jax.jit(pruning.mask_sparsity)(m)) == pytest.approx(5 / 12)
+    m = support()
+    assert float(pruning.support_sparsity(m)) == pytest.approx(5 / 12)
+    assert pruning.support_sparsity_per_leaf(m) == {"conv/kernel": 0.5, "dense/0/kernel": 0.25}
+    assert float(jax.jit(pruning.support_sparsity)(m)) == pytest.approx(5 / 12)
 
 
-def test_selected_leaves_accepts_regex_pytree_and_callable():
+def test_the_mask_accepts_none_regex_pytree_and_callable():
     p = params()
-    assert pruning.selected_leaves(None, p)["conv"] == {"bias": False, "kernel": True}
-    assert pruning.selected_leaves(r"^dense", p)["dense"] == [{"kernel": True}]
-    assert pruning.selected_leaves(sj.tree.weights_only, p)["scale"] is False
+    assert sj.tree.resolve_mask(None, p)["conv"] == {"bias": True, "kernel": True}
+    assert sj.tree.resolve_mask(r"^dense", p)["dense"] == [{"kernel": True}]
+    assert sj.tree.resolve_mask(sj.tree.weights_only, p)["conv"] == {"bias": False, "kernel": True}
+    assert sj.tree.resolve_mask(sj.tree.weights_only, p)["scale"] is False
     prefix = {"conv": True, "dense": False, "scale": False, "frozen": False}
-    assert pruning.selected_leaves(prefix, p)["conv"] == {"bias": True, "kernel": True}
+    assert sj.tree.resolve_mask(prefix, p)["conv"] == {"bias": True, "kernel": True}
+    with pytest.raises(ValueError, match="selects no leaf.*'conv/kernel'.*mask=None"):
+        pruning.prune(p, 0.5, mask=r"^nothing")
 
 
 def test_structure_mismatch_is_a_clear_error():
-    with pytest.raises(ValueError, match="masks do not match the params"):
-        pruning.apply_masks(params(), {"conv": None})
+    with pytest.raises(ValueError, match="support does not match the params"):
+        pruning.apply_support(params(), {"conv": None})
     with pytest.raises(ValueError, match="has shape"):
-        bad = masks()
+        bad = support()
         bad["conv"]["kernel"] = jnp.ones((8,), bool)
-        pruning.apply_masks(params(), bad)
+        pruning.apply_support(params(), bad)
     with pytest.raises(ValueError, match="boolean"):
-        bad = masks()
+        bad = support()
         bad["conv"]["kernel"] = jnp.ones((2, 2, 1, 2))
-        pruning.apply_masks(params(), bad)
-    with pytest.raises(ValueError, match="masks do not match the params"):
-        bad = masks()
+        pruning.apply_support(params(), bad)
+    with pytest.raises(ValueError, match="support does not match the params"):
+        bad = support()
         bad["frozen"] = jnp.ones(2, bool)
-        pruning.check_masks(bad, params())
+        pruning.check_support(bad, params())
     with pytest.raises(ValueError, match="different shapes"):
-        pruning.mask_union({"w": jnp.ones(2, bool)}, {"w": jnp.ones(3, bool)})
+        pruning.support_union({"w": jnp.ones(2, bool)}, {"w": jnp.ones(3, bool)})
