@@ -23,7 +23,7 @@ EXPECTED = {
         "dense SGD: accuracy",
         "one-shot global:",
         "one-shot layerwise:",
-        "fixed-mask retraining at 95%",
+        "fixed-support retraining at 95%",
         "gradual magnitude pruning: accuracy",
     ),
 }
