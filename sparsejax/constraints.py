@@ -857,9 +857,8 @@ def constraints_from_init(
       kind: ``'k_sparse'`` (needs ``k`` or ``k_frac``), ``'l1'``, ``'l2'``,
         ``'linf'``, ``'lp'`` (needs ``p``), ``'simplex'``, or a constraint used
         as a template (only its radius is replaced).
-      value: the diameter multiplier, ``> 0``. (SFW pruning reports
-        :math:`\tau = 15` with K = 5%; we read that :math:`\tau` as this
-        ``value``.)
+      value: the diameter multiplier, ``> 0`` (the :math:`\tau` of SFW
+        pruning, 15 with K = 5%; see ``FIDELITY.md``).
       k: fixed K for ``'k_sparse'``.
       k_frac: K as a fraction of each leaf's size for ``'k_sparse'``.
       p: the order for ``'lp'``.

@@ -389,8 +389,8 @@ def one_shot_fw(
         ``frank_wolfe_step_size(shift=8)``, i.e. :math:`2/(t+8)`.
       constraints: as in :func:`sfw`.
       rho: :math:`\rho_t \in (0, 1]`, a scalar or a schedule; default
-        :math:`4/(t+8)^{2/3}` (Mokhtari, Hassani and Karbasi's choice; the
-        extract we implement from gives the algorithm but no constants).
+        :math:`4/(t+8)^{2/3}` (Mokhtari, Hassani and Karbasi's choice; see
+        ``FIDELITY.md``).
       rescale: ``None`` (default), ``'gradient'`` or ``'diameter'``.
 
     Returns:

@@ -102,8 +102,8 @@ def loss_adaptive_learning_rate(
         ``decay_factor`` (the paper trains 180 epochs with ``(61, 121)``).
       decay_factor: :math:`\gamma \in (0, 1]`.
       warmup_epochs: :math:`E_{\rm warm} \ge 1`, the first epoch count at
-        which the loss test applies (the extract does not give the paper's
-        warm-up; 10, when the long window is first full, is our choice).
+        which the loss test applies (default 10, when the long window is
+        first full; see ``FIDELITY.md``).
       short_window: the short window, ``>= 1`` epochs.
       long_window: the long window, ``>= short_window`` epochs.
       decrease_factor: applied when the short-window mean is larger, ``> 0``.
