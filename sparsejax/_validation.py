@@ -28,7 +28,8 @@ def concrete_value(value: Any) -> float | None:
     return float(np.asarray(value))
 
 
-def _describe(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
+def describe_range(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
+    """The accepted range in words, e.g. ``'> 0 and < 1'`` (``'finite'`` without bounds)."""
     lo = f"> {gt}" if gt is not None else f">= {ge}" if ge is not None else None
     hi = f"< {lt}" if lt is not None else f"<= {le}" if le is not None else None
     return " and ".join(p for p in (lo, hi) if p) or "finite"
@@ -52,7 +53,7 @@ def check_number(
     """
     if value is None or _is_lazy(value):
         return
-    wanted = ("an integer " if integer else "") + _describe(gt, ge, lt, le)
+    wanted = ("an integer " if integer else "") + describe_range(gt, ge, lt, le)
     for leaf in jax.tree.leaves(value):
         if _is_lazy(leaf):
             continue

@@ -58,7 +58,7 @@ import optax
 
 import sparsejax as sj
 from sparsejax import pruning
-from sparsejax._validation import _describe, check_choice, check_number
+from sparsejax._validation import check_choice, check_number, describe_range
 from sparsejax.optim import reparam as _reparam
 from sparsejax.optim.dual_averaging import RDAState
 from sparsejax.optim.proximal import SoftThresholdState
@@ -122,7 +122,7 @@ class HParam:
             return "one of " + ", ".join(repr(c) for c in self.kind)
         if self.kind is bool:
             return "true or false"
-        text = _describe(self.gt, self.ge, self.lt, self.le)
+        text = describe_range(self.gt, self.ge, self.lt, self.le)
         text = ("an integer " if self.kind is int else "") + text
         return text + (" (or none)" if self.optional else "")
 
