@@ -9,7 +9,7 @@ pure proximal operators in :mod:`sparsejax.prox`; Frank-Wolfe constraint sets
 :mod:`sparsejax.tree`; initialisers in :mod:`sparsejax.init`.
 """
 
-from sparsejax import constraints, init, pruning, prox, tree
+from sparsejax import constraints, directional, init, pruning, prox, tree
 from sparsejax.optim import (
     ContinuationState,
     DualAveragingState,
@@ -69,6 +69,7 @@ __all__ = [
     "SoftThresholdReparamState",
     "SoftThresholdState",
     "constraints",
+    "directional",
     "dual_averaging",
     "fixed_threshold_reparam",
     "format_sparsity",
