@@ -14,7 +14,6 @@ from sparsejax.optim import (
     ContinuationState,
     DualAveragingState,
     FreezeZerosState,
-    PruneAtInitState,
     RDAState,
     SoftThresholdReparamState,
     SoftThresholdState,
@@ -26,7 +25,6 @@ from sparsejax.optim import (
     lats,
     lats_continuation,
     lats_epochwise,
-    lats_prune_at_init,
     pgh,
     prox_sgd,
     pytorch_sgd,
@@ -37,6 +35,8 @@ from sparsejax.optim import (
     sqrt_t_prox_sgd,
     stds,
     str_,
+    str_reparam,
+    StrReparamState,
     FrankWolfeState,
     SAGAFWState,
     SFWInitResult,
@@ -50,6 +50,7 @@ from sparsejax.optim import (
     LossAdaptiveState,
     loss_adaptive_learning_rate,
 )
+from sparsejax.pruning import PruneAtInitState, lats_prune_at_init
 from sparsejax.summary import LeafSparsity, format_sparsity, sparsity, sparsity_summary
 
 __version__ = "0.1.0"
@@ -68,6 +69,7 @@ __all__ = [
     "SVRFState",
     "SoftThresholdReparamState",
     "SoftThresholdState",
+    "StrReparamState",
     "constraints",
     "directional",
     "dual_averaging",
@@ -101,6 +103,7 @@ __all__ = [
     "sqrt_t_prox_sgd",
     "stds",
     "str_",
+    "str_reparam",
     "svrf",
     "tree",
 ]

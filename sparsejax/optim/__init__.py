@@ -4,6 +4,7 @@ Dependency direction: ``prox``, ``constraints`` and ``tree`` <- ``optim``. Nothi
 Flax, the trainer or the data code.
 """
 
+from sparsejax.optim.continuation import ContinuationState, lats_continuation
 from sparsejax.optim.dual_averaging import (
     DualAveragingState,
     RDAState,
@@ -33,27 +34,28 @@ from sparsejax.optim.proximal import (
     sqrt_t_prox_sgd,
 )
 from sparsejax.optim.reparam import (
-    ContinuationState,
-    PruneAtInitState,
     SoftThresholdReparamState,
     fixed_threshold_reparam,
     lats,
-    lats_continuation,
     lats_epochwise,
-    lats_prune_at_init,
     pgh,
     slats,
     soft_threshold_reparam,
     stds,
-    str_,
 )
 from sparsejax.optim.sgd import pytorch_sgd
-from sparsejax.optim.threshold_schedules import (
+from sparsejax.optim.threshold_rules import (
+    ThresholdRule,
+    fixed_threshold,
+    increment_rule,
     lats_epochwise_threshold,
+    lats_rule,
     pgh_threshold,
+    schedule_rule,
     slats_threshold,
     stds_threshold,
 )
+from sparsejax.optim.trainable_threshold import StrReparamState, str_, str_reparam
 
 __all__ = [
     "pytorch_sgd",
@@ -71,22 +73,27 @@ __all__ = [
     "sqrt_t_prox_sgd",
     # soft-threshold reparameterisation (Chen et al., ICLR 2023)
     "ContinuationState",
-    "PruneAtInitState",
     "SoftThresholdReparamState",
+    "StrReparamState",
+    "ThresholdRule",
+    "fixed_threshold",
     "fixed_threshold_reparam",
+    "increment_rule",
     "lats",
     "lats_continuation",
     "lats_epochwise",
     "lats_epochwise_threshold",
-    "lats_prune_at_init",
+    "lats_rule",
     "pgh",
     "pgh_threshold",
+    "schedule_rule",
     "slats",
     "slats_threshold",
     "soft_threshold_reparam",
     "stds",
     "stds_threshold",
     "str_",
+    "str_reparam",
     # stochastic Frank-Wolfe (Miao et al., ICLR 2022) and its variance-reduced variants
     "FrankWolfeState",
     "SAGAFWState",

@@ -10,8 +10,9 @@ as pure dicts) and never imports Flax:
   (:func:`prune`), on a fast threshold selection (:func:`select_global`);
 * any-sparsity evaluation (:func:`one_shot_curve`): a trained network pruned
   one-shot at several ratios and evaluated without retraining;
-* retraining with a fixed support (:func:`fixed_support`) and gradual magnitude
-  pruning (:func:`gradual_pruning`), both Optax transforms;
+* retraining with a fixed support (:func:`fixed_support`), gradual magnitude
+  pruning (:func:`gradual_pruning`) and pruning at initialisation
+  (:func:`lats_prune_at_init`), all Optax transforms;
 * summaries (:func:`format_sparsity`, re-exported from :mod:`sparsejax.summary`)
   and plots (:func:`plot_layer_sparsity`, :func:`plot_weight_histogram`).
 
@@ -58,10 +59,14 @@ from sparsejax.pruning.select import (
 )
 from sparsejax.summary import format_sparsity, sparsity_summary
 
+# After fixed_support, which it builds on.
+from sparsejax.pruning.at_init import PruneAtInitState, lats_prune_at_init
+
 __all__ = [
     "CurvePoint",
     "FixedSupportState",
     "GradualPruningState",
+    "PruneAtInitState",
     "Support",
     "apply_support",
     "check_support",
@@ -69,6 +74,7 @@ __all__ = [
     "fixed_support",
     "format_sparsity",
     "gradual_pruning",
+    "lats_prune_at_init",
     "layer_remove_counts",
     "support_intersection",
     "support_sparsity",

@@ -60,10 +60,12 @@ import sparsejax as sj
 from sparsejax import pruning
 from sparsejax._validation import check_choice, check_number, describe_range
 from sparsejax.optim import reparam as _reparam
+from sparsejax.optim.continuation import ContinuationState
 from sparsejax.optim.dual_averaging import RDAState
 from sparsejax.optim.proximal import SoftThresholdState
-from sparsejax.optim.reparam import ContinuationState, SoftThresholdReparamState
+from sparsejax.optim.reparam import SoftThresholdReparamState
 from sparsejax.optim.sgd import pytorch_sgd
+from sparsejax.optim.trainable_threshold import STR_S_INIT, STR_WEIGHT_DECAY, StrReparamState
 from sparsejax.pruning.gradual import GradualPruningState
 from sparsejax.tree import PyTree
 
@@ -809,7 +811,7 @@ def _reparam_common(wd_default: float = _reparam.WEIGHT_DECAY,
 def _reparam_kwargs(ctx: Context, hp: dict[str, Any]) -> dict[str, Any]:
     return dict(momentum=ctx.momentum or None, weight_decay=hp["weight_decay"],
                 nesterov=hp["nesterov"], gradient=hp["gradient"],
-                mask="weights" if hp["sparsify"] == "weights" else None)
+                mask=_mask(hp))
 
 
 def _register_reparam(name: str, summary: str, hparams: tuple[HParam, ...],
@@ -898,16 +900,18 @@ _register_reparam(
 _register_reparam(
     "str", "STR: soft threshold reparameterisation with a trainable threshold per layer, "
            "d = sigmoid(s).",
-    (HParam("s_init", _reparam.STR_S_INIT, "initial threshold logit s of every layer",
+    (HParam("s_init", STR_S_INIT, "initial threshold logit s of every layer",
             "STR's ResNet-50 configs (sInit_value = -3200)"),),
-    lambda ctx, hp: sj.str_(ctx.learning_rate, s_init=hp["s_init"], **_reparam_kwargs(ctx, hp)),
+    lambda ctx, hp: sj.str_reparam(ctx.learning_rate, s_init=hp["s_init"],
+                                   **_reparam_kwargs(ctx, hp)),
+    metrics=_threshold_metrics(StrReparamState),
     reference="Kusupati et al., Soft Threshold Weight Reparameterization for Learnable "
               "Sparsity, ICML 2020",
     common=(
         HParam("gradient", "exact", "gradient to the latent weights: 'exact' or 'ste'",
                "STR: the exact derivative of the soft threshold", kind=("ste", "exact")),
         NESTEROV,
-        _wd(_reparam.STR_WEIGHT_DECAY,
+        _wd(STR_WEIGHT_DECAY,
             "STR's 90.23%-sparse ResNet-50 config (resnet50-str.yaml): 2.251757813e-05"),
         SPARSIFY,
     ),

@@ -1,19 +1,25 @@
-r"""Threshold schedules of soft-threshold pruning, as :class:`optax.Schedule`\ s.
+r"""Threshold rules of soft-threshold reparameterisation: how the threshold :math:`d` moves.
 
-Each function returns a schedule ``k -> d_k``: the threshold through which the
-model sees its latent weights after ``k`` updates, :math:`w_k = S_{d_k}(\theta_k)`
-(``k`` counts every update, the ones before ``start_step`` included). They are
-the closed forms of the reference implementation of Chen et al. (ICLR 2023) and
-of STDS. The factories :func:`sparsejax.optim.slats`,
-:func:`sparsejax.optim.lats_epochwise`, :func:`sparsejax.optim.pgh` and
-:func:`sparsejax.optim.stds` train with them; to use one with another inner
-optimizer, pass ``lambda t: schedule(t + 1)`` (the threshold update ``t``
-applies) to :func:`sparsejax.optim.soft_threshold_reparam`.
+The transforms of :mod:`sparsejax.optim.reparam` show the model the weights
+:math:`w_t = S_{d_t}(\theta_t)`; a :class:`ThresholdRule` says how :math:`d_t`
+moves from one update to the next. A rule is a pair of functions, ``init``
+(the threshold before any update and the rule's own state) and ``next`` (the
+threshold the next update applies, from the update count, the current threshold
+and the rule's state), so that :func:`sparsejax.soft_threshold_reparam` works
+with any of them:
 
-All of them are 0 up to ``start_step`` and reach the final threshold :math:`D`
-exactly after ``total_steps`` updates, where they stay. With
-:math:`x = (k - k_0)/(T - k_0)` the progress through the pruning phase
-(``start_step`` :math:`k_0`, ``total_steps`` :math:`T`):
+* :func:`schedule_rule`: a closed-form schedule, :math:`d_k = \text{schedule}(k)`;
+* :func:`increment_rule`: a running sum, :math:`d_{t+1} = d_t + \text{increment}(t)`;
+* :func:`lats_rule`: LATS, :math:`d_{t+1} = d_t + \lambda_t\eta_t` for the
+  learning rate :math:`\eta_t` actually used.
+
+The closed-form schedules ``k -> d_k`` (the threshold after ``k`` updates,
+``k`` counting every update, those before ``start_step`` included) come from
+the reference implementation of Chen et al. (ICLR 2023) and from STDS. All of
+them are 0 up to ``start_step`` and reach the final threshold :math:`D` exactly
+after ``total_steps`` updates, where they stay. With :math:`x = (k - k_0)/(T - k_0)`
+the progress through the pruning phase (``start_step`` :math:`k_0`,
+``total_steps`` :math:`T`):
 
 * :func:`slats_threshold`: :math:`D(x + \sin(\pi x)/\pi)`, the integral of a
   cosine learning rate: LATS (a constant :math:`\lambda`) in closed form;
@@ -22,7 +28,8 @@ exactly after ``total_steps`` updates, where they stay. With
 * :func:`pgh_threshold`: :math:`\lambda` growing as :math:`\beta^{x}` under a
   cosine learning rate (proximal gradient homotopy);
 * :func:`stds_threshold`: STDS, :math:`D(1 + \sin(\pi(x - \tfrac12)))/2`, or
-  the line :math:`D x`.
+  the line :math:`D x`;
+* :func:`fixed_threshold`: :math:`D` from ``start_step`` on.
 
 Hyperparameters are evaluated as float32 arrays, so numbers and the traced
 arrays of :func:`optax.inject_hyperparams` give the same values.
@@ -31,22 +38,154 @@ arrays of :func:`optax.inject_hyperparams` give the same values.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from sparsejax._validation import check_choice, check_number, concrete_value
+from sparsejax._validation import as_schedule, check_choice, check_number, concrete_value
 
 __all__ = [
+    "ThresholdRule",
+    "fixed_threshold",
+    "increment_rule",
     "lats_epochwise_threshold",
+    "lats_increment",
+    "lats_rule",
     "pgh_threshold",
+    "schedule_rule",
     "slats_threshold",
     "stds_threshold",
 ]
 
 StdsShape = Literal["sine", "linear"]
+
+RuleState = TypeVar("RuleState")
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+class ThresholdRule(NamedTuple, Generic[RuleState]):
+    r"""How the threshold of a soft-threshold reparameterisation moves.
+
+    Attributes:
+      init: ``() -> (d_0, state)``: the threshold before any update (a float32
+        scalar) and the rule's own state (a pytree of arrays).
+      next: ``(t, d_t, state) -> (d_{t+1}, state)``: the threshold that update
+        ``t`` (counted from 0) applies, from the count, the current threshold
+        and the rule's state.
+    """
+
+    init: Callable[[], tuple[jax.Array, RuleState]]
+    next: Callable[[jax.Array, jax.Array, RuleState], tuple[jax.Array, RuleState]]
+
+
+def schedule_rule(schedule: optax.Schedule) -> ThresholdRule[optax.EmptyState]:
+    r"""The threshold of a closed-form schedule: :math:`d_k = \text{schedule}(k)`.
+
+    ``k`` is the number of updates done, so :math:`d_0 = \text{schedule}(0)` and
+    update :math:`t` applies :math:`\text{schedule}(t + 1)`.
+
+    Args:
+      schedule: ``k -> d_k \ge 0``, e.g. :func:`slats_threshold`.
+
+    Returns:
+      A :class:`ThresholdRule` without state of its own.
+
+    Example:
+      >>> import sparsejax as sj
+      >>> rule = sj.optim.schedule_rule(sj.optim.stds_threshold(2.0, total_steps=10))
+      >>> d, state = rule.init()
+      >>> d, rule.next(4, d, state)[0]  # the threshold after 0 and after 5 updates
+      (Array(0., dtype=float32), Array(1., dtype=float32))
+    """
+
+    def init() -> tuple[jax.Array, optax.EmptyState]:
+        return jnp.asarray(schedule(jnp.zeros([], jnp.int32)), jnp.float32), optax.EmptyState()
+
+    def next_(count: jax.Array, threshold: jax.Array, state: optax.EmptyState) -> Any:
+        del threshold
+        return jnp.asarray(schedule(optax.safe_increment(count)), jnp.float32), state
+
+    return ThresholdRule(init, next_)
+
+
+def increment_rule(increment: optax.Schedule) -> ThresholdRule[optax.EmptyState]:
+    r"""A threshold grown by an increment per update: :math:`d_{t+1} = d_t + \text{increment}(t)`.
+
+    :math:`d_0 = 0`, so :math:`d_t = \sum_{s < t} \text{increment}(s)`.
+
+    Args:
+      increment: ``t -> increment \ge 0`` of update ``t``.
+
+    Returns:
+      A :class:`ThresholdRule` without state of its own.
+
+    Example:
+      >>> import sparsejax as sj
+      >>> rule = sj.optim.increment_rule(lambda t: 0.25)
+      >>> d, state = rule.init()
+      >>> for t in range(3):
+      ...   d, state = rule.next(t, d, state)
+      >>> d
+      Array(0.75, dtype=float32)
+    """
+
+    def init() -> tuple[jax.Array, optax.EmptyState]:
+        return jnp.zeros([], jnp.float32), optax.EmptyState()
+
+    def next_(count: jax.Array, threshold: jax.Array, state: optax.EmptyState) -> Any:
+        return threshold + jnp.asarray(increment(count), jnp.float32), state
+
+    return ThresholdRule(init, next_)
+
+
+def lats_increment(count: Any, l1: Any, learning_rate: Any, start_step: Any) -> jax.Array:
+    r"""LATS's increment of update ``count``: :math:`\lambda_t\eta_t\mathbb 1[t \ge t_0]` (float32)."""
+    increment = jnp.asarray(l1, jnp.float32) * jnp.asarray(learning_rate, jnp.float32)
+    return jnp.where(count >= start_step, increment, 0.0)
+
+
+def lats_rule(
+    learning_rate: optax.ScalarOrSchedule, l1: optax.ScalarOrSchedule, start_step: int = 0
+) -> ThresholdRule[optax.EmptyState]:
+    r"""LATS: the threshold grows by :math:`\ell_1` coefficient times learning rate.
+
+    .. math::
+
+      d_{t+1} = d_t + \lambda_t\,\eta_t\,\mathbb 1[t \ge t_0], \qquad d_0 = 0,
+
+    for the learning rate :math:`\eta_t` of update :math:`t` (warm-up, decays
+    and restarts included).
+
+    Args:
+      learning_rate: :math:`\eta`, a number or a schedule.
+      l1: :math:`\lambda \ge 0`, a number or a schedule.
+      start_step: :math:`t_0 \ge 0`, the first update whose increment counts.
+
+    Returns:
+      A :class:`ThresholdRule` without state of its own.
+
+    Example:
+      >>> import sparsejax as sj
+      >>> rule = sj.optim.lats_rule(learning_rate=0.1, l1=0.5)
+      >>> d, state = rule.init()
+      >>> rule.next(0, d, state)[0]
+      Array(0.05, dtype=float32)
+
+    References:
+      Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023 (LATS).
+    """
+    check_number("l1", l1, ge=0)
+    check_number("start_step", start_step, ge=0, integer=True)
+    lr, lam = as_schedule(learning_rate), as_schedule(l1)
+    return increment_rule(lambda t: lats_increment(t, lam(t), lr(t), start_step))
+
+
+# --- closed-form schedules ------------------------------------------------------------------------
 
 
 def _check_span(total_steps: Any, start_step: Any) -> None:
@@ -287,5 +426,41 @@ def stds_threshold(
         if shape == "linear":
             return d * x
         return d * (1.0 + jnp.sin(jnp.pi * (x - 0.5))) / 2.0
+
+    return schedule
+
+
+def fixed_threshold(threshold: Any, start_step: Any = 0) -> optax.Schedule:
+    r"""A constant threshold from ``start_step`` on.
+
+    .. math::
+
+      d_k = D\,\mathbb 1[k \ge k_0].
+
+    With :math:`k_0 = 0` the threshold is :math:`D` from the start; with
+    :math:`k_0 > 0` it jumps from 0 to :math:`D` after :math:`k_0` updates.
+
+    Args:
+      threshold: :math:`D \ge 0`.
+      start_step: :math:`k_0 \ge 0`.
+
+    Returns:
+      An :class:`optax.Schedule` ``k -> d_k`` (float32).
+
+    Example:
+      >>> import sparsejax as sj
+      >>> schedule = sj.optim.fixed_threshold(0.5, start_step=2)
+      >>> [float(schedule(k)) for k in range(4)]
+      [0.0, 0.0, 0.5, 0.5]
+
+    References:
+      Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023
+      (reference code: ``--sparse-function stmod`` without ``--gradual``).
+    """
+    check_number("threshold", threshold, ge=0)
+    check_number("start_step", start_step, ge=0, integer=True)
+
+    def schedule(count: Any) -> jax.Array:
+        return jnp.where(count >= start_step, jnp.asarray(threshold, jnp.float32), 0.0)
 
     return schedule
