@@ -80,7 +80,7 @@ def test_lats_is_ista_on_weights_that_stay_nonzero_with_the_actual_learning_rate
         [optax.linear_schedule(0.01, 0.3, 2), optax.cosine_decay_schedule(0.3, 4)], [2]
     )  # warm-up, then cosine
     lam = 0.3
-    history, state = run(optim.lats(sched, lam, **PLAIN), params, fixed_grads(params), 6)
+    history, state = run(optim.lats(sched, lam, **PLAIN, mask=sj.tree.weights_only), params, fixed_grads(params), 6)
     checked = 0
     for k in range(6):
         w, w_next, g = to_f64(history[k]), to_f64(history[k + 1]), to_f64(make_grads(params, k))
@@ -92,7 +92,7 @@ def test_lats_is_ista_on_weights_that_stay_nonzero_with_the_actual_learning_rate
             alive = (wt != 0) & (np.sign(wn) == np.sign(wt))
             np.testing.assert_allclose(wn[alive], ista[alive], rtol=1e-5, atol=1e-6)
             checked += int(alive.sum())
-        # the bias is outside the default mask: plain SGD
+        # the bias is outside the mask: plain SGD
         sgd_bias = w["a"]["bias"] - eta * g["a"]["bias"]
         np.testing.assert_allclose(w_next["a"]["bias"], sgd_bias, rtol=1e-5, atol=1e-7)
     assert checked > 100
@@ -200,7 +200,7 @@ def test_stds_matches_formula_and_ends_at_d(shape):
 def test_fixed_threshold_starts_from_the_initial_weights():
     params = f32_kernels()
     D, lr = 0.2, 0.1
-    tx = optim.fixed_threshold_reparam(lr, D, **PLAIN)
+    tx = optim.fixed_threshold_reparam(lr, D, **PLAIN, mask=sj.tree.weights_only)
     state = tx.init(params)
     theta = state.latent["a"]["kernel"]
     w = params["a"]["kernel"]
@@ -228,7 +228,7 @@ def test_str_threshold_gradient_equals_autodiff_through_an_explicit_soft_thresho
     params = jax.tree.map(lambda w: jnp.where(jnp.abs(w) < 0.3, 0.0, w), f32_kernels(1))
     target = f32_kernels(2)
     s0, lr = 0.3, 0.05  # d = sigmoid(0.3) ~ 0.57
-    tx = optim.str_(lr, s_init=s0, **PLAIN)
+    tx = optim.str_(lr, s_init=s0, **PLAIN, mask=sj.tree.weights_only)
     state = tx.init(params)
     theta0 = state.latent
     kernels = lambda t: {"a": t["a"]["kernel"], "b": t["b"][0]["kernel"]}  # noqa: E731
@@ -242,7 +242,7 @@ def test_str_threshold_gradient_equals_autodiff_through_an_explicit_soft_thresho
     g_theta, g_s = jax.grad(explicit_loss, argnums=(0, 1))(kernels(theta0), s, params["a"]["bias"])
     grads = jax.grad(_quadratic)(params, target)  # dL/dw at w = S_d(theta_0) = params
     updates, new_state = jax.jit(tx.update)(grads, state, params)
-    for name, leaf in (("a", new_state.extra["a"]["kernel"]), ("b", new_state.extra["b"][0]["kernel"])):
+    for name, leaf in (("a", new_state.logit["a"]["kernel"]), ("b", new_state.logit["b"][0]["kernel"])):
         np.testing.assert_allclose(leaf, s0 - lr * g_s[name], rtol=1e-5)
         assert abs(float(g_s[name])) > 1e-3
     # theta follows the exact gradient (zero for the pruned weights)
@@ -253,7 +253,7 @@ def test_str_threshold_gradient_equals_autodiff_through_an_explicit_soft_thresho
     pruned = np.abs(np.asarray(kernels(theta0)["a"])) <= float(jax.nn.sigmoid(s0))
     assert pruned.any() and np.all(np.asarray(g_theta["a"])[pruned] == 0)
     out = optax.apply_updates(params, updates)
-    d1 = jax.nn.sigmoid(new_state.extra["a"]["kernel"])
+    d1 = jax.nn.sigmoid(new_state.logit["a"]["kernel"])
     expected_w = sj.prox.soft_threshold(new_theta["a"], d1)
     np.testing.assert_allclose(out["a"]["kernel"], expected_w, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(new_state.threshold["a"]["kernel"], d1, rtol=1e-6)
@@ -266,11 +266,11 @@ def test_str_weight_decay_raises_a_very_negative_threshold_logit():
     assert float(state.threshold["a"]["kernel"]) == 0.0
     for k in range(3):
         _, state = tx.update(make_grads(params, k), state, params)
-    np.testing.assert_allclose(state.extra["a"]["kernel"], -3200 * (1 - 0.1 * 1e-2) ** 3, rtol=1e-6)
+    np.testing.assert_allclose(state.logit["a"]["kernel"], -3200 * (1 - 0.1 * 1e-2) ** 3, rtol=1e-6)
     tx = optim.str_(0.1, momentum=None, weight_decay=1e-2, threshold_weight_decay=0.0)
     state = tx.init(params)
     _, state = tx.update(make_grads(params, 0), state, params)
-    assert float(state.extra["a"]["kernel"]) == -3200.0
+    assert float(state.logit["a"]["kernel"]) == -3200.0
 
 
 def test_exact_gradient_freezes_pruned_latents_and_ste_moves_them():
@@ -307,15 +307,16 @@ def _regression_problem(seed=0):
 def test_continuation_grows_l1_geometrically_until_the_target_then_holds_it():
     params, grads_fn = _regression_problem()
     lam0, growth, interval, target = 0.01, 2.0, 3, 0.6
-    tx = optim.lats_continuation(0.1, target, lam0, interval, growth, start_step=2, **PLAIN)
+    tx = optim.lats_continuation(0.1, target, lam0, interval, growth, start_step=2, **PLAIN,
+                                 mask=sj.tree.weights_only)
     step = jax.jit(lambda p, s: _apply(tx, p, s, grads_fn(0, p)))
     state = tx.init(params)
     l1s, reached, sparsities = [], [], []
     for _ in range(80):
         params, state = step(params, state)
-        l1s.append(float(state.extra.l1))
-        reached.append(bool(state.extra.reached))
-        sparsities.append(float(state.extra.sparsity))
+        l1s.append(float(state.rule_state.l1))
+        reached.append(bool(state.rule_state.reached))
+        sparsities.append(float(state.rule_state.sparsity))
     first = reached.index(True)
     checks = [i for i in range(80) if (i + 1 - 2) > 0 and (i + 1 - 2) % interval == 0]
     assert first in checks
@@ -338,21 +339,21 @@ def test_continuation_state_does_not_change_before_a_check():
     for k in range(4):
         updates, state = tx.update(grads_fn(k, params), state, params)
         params = optax.apply_updates(params, updates)
-        assert float(state.extra.l1) == pytest.approx(0.01)
+        assert float(state.rule_state.l1) == pytest.approx(0.01)
     updates, state = tx.update(grads_fn(4, params), state, params)
-    assert float(state.extra.l1) == pytest.approx(0.02)
+    assert float(state.rule_state.l1) == pytest.approx(0.02)
 
 
 @pytest.mark.parametrize("rewind", [False, True])
 def test_prune_at_init_fixes_the_mask_and_trains_the_survivors(rewind):
     params0, grads_fn = _regression_problem(1)
     P, lr = 4, 0.1
-    tx = optim.lats_prune_at_init(lr, 0.5, prune_steps=P, rewind=rewind, **PLAIN)
+    tx = sj.lats_prune_at_init(lr, 0.5, prune_steps=P, rewind=rewind, **PLAIN, mask=sj.tree.weights_only)
     step = jax.jit(lambda p, s, k: _apply(tx, p, s, grads_fn(k, p)))
     params, state = params0, tx.init(params0)
     for k in range(P):
         params, state = step(params, state, k)
-    mask = np.asarray(state.extra.masks["kernel"])
+    mask = np.asarray(state.retrain.support["kernel"])
     assert 0.1 < 1 - mask.mean() < 0.95
     if rewind:
         rewound = np.where(mask, params0["kernel"], 0)
@@ -361,7 +362,7 @@ def test_prune_at_init_fixes_the_mask_and_trains_the_survivors(rewind):
         np.testing.assert_allclose(params["bias"], params0["bias"], atol=1e-7)
     else:
         np.testing.assert_array_equal(mask, np.asarray(params["kernel"]) != 0)
-    assert float(state.threshold) == 0.0
+    assert float(state.reparam.threshold) == 0.0
     w_fix = np.asarray(params["kernel"])
     # afterwards: the pruned weights stay exactly zero although their gradient is large,
     # the survivors move by plain SGD (no threshold), the mask never changes
@@ -372,7 +373,7 @@ def test_prune_at_init_fixes_the_mask_and_trains_the_survivors(rewind):
         after = np.asarray(params["kernel"])
         assert np.all(after[~mask] == 0)
         np.testing.assert_allclose(after[mask], (before - lr * g)[mask], rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(np.asarray(state.extra.masks["kernel"]), mask)
+        np.testing.assert_array_equal(np.asarray(state.retrain.support["kernel"]), mask)
     assert np.abs(np.asarray(grads_fn(0, params)["kernel"])[~mask]).max() > 0.1
     assert not np.array_equal(w_fix, np.asarray(params["kernel"]))
 
@@ -415,7 +416,6 @@ def test_unselected_leaves_follow_the_inner_optimizer():
         (lambda: optim.lats(0.1, 0.1, start_step=-1), "start_step"),
         (lambda: optim.lats(0.1, 0.1, start_step=1.5), "start_step"),
         (lambda: optim.lats(0.1, 0.1, gradient="sign"), "gradient"),
-        (lambda: optim.lats(0.1, 0.1, mask="biases"), "mask"),
         (lambda: optim.slats(0.1, -0.1, 100), "final_threshold"),
         (lambda: optim.slats(0.1, 0.1, 0), "total_steps"),
         (lambda: optim.slats(0.1, 0.1, 10, start_step=10), "total_steps must be > start_step"),
@@ -431,7 +431,7 @@ def test_unselected_leaves_follow_the_inner_optimizer():
         (lambda: optim.lats_continuation(0.1, 0.9, 0.0, 10), "l1"),
         (lambda: optim.lats_continuation(0.1, 0.9, 0.1, 0), "interval"),
         (lambda: optim.lats_continuation(0.1, 0.9, 0.1, 10, growth=0.5), "growth"),
-        (lambda: optim.lats_prune_at_init(0.1, 0.1, prune_steps=0), "prune_steps"),
+        (lambda: sj.lats_prune_at_init(0.1, 0.1, prune_steps=0), "prune_steps"),
         (lambda: optim.soft_threshold_reparam(optax.sgd(0.1), threshold=-1.0), "threshold"),
     ],
 )
@@ -445,3 +445,49 @@ def test_missing_params_raise():
     params = {"kernel": jnp.ones((2, 2))}
     with pytest.raises(ValueError, match="needs the current params"):
         tx.update(params, tx.init(params))
+
+
+def test_a_mask_that_selects_no_leaf_raises_at_init():
+    tx = optim.lats(0.1, 0.1, mask="biases")  # a regular expression on the leaf paths
+    with pytest.raises(ValueError, match=r"mask='biases' selects no leaf"):
+        tx.init({"kernel": jnp.ones((2, 2))})
+
+
+def test_every_leaf_is_thresholded_by_default_even_a_vector():
+    params = jnp.array([0.5, -0.2, 1e-6, 0.0])
+    tx = sj.lats(learning_rate=1e-2, l1=1e-4)
+    state = tx.init(params)
+    assert state.latent.shape == (4,)
+    grads = jnp.array([1.0, -1.0, 0.0, 0.0])
+    updates, state = tx.update(grads, state, params)
+    out = optax.apply_updates(params, updates)
+    # theta_0 = w_0 (d_0 = 0); one SGD step (momentum buffer = g, coupled weight decay), then S_d
+    g = np.asarray(grads, np.float64) + WEIGHT_DECAY * np.asarray(params, np.float64)
+    expected = np_soft_threshold(np.asarray(params, np.float64) - 1e-2 * g, 1e-2 * 1e-4)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-9)
+    assert float(out[2]) == 0.0 and float(out[3]) == 0.0
+    np.testing.assert_allclose(state.threshold, 1e-6, rtol=1e-6)
+
+
+def test_str_reparam_is_str_and_has_its_own_state():
+    assert optim.str_ is sj.str_reparam
+    state = sj.str_reparam(0.1, s_init=0.0).init({"w": jnp.ones(3)})
+    assert isinstance(state, sj.StrReparamState)
+    assert float(state.threshold["w"]) == 0.5 and float(state.logit["w"]) == 0.0
+
+
+def test_any_inner_optimizer_with_a_threshold_rule():
+    # LATS's rule around Adam: the threshold still grows by l1 * lr per step.
+    params = {"kernel": jnp.array([[0.5, -0.05, 1.0]])}
+    rule = sj.optim.lats_rule(0.1, l1=0.5)
+    tx = sj.soft_threshold_reparam(optax.adam(0.01), rule)
+    state = tx.init(params)
+    for k in range(3):
+        updates, state = tx.update({"kernel": jnp.ones((1, 3))}, state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(state.threshold, 3 * 0.05, rtol=1e-6)
+    # each Adam step moves theta by -0.01 (a constant gradient); w = S_d(theta)
+    np.testing.assert_allclose(params["kernel"], np_soft_threshold(
+        np.array([[0.5, -0.05, 1.0]]) - 0.03, 0.15), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cumulative"):
+        sj.soft_threshold_reparam(optax.sgd(0.1), rule, cumulative=True)
