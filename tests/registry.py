@@ -28,6 +28,8 @@ class Case:
         ``static_args`` to ``optax.inject_hyperparams``.
       schedule_arg: the argument that accepts an ``optax.Schedule`` (the
         learning rate, or what plays its role), or ``None``.
+      covers: the public factories a battery wrapper builds on, when ``factory``
+        is such a wrapper (it feeds the extra arguments a method needs).
     """
 
     name: str
@@ -35,6 +37,7 @@ class Case:
     hyper: dict[str, Any]
     static: dict[str, Any] = dataclasses.field(default_factory=dict)
     schedule_arg: str | None = "learning_rate"
+    covers: tuple[Callable[..., Any], ...] = ()
 
     def make(self, **overrides: Any) -> optax.GradientTransformation:
         return self.factory(**{**self.hyper, **self.static, **overrides})
@@ -58,23 +61,25 @@ CASES: list[Case] = [
     Case("prox_sgd", sj.prox_sgd, dict(learning_rate=0.1, l1=0.05)),
     Case("prox_sgd_momentum", sj.prox_sgd, dict(learning_rate=0.1, l1=0.05, momentum=0.9)),
     Case("sqrt_t_prox_sgd", sj.sqrt_t_prox_sgd, dict(learning_rate=0.1, gamma=2.0, l1=0.01)),
+    Case("pytorch_sgd", sj.pytorch_sgd, dict(learning_rate=0.1, momentum=0.9, weight_decay=1e-3),
+         dict(nesterov=True)),
 ]
 
-# --- sparsejax.pruning: fixed-mask retraining and gradual magnitude pruning ---------------
+# --- sparsejax.pruning: fixed-support retraining and gradual magnitude pruning ------------
 
 
 def _prune_half(params: Any) -> Any:
-    """Masks removing half of the kernels' weights by global magnitude (biases stay dense)."""
-    return pruning.prune(params, 0.5)[1]
+    """The support keeping half of the kernels' weights by global magnitude (biases stay dense)."""
+    return pruning.prune(params, 0.5, mask=sj.tree.weights_only)[1]
 
 
 CASES += [
-    Case("fixed_mask", pruning.fixed_mask, {}, dict(masks=_prune_half), schedule_arg=None),
+    Case("fixed_support", pruning.fixed_support, {}, dict(support=_prune_half), schedule_arg=None),
     Case(
-        "fixed_mask_packed",
-        pruning.fixed_mask,
+        "fixed_support_packed",
+        pruning.fixed_support,
         {},
-        dict(masks=_prune_half, packed=True),
+        dict(support=_prune_half, packed=True),
         schedule_arg=None,
     ),
     Case(
@@ -273,13 +278,16 @@ CASES += [
         dict(constraints=_fw_lp_constraints, rescale=None),
     ),
     Case("one_shot_fw", one_shot_fw, dict(learning_rate=0.2, rho=0.5), dict(constraints=_fw_constraints)),
-    Case("svrf", svrf_battery, dict(learning_rate=0.2), dict(constraints=_fw_constraints)),
-    Case("saga_fw", saga_fw_battery, dict(learning_rate=0.2), dict(constraints=_fw_constraints)),
+    Case("svrf", svrf_battery, dict(learning_rate=0.2), dict(constraints=_fw_constraints),
+         covers=(svrf,)),
+    Case("saga_fw", saga_fw_battery, dict(learning_rate=0.2), dict(constraints=_fw_constraints),
+         covers=(saga_fw,)),
     Case(
         "loss_adaptive_sfw",
         loss_adaptive_sfw_battery,
         dict(learning_rate=0.3),
         dict(constraints=_fw_constraints),
+        covers=(loss_adaptive_learning_rate, sfw),
     ),
 ]
 
@@ -292,7 +300,7 @@ CASES += [
 SHARDED_CASES: dict[str, str] = {
     "grda": "dual averaging with a cumulative threshold: per-parameter buffers, a count",
     "irda": "freezing of zeros after a step: a boolean per-parameter state",
-    "fixed_mask_packed": "bit-packed masks: the packed axis must follow the parameters' sharding",
+    "fixed_support_packed": "bit-packed support: the packed axis must follow the parameters' sharding",
     "gradual_pruning_global": "global magnitude selection: a threshold over every leaf at once",
     "str": "trainable per-layer thresholds: a reduction over each leaf in the gradient",
     "lats_continuation": "a threshold driven by the global sparsity (a reduction over every leaf)",
@@ -312,7 +320,7 @@ VARIANT_OF: dict[str, str] = {
     "grda_weights_only": "grda",
     "rda_init": "rda",
     "prox_sgd_momentum": "prox_sgd",
-    "fixed_mask_packed": "fixed_mask",
+    "fixed_support_packed": "fixed_support",
     "gradual_pruning_global": "gradual_pruning",
     "gradual_pruning_erk_adamw": "gradual_pruning",
     "lats_plain_sgd_all_leaves": "lats",

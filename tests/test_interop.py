@@ -354,3 +354,32 @@ def test_flax_nnx_optimizer_matches_pure_pytrees(case):
     for _ in range(3):
         params, state = pure_step(params, state)
     assert_tree_close(nnx.to_pure_dict(nnx.state(model, nnx.Param)), params)
+
+
+def _public_transform_factories() -> dict[str, object]:
+    """Every public callable of sparsejax (and sparsejax.pruning) whose return annotation is an
+    Optax gradient transformation: what a user can put in a chain."""
+    import inspect
+
+    from sparsejax import pruning
+
+    found = {}
+    for module in (sj, pruning):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not inspect.isfunction(obj):
+                continue
+            returns = str(inspect.signature(obj).return_annotation)
+            if "GradientTransformation" in returns:
+                found[name] = obj
+    return found
+
+
+def test_every_public_transform_factory_is_in_the_battery():
+    factories = _public_transform_factories()
+    assert {"grda", "lats", "sfw", "fixed_support", "pytorch_sgd"} <= set(factories)
+    # a factory is covered directly, or through a battery wrapper that builds on it (the
+    # variance-reduced Frank-Wolfe methods need extra arguments on every update)
+    tested = {c.factory for c in CASES} | {f for c in CASES for f in c.covers}
+    missing = sorted(n for n, f in factories.items() if f not in tested)
+    assert not missing, f"public transform factories missing from tests/registry.py: {missing}"
