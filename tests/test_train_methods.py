@@ -11,7 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
-from sparsejax.train import methods
+from sparsejax.train import methods, schedules
 
 
 def _params() -> dict:
@@ -162,16 +162,16 @@ def test_rda_threshold_metric() -> None:
 
 def test_learning_rate_schedules() -> None:
     kw = dict(steps_per_epoch=10, epochs=4)
-    cos = methods.make_schedule("cosine", 0.2, warmup_steps=10, **kw)
+    cos = schedules.make_schedule("cosine", 0.2, warmup_steps=10, **kw)
     assert float(cos(0)) == 0.0 and float(cos(10)) == pytest.approx(0.2)
     assert float(cos(25)) == pytest.approx(0.1, rel=1e-5) and float(cos(40)) == pytest.approx(0.0)
-    ep = methods.make_schedule("cosine_epoch", 0.2, **kw)
+    ep = schedules.make_schedule("cosine_epoch", 0.2, **kw)
     assert [round(float(ep(k)), 4) for k in (0, 9, 10, 20, 30)] == [0.2, 0.2, 0.1707, 0.1, 0.0293]
-    step = methods.make_schedule("step", 0.2, decay_at=(0.25, 0.5), decay_factor=0.5, **kw)
+    step = schedules.make_schedule("step", 0.2, decay_at=(0.25, 0.5), decay_factor=0.5, **kw)
     assert [round(float(step(k)), 4) for k in (9, 10, 19, 20)] == [0.2, 0.1, 0.1, 0.05]
-    assert float(methods.make_schedule("constant", 0.2, **kw)(1000)) == pytest.approx(0.2)
+    assert float(schedules.make_schedule("constant", 0.2, **kw)(1000)) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="warmup_steps must be < the total number of steps"):
-        methods.make_schedule("cosine", 0.2, warmup_steps=40, **kw)
+        schedules.make_schedule("cosine", 0.2, warmup_steps=40, **kw)
 
 
 def test_learning_rate_is_injected_and_follows_the_schedule() -> None:

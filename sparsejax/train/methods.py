@@ -12,7 +12,7 @@ one).
 Conventions shared by all methods:
 
 * **Learning rate.** One base learning rate and one schedule for every method
-  (:func:`make_schedule`: ``constant``, ``cosine``, ``cosine_epoch``,
+  (:func:`sparsejax.train.schedules.make_schedule`: ``constant``, ``cosine``, ``cosine_epoch``,
   ``step``, each with an optional linear warm-up). The transform is wrapped in
   :func:`optax.inject_hyperparams` with the learning rate as its only injected
   hyperparameter, so the trainer reads the current value from
@@ -53,25 +53,31 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import sparsejax as sj
-from sparsejax import pruning
-from sparsejax._validation import check_choice, check_number, describe_range
-from sparsejax.optim import reparam as _reparam
-from sparsejax.optim.continuation import ContinuationState
-from sparsejax.optim.dual_averaging import RDAState
-from sparsejax.optim.proximal import SoftThresholdState
-from sparsejax.optim.reparam import SoftThresholdReparamState
+from sparsejax import constraints, pruning
+from sparsejax._validation import check_number
+from sparsejax.optim.reparam import MOMENTUM, WEIGHT_DECAY
 from sparsejax.optim.sgd import pytorch_sgd
-from sparsejax.optim.trainable_threshold import STR_S_INIT, STR_WEIGHT_DECAY, StrReparamState
-from sparsejax.pruning.gradual import GradualPruningState
+from sparsejax.optim.trainable_threshold import STR_S_INIT, STR_WEIGHT_DECAY
+from sparsejax.train.registry import (
+    METHODS,
+    Context,
+    ExtraMetrics,
+    HParam,
+    MethodSpec,
+    available_methods,
+    describe,
+    get_method,
+    register,
+    resolve_hparams,
+)
+from sparsejax.train.schedules import make_schedule
 from sparsejax.tree import PyTree
 
 __all__ = [
     "METHODS",
-    "SCHEDULES",
     "Context",
     "HParam",
     "MethodSpec",
@@ -79,397 +85,9 @@ __all__ = [
     "describe",
     "get_method",
     "make_optimizer",
-    "make_schedule",
     "prepare_model",
     "resolve_hparams",
 ]
-
-ExtraMetrics = Callable[[PyTree, PyTree], Mapping[str, Any]]
-
-SCHEDULES = ("constant", "cosine", "cosine_epoch", "step")
-"""The learning-rate schedules of :func:`make_schedule`."""
-
-
-# --- hyperparameters ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class HParam:
-    """One hyperparameter of a method.
-
-    Attributes:
-      name: its name (``--hp name=value`` on the command line).
-      default: the default value.
-      help: what it does.
-      source: where the default comes from (paper, section/table; or "our choice" and why).
-      kind: ``float``, ``int``, ``bool`` or a tuple of accepted strings.
-      gt, ge, lt, le: the accepted range of a number (strict or not).
-      optional: whether ``None`` is accepted (``"none"`` on the command line).
-    """
-
-    name: str
-    default: Any
-    help: str
-    source: str
-    kind: Any = float
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-    optional: bool = False
-
-    def range_text(self) -> str:
-        """The accepted values, in words (e.g. ``'> 0 and < 1'``)."""
-        if isinstance(self.kind, tuple):
-            return "one of " + ", ".join(repr(c) for c in self.kind)
-        if self.kind is bool:
-            return "true or false"
-        text = describe_range(self.gt, self.ge, self.lt, self.le)
-        text = ("an integer " if self.kind is int else "") + text
-        return text + (" (or none)" if self.optional else "")
-
-    def parse(self, value: Any, method: str) -> Any:
-        """Converts ``value`` (a number, a bool or a command-line string) and checks its range.
-
-        Raises:
-          ValueError: naming the method, the hyperparameter and the accepted values.
-        """
-        where = f"method {method!r}: hyperparameter {self.name}"
-        if isinstance(value, str):
-            text = value.strip()
-            if self.optional and text.lower() in ("none", "null", ""):
-                return None
-            if isinstance(self.kind, tuple):
-                value = text
-            elif self.kind is bool:
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(f"{where} must be true or false, got {value!r}")
-                value = text.lower() in ("true", "1", "yes")
-            else:
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise ValueError(
-                        f"{where} must be {self.range_text()}, got {value!r}"
-                    ) from None
-        if value is None:
-            if self.optional:
-                return None
-            raise ValueError(f"{where} must be {self.range_text()}, got None")
-        if isinstance(self.kind, tuple):
-            try:
-                check_choice(self.name, value, self.kind)
-            except ValueError as e:
-                raise ValueError(f"method {method!r}: {e}") from None
-            return value
-        if self.kind is bool:
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{where} must be true or false, got {value!r}")
-            return bool(value)
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-            raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
-        try:
-            check_number(self.name, value, gt=self.gt, ge=self.ge, lt=self.lt, le=self.le,
-                         integer=self.kind is int)
-        except ValueError:
-            raise ValueError(f"{where} must be {self.range_text()}, got {value!r}") from None
-        return int(value) if self.kind is int else float(value)
-
-
-# --- what a builder gets ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What a method's builder needs besides its hyperparameters.
-
-    Attributes:
-      learning_rate: the learning rate (a float32 array injected by
-        :func:`optax.inject_hyperparams`, or a number/schedule for methods
-        that are not wrapped).
-      momentum: the momentum to use (already resolved; ``None`` for none).
-      steps_per_epoch: training steps per epoch.
-      epochs: number of epochs.
-      params: the params the optimizer will be initialised with (a pure dict).
-      model: the Flax model, when given.
-    """
-
-    learning_rate: Any
-    momentum: float | None
-    steps_per_epoch: int
-    epochs: int
-    params: PyTree
-    model: Any = None
-
-    @property
-    def total_steps(self) -> int:
-        """``steps_per_epoch * epochs``."""
-        return self.steps_per_epoch * self.epochs
-
-    def steps(self, epochs: float, *, minimum: int = 0) -> int:
-        """``epochs`` (a float) in steps, rounded, at least ``minimum``."""
-        return max(minimum, int(round(epochs * self.steps_per_epoch)))
-
-
-@dataclasses.dataclass(frozen=True)
-class MethodSpec:
-    """A registered training method.
-
-    Attributes:
-      name: the registry name.
-      summary: one line on what it is.
-      reference: the paper (and where in it the defaults come from).
-      hparams: its hyperparameters.
-      build: ``build(context, hparams) -> optax transform``.
-      metrics: ``metrics(hparams) -> extra_metrics(opt_state, params) -> dict`` or ``None``.
-      default_learning_rate: the base learning rate used when none is given
-        (``None``: the method has no learning rate).
-      learning_rate_source: where that value comes from.
-      default_momentum: the momentum used when none is given; ``None``: the
-        method has no momentum (a given momentum is ignored).
-      momentum_source: where that value comes from.
-      prepare: ``prepare(model, hparams, seed)``, changing the freshly built
-        model in place before training (e.g. iRDA's init), or ``None``.
-      sparse: whether the method produces exact zeros.
-    """
-
-    name: str
-    summary: str
-    reference: str
-    hparams: tuple[HParam, ...]
-    build: Callable[[Context, dict[str, Any]], optax.GradientTransformation]
-    metrics: Callable[[dict[str, Any]], ExtraMetrics] | None = None
-    default_learning_rate: float | None = 0.1
-    learning_rate_source: str = ""
-    default_momentum: float | None = None
-    momentum_source: str = ""
-    prepare: Callable[[Any, dict[str, Any], int], None] | None = None
-    sparse: bool = True
-
-    def hparam(self, name: str) -> HParam:
-        """The hyperparameter called ``name``.
-
-        Raises:
-          ValueError: naming the accepted hyperparameters.
-        """
-        for h in self.hparams:
-            if h.name == name:
-                return h
-        names = ", ".join(h.name for h in self.hparams) or "none"
-        raise ValueError(
-            f"method {self.name!r} has no hyperparameter {name!r}; accepted: {names}"
-        )
-
-    @property
-    def uses_learning_rate(self) -> bool:
-        """Whether the shared learning rate and its schedule apply to this method."""
-        return self.default_learning_rate is not None
-
-    @property
-    def uses_momentum(self) -> bool:
-        """Whether a momentum applies to this method."""
-        return self.default_momentum is not None
-
-    def resolve_learning_rate(self, learning_rate: float | None) -> float | None:
-        """The base learning rate a run uses: ``learning_rate``, else the default; ``None`` if unused.
-
-        Raises:
-          ValueError: for a negative or non-finite learning rate.
-        """
-        if not self.uses_learning_rate:
-            return None
-        if learning_rate is None:
-            return self.default_learning_rate
-        check_number("learning_rate", learning_rate, ge=0)
-        return float(learning_rate)
-
-    def resolve_momentum(self, momentum: float | None) -> float | None:
-        """The momentum a run uses: ``momentum``, else the default; ``None`` if the method has none.
-
-        Raises:
-          ValueError: for a momentum outside ``[0, 1)``.
-        """
-        if momentum is not None:
-            check_number("momentum", momentum, ge=0, lt=1)
-        if not self.uses_momentum:
-            return None
-        return self.default_momentum if momentum is None else float(momentum)
-
-
-METHODS: dict[str, MethodSpec] = {}
-"""Every registered method, by name (see :func:`available_methods`)."""
-
-
-def _register(spec: MethodSpec) -> None:
-    if spec.name in METHODS:  # pragma: no cover - programming error
-        raise ValueError(f"method {spec.name!r} registered twice")
-    METHODS[spec.name] = spec
-
-
-def available_methods() -> tuple[str, ...]:
-    """The names of the registered methods, sorted.
-
-    Example:
-      >>> from sparsejax.train.methods import available_methods
-      >>> {'sgd', 'gmp', 'grda', 'irda', 'lats'} <= set(available_methods())
-      True
-    """
-    return tuple(sorted(METHODS))
-
-
-def get_method(method: str) -> MethodSpec:
-    """The :class:`MethodSpec` called ``method``.
-
-    Raises:
-      ValueError: for an unknown name, listing the known ones.
-
-    Example:
-      >>> from sparsejax.train.methods import get_method
-      >>> get_method('grda').hparam('mu').default
-      0.51
-    """
-    if method not in METHODS:
-        raise ValueError(
-            f"unknown method {method!r}; available methods: {', '.join(available_methods())}"
-        )
-    return METHODS[method]
-
-
-def resolve_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The full, checked hyperparameters of ``method``: the defaults updated with ``hparams``.
-
-    Values may be numbers, bools, strings of choices, or command-line strings
-    (``'1e-3'``, ``'true'``, ``'none'``); they come back typed.
-
-    Args:
-      method: a registered method name.
-      hparams: the values to change (a subset of the method's hyperparameters).
-
-    Returns:
-      A dict with every hyperparameter of the method, in declaration order.
-
-    Raises:
-      ValueError: for an unknown method or hyperparameter, or a value out of range.
-
-    Example:
-      >>> from sparsejax.train.methods import resolve_hparams
-      >>> resolve_hparams('prox_sgd', {'l1': '1e-4'})
-      {'l1': 0.0001, 'nesterov': False, 'sparsify': 'weights'}
-    """
-    spec = get_method(method)
-    given = dict(hparams or {})
-    for name in given:
-        spec.hparam(name)  # raises for an unknown name
-    out = {}
-    for h in spec.hparams:
-        out[h.name] = h.parse(given[h.name], method) if h.name in given else h.default
-    return out
-
-
-def describe(method: str) -> str:
-    """A plain-text description of a method and its hyperparameters (defaults, ranges, sources).
-
-    Example:
-      >>> from sparsejax.train.methods import describe
-      >>> print(describe('sgd').splitlines()[0])
-      sgd: SGD with heavy-ball momentum: the dense baseline.
-    """
-    spec = get_method(method)
-    lines = [f"{spec.name}: {spec.summary}", f"  reference: {spec.reference}"]
-    if spec.uses_learning_rate:
-        lines.append(f"  learning rate: default {spec.default_learning_rate:g} "
-                     f"({spec.learning_rate_source})")
-    else:
-        lines.append("  learning rate: none (the step size is set by gamma; --lr and "
-                     "--schedule do not apply)")
-    if spec.uses_momentum:
-        lines.append(f"  momentum: default {spec.default_momentum:g} ({spec.momentum_source})")
-    else:
-        lines.append("  momentum: none (a given momentum is ignored)")
-    for h in spec.hparams:
-        lines.append(f"  {h.name} = {h.default!r}  [{h.range_text()}]")
-        lines.append(f"      {h.help}")
-        lines.append(f"      default from: {h.source}")
-    return "\n".join(lines)
-
-
-# --- learning-rate schedules ----------------------------------------------------------------
-
-
-def make_schedule(
-    kind: str,
-    learning_rate: float,
-    *,
-    steps_per_epoch: int,
-    epochs: int,
-    warmup_steps: int = 0,
-    decay_at: Sequence[float] = (0.5, 0.75),
-    decay_factor: float = 0.1,
-) -> optax.Schedule:
-    r"""The learning-rate schedule shared by every method.
-
-    With :math:`\eta_0` = ``learning_rate``, :math:`T` the total steps, :math:`W`
-    the warm-up steps (a linear ramp from 0 to :math:`\eta_0`, then the decay
-    over the remaining :math:`T - W` steps):
-
-    * ``constant``: :math:`\eta_0`;
-    * ``cosine``: :math:`\tfrac{\eta_0}{2}(1 + \cos(\pi k/(T - W)))`, per step;
-    * ``cosine_epoch``: the same, changing once per epoch,
-      :math:`\eta_e = \tfrac{\eta_0}{2}(1 + \cos(\pi e/E))` (the schedule
-      :func:`sparsejax.optim.lats_epochwise`'s theory assumes);
-    * ``step``: :math:`\eta_0` multiplied by ``decay_factor`` at each fraction
-      of training in ``decay_at``.
-
-    Args:
-      kind: one of :data:`SCHEDULES`.
-      learning_rate: :math:`\eta_0 \ge 0`.
-      steps_per_epoch: steps per epoch (>= 1).
-      epochs: epochs (>= 1).
-      warmup_steps: :math:`W \ge 0` (must be < T).
-      decay_at: ``step``: fractions of training in (0, 1).
-      decay_factor: ``step``: the factor, in (0, 1].
-
-    Returns:
-      An :class:`optax.Schedule`.
-
-    Example:
-      >>> from sparsejax.train.methods import make_schedule
-      >>> s = make_schedule('step', 0.1, steps_per_epoch=10, epochs=2, decay_at=(0.5,))
-      >>> [round(float(s(k)), 3) for k in (0, 9, 10, 19)]
-      [0.1, 0.1, 0.01, 0.01]
-    """
-    check_choice("schedule", kind, SCHEDULES)
-    check_number("learning_rate", learning_rate, ge=0)
-    check_number("steps_per_epoch", steps_per_epoch, ge=1, integer=True)
-    check_number("epochs", epochs, ge=1, integer=True)
-    total = int(steps_per_epoch) * int(epochs)
-    check_number("warmup_steps", warmup_steps, ge=0, integer=True)
-    if warmup_steps >= total:
-        raise ValueError(
-            f"warmup_steps must be < the total number of steps ({total}), got {warmup_steps}"
-        )
-    check_number("decay_factor", decay_factor, gt=0, le=1)
-    for f in decay_at:
-        check_number("decay_at", f, gt=0, lt=1)
-    lr = float(learning_rate)
-    rest = total - int(warmup_steps)
-    if kind == "constant":
-        main = optax.constant_schedule(lr)
-    elif kind == "cosine":
-        main = optax.cosine_decay_schedule(lr, rest)
-    elif kind == "cosine_epoch":
-        def main(count: Any) -> jax.Array:
-            e = jnp.floor(jnp.asarray(count, jnp.float32) / steps_per_epoch)
-            return jnp.float32(lr / 2) * (1.0 + jnp.cos(jnp.pi * jnp.minimum(e / epochs, 1.0)))
-    else:
-        boundaries = {int(round(f * total)) - int(warmup_steps): decay_factor for f in decay_at}
-        main = optax.piecewise_constant_schedule(lr, {max(b, 0): v for b, v in boundaries.items()})
-    if not warmup_steps:
-        return main
-    return optax.join_schedules(
-        [optax.linear_schedule(0.0, lr, int(warmup_steps)), main], [int(warmup_steps)]
-    )
-
 
 # --- helpers for builders and metrics ---------------------------------------------------------
 
@@ -479,20 +97,18 @@ def _mask(hp: Mapping[str, Any]) -> Any:
     return sj.tree.weights_only if hp["sparsify"] == "weights" else None
 
 
-def _all_leaves(params: PyTree) -> PyTree:
-    return jax.tree.map(lambda _: True, params)
-
-
-def _find(state: PyTree, cls: type) -> Any:
-    """The first node of type ``cls`` in an optimizer state (NamedTuples nest freely)."""
-    for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, cls)):
-        if isinstance(node, cls):
-            return node
-    raise ValueError(f"no {cls.__name__} in the optimizer state")
+def _state_value(opt_state: PyTree, key: str) -> Any:
+    """The field ``key`` of the (nested) optimizer state, by :func:`optax.tree_utils.tree_get`."""
+    value = optax.tree_utils.tree_get(opt_state, key)
+    if value is None:
+        raise ValueError(f"no {key!r} in the optimizer state")
+    return value
 
 
 def _scalar(x: Any) -> jax.Array:
-    return jnp.asarray(x, jnp.float32)
+    """A float32 scalar: the value itself, or the mean of a per-leaf pytree of values."""
+    leaves = [jnp.asarray(v, jnp.float32) for v in jax.tree.leaves(x)]
+    return leaves[0] if len(leaves) == 1 else jnp.mean(jnp.stack(leaves))
 
 
 def _sgd(ctx: Context, weight_decay: float, nesterov: bool) -> optax.GradientTransformation:
@@ -516,33 +132,34 @@ def _wd(default: float, source: str) -> HParam:
                   source, ge=0)
 
 
-def _threshold_metrics(cls: type, field: str = "threshold") -> Callable[[dict], ExtraMetrics]:
+def _reads(**fields: str) -> Callable[[dict], ExtraMetrics]:
+    """Metrics that report state fields: ``_reads(threshold='threshold')`` logs each step's
+    ``threshold`` field of the optimizer state (the mean, when it is held per leaf)."""
+
     def metrics(hp: dict[str, Any]) -> ExtraMetrics:
         del hp
 
         def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
             del params
-            node = _find(opt_state, cls)
-            value = getattr(node, field)
-            leaves = [x for x in jax.tree.leaves(value)]
-            if len(leaves) == 1:
-                return {"threshold": _scalar(leaves[0])}
-            return {"threshold": jnp.mean(jnp.stack([_scalar(x) for x in leaves]))}
+            return {name: _scalar(_state_value(opt_state, key)) for name, key in fields.items()}
 
         return extra
 
     return metrics
 
 
+THRESHOLD = _reads(threshold="threshold")
+
+
 # --- the baselines: SGD and gradual magnitude pruning -----------------------------------------
 
-_register(MethodSpec(
+register(MethodSpec(
     name="sgd",
     summary="SGD with heavy-ball momentum: the dense baseline.",
     reference="Robbins and Monro (1951); the 'SGD' rows of every paper here",
     hparams=(
         NESTEROV,
-        _wd(0.0, "our choice: no regulariser, so that the baseline differs from the sparse "
+        _wd(0.0, "library default: no regulariser, so that the baseline differs from the sparse "
                  "methods only by their sparsity mechanism"),
     ),
     build=lambda ctx, hp: _sgd(ctx, hp["weight_decay"], hp["nesterov"]),
@@ -573,17 +190,7 @@ def _build_gmp(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation
     )
 
 
-def _gmp_metrics(hp: dict[str, Any]) -> ExtraMetrics:
-    del hp
-
-    def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
-        del params
-        return {"target_sparsity": _scalar(_find(opt_state, GradualPruningState).sparsity)}
-
-    return extra
-
-
-_register(MethodSpec(
+register(MethodSpec(
     name="gmp",
     summary="gradual magnitude pruning: momentum SGD whose smallest weights are masked "
             "along a cubic sparsity schedule (Zhu & Gupta).",
@@ -591,16 +198,16 @@ _register(MethodSpec(
               "Sec. 3 and eq. (1)",
     hparams=(
         HParam("final_sparsity", 0.9, "the sparsity s_f reached at end_fraction of training",
-               "our choice: the 90% level the comparison targets (Zhu & Gupta report 50-95%)",
+               "library default: 90% (Zhu & Gupta report 50-95%)",
                ge=0, lt=1),
         HParam("initial_sparsity", 0.0, "the sparsity s_i of the first mask update",
                "Zhu & Gupta eq. (1): s_i = 0 when starting from a dense network", ge=0, lt=1),
         HParam("begin_fraction", 0.1, "fraction of training before the first mask update (t_0)",
-               "our choice: Zhu & Gupta start after some dense training; 10% of a short run",
+               "library default: Zhu & Gupta start after some dense training",
                ge=0, le=1),
         HParam("end_fraction", 0.7, "fraction of training at the last mask update (t_0 + n dt)",
-               "our choice: leaves the last 30% of training to recover at the final sparsity, "
-               "as Zhu & Gupta stop pruning before the learning rate has decayed", ge=0, le=1),
+               "library default: Zhu & Gupta stop pruning before the learning rate has decayed",
+               ge=0, le=1),
         HParam("frequency", 100, "steps between mask updates (dt)",
                "Zhu & Gupta Sec. 3: dt of 100 to 1000 steps", kind=int, ge=1),
         HParam("power", 3.0, "the exponent of the schedule", "Zhu & Gupta eq. (1): 3", gt=0),
@@ -608,11 +215,11 @@ _register(MethodSpec(
                "'layerwise' (every layer to s_t) or 'global' (one threshold for all layers)",
                "Zhu & Gupta prune each layer to the same sparsity", kind=("layerwise", "global")),
         NESTEROV,
-        _wd(0.0, "our choice: as the sgd baseline"),
+        _wd(0.0, "as the sgd baseline"),
         SPARSIFY,
     ),
     build=_build_gmp,
-    metrics=_gmp_metrics,
+    metrics=_reads(target_sparsity="sparsity"),
     default_learning_rate=0.1,
     learning_rate_source="as the sgd baseline",
     default_momentum=0.9,
@@ -622,7 +229,7 @@ _register(MethodSpec(
 
 # --- dual averaging: gRDA, RDA, iRDA ---------------------------------------------------------
 
-_register(MethodSpec(
+register(MethodSpec(
     name="grda",
     summary="generalized regularized dual averaging: SGD's dual average seen through a "
             "soft threshold c*sqrt(lr)*(n*lr)^mu that grows with the step (directional pruning).",
@@ -630,17 +237,15 @@ _register(MethodSpec(
               "NeurIPS 2020 (gRDA, Algorithm and Theory)",
     hparams=(
         HParam("c", 0.005, "threshold strength c: larger c, sparser network",
-               "the paper's range 1e-4 to 5e-3 on CIFAR/ImageNet (upper end); short runs need "
-               "more (0.011 on Fashion-MNIST in experiments/fashion_mnist_mlp.py)", ge=0),
+               "the paper's range 1e-4 to 5e-3 on CIFAR/ImageNet (upper end)", ge=0),
         HParam("mu", 0.51, "threshold growth exponent mu (theory: 0.5 < mu < 1)",
                "the paper: mu in (0.5, 1), 0.51 to 0.7 used; 0.51 its main choice", gt=0),
         SPARSIFY,
     ),
     build=lambda ctx, hp: sj.grda(ctx.learning_rate, c=hp["c"], mu=hp["mu"], mask=_mask(hp)),
-    metrics=_threshold_metrics(SoftThresholdState),
+    metrics=THRESHOLD,
     default_learning_rate=0.1,
-    learning_rate_source="our choice, as SGD (the extract gives none); used by "
-                         "experiments/fashion_mnist_mlp.py",
+    learning_rate_source="as the sgd baseline (the paper's extract gives none)",
     default_momentum=None,
 ))
 
@@ -671,7 +276,7 @@ def _rda_metrics(hp: dict[str, Any]) -> ExtraMetrics:
 
     def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
         del params
-        t = jnp.maximum(_scalar(_find(opt_state, RDAState).count), 1.0)
+        t = jnp.maximum(_scalar(_state_value(opt_state, "RDAState").count), 1.0)
         # the last update (the t-th) used tau = l1 * sqrt(t) / gamma and step 1/(gamma sqrt t)
         return {"threshold": l1 * jnp.sqrt(t) / gamma, "step_size": 1.0 / (gamma * jnp.sqrt(t))}
 
@@ -688,7 +293,7 @@ RDA_HPARAMS = (
            "iRDA paper Algorithm 1: w_0 = 0, w_1 random", kind=("zero", "init")),
 )
 
-_register(MethodSpec(
+register(MethodSpec(
     name="rda",
     summary="l1-regularized dual averaging: "
             "w = S_{lambda sqrt(t)/gamma}(w_0 - sum g/(gamma sqrt t)).",
@@ -697,7 +302,7 @@ _register(MethodSpec(
     hparams=RDA_HPARAMS + (
         HParam("init_scale", 0.0,
                "re-initialise the kernels with iRDA's uniform init of scale s (0: keep the "
-               "model's own initialiser)", "our choice for plain RDA: the model's own init",
+               "model's own initialiser)", "Xiao's RDA: the model's own init",
                ge=0),
         SPARSIFY,
     ),
@@ -715,7 +320,7 @@ def _build_irda(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformatio
                    mask=_mask(hp))
 
 
-_register(MethodSpec(
+register(MethodSpec(
     name="irda",
     summary="iterative RDA: RDA from iRDA's re-scaled init, then retraining of the "
             "non-zero weights only (zeros frozen).",
@@ -724,8 +329,8 @@ _register(MethodSpec(
     hparams=RDA_HPARAMS + (
         HParam("retrain_fraction", 0.5,
                "fraction of training after which step 2 (retraining with zeros frozen) starts",
-               "our choice: Algorithm 1 runs step 1 for T steps, then step 2; the extract does "
-               "not give T", ge=0, le=1),
+               "library default: Algorithm 1 runs step 1 for T steps, then step 2; the "
+               "extract does not give T", ge=0, le=1),
         HParam("init_scale", 10.0,
                "scale s of iRDA's uniform init (std sqrt(s^2/fan_in)) applied to the kernels "
                "before training (0: keep the model's initialiser)",
@@ -743,7 +348,7 @@ _register(MethodSpec(
 
 # --- proximal SGD -------------------------------------------------------------------------------
 
-_register(MethodSpec(
+register(MethodSpec(
     name="prox_sgd",
     summary="proximal SGD (FOBOS): an SGD step, then the soft threshold lr*l1.",
     reference="Duchi and Singer, JMLR 2009; the prox-SGD baseline of the iRDA paper, "
@@ -756,15 +361,15 @@ _register(MethodSpec(
     ),
     build=lambda ctx, hp: sj.prox_sgd(ctx.learning_rate, hp["l1"], momentum=ctx.momentum or None,
                                       nesterov=hp["nesterov"], mask=_mask(hp)),
-    metrics=_threshold_metrics(SoftThresholdState),
+    metrics=THRESHOLD,
     default_learning_rate=0.1,
-    learning_rate_source="our choice, as SGD (the iRDA paper's table gives 'gamma' 0.8 for "
+    learning_rate_source="as the sgd baseline (the iRDA paper's table gives 'gamma' 0.8 for "
                          "prox-SGD without saying it is the learning rate)",
     default_momentum=0.9,
     momentum_source="as the sgd baseline (momentum is applied before the threshold)",
 ))
 
-_register(MethodSpec(
+register(MethodSpec(
     name="sqrt_t_prox_sgd",
     summary="sqrt(t)-proximal SGD: an SGD step, then RDA's growing threshold l1*sqrt(t)/gamma "
             "(a baseline that drives the weights to zero in the long run).",
@@ -780,9 +385,9 @@ _register(MethodSpec(
     build=lambda ctx, hp: sj.sqrt_t_prox_sgd(ctx.learning_rate, hp["gamma"], hp["l1"],
                                              momentum=ctx.momentum or None,
                                              nesterov=hp["nesterov"], mask=_mask(hp)),
-    metrics=_threshold_metrics(SoftThresholdState),
+    metrics=THRESHOLD,
     default_learning_rate=0.1,
-    learning_rate_source="our choice, as SGD",
+    learning_rate_source="as the sgd baseline",
     default_momentum=0.9,
     momentum_source="as the sgd baseline",
 ))
@@ -792,11 +397,11 @@ _register(MethodSpec(
 
 LATS_REF = "Chen et al., A Unified Framework for Soft Threshold Pruning, ICLR 2023"
 REF_CODE = "the LATS reference code's ResNet-50/MobileNet-V1 configs (sparsejax.optim.reparam)"
-LATS_LR_SOURCE = ("our choice, tuned on LeNet-5/Fashion-MNIST in experiments/fashion_mnist_lats.py "
-                  "(peak 0.05 of a cosine schedule)")
+LATS_LR_SOURCE = ("library default, the peak of a cosine schedule (the reference code: cosine lr "
+                  "with a 5-epoch warm-up at batch 256)")
 
 
-def _reparam_common(wd_default: float = _reparam.WEIGHT_DECAY,
+def _reparam_common(wd_default: float = WEIGHT_DECAY,
                     wd_source: str = REF_CODE + ": 2**-15") -> tuple[HParam, ...]:
     return (
         HParam("gradient", "ste",
@@ -819,26 +424,24 @@ def _register_reparam(name: str, summary: str, hparams: tuple[HParam, ...],
                       metrics: Callable | None = None, reference: str = LATS_REF,
                       common: tuple[HParam, ...] | None = None,
                       momentum_source: str = REF_CODE + ": 0.875, not Nesterov") -> None:
-    _register(MethodSpec(
+    register(MethodSpec(
         name=name, summary=summary, reference=reference,
         hparams=hparams + (common if common is not None else _reparam_common()),
         build=build,
-        metrics=metrics or _threshold_metrics(SoftThresholdReparamState),
+        metrics=metrics or THRESHOLD,
         default_learning_rate=0.05, learning_rate_source=LATS_LR_SOURCE,
-        default_momentum=_reparam.MOMENTUM, momentum_source=momentum_source,
+        default_momentum=MOMENTUM, momentum_source=momentum_source,
     ))
 
 
 L1_LATS = HParam(
     "l1", 2.8e-3, "the l1 coefficient lambda: the threshold grows by lambda*lr per step",
-    "tuned for ~90% sparsity of LeNet-5 on Fashion-MNIST in experiments/fashion_mnist_lats.py "
-    "(the paper's extract gives no value)", ge=0)
+    "library default (the paper's extract gives no value; configs set their own)", ge=0)
 START = HParam("start_fraction", 0.0,
                "fraction of training before the threshold starts to grow (dense before)",
                "the paper's sparsify-during-training setting: from the start", ge=0, lt=1)
 FINAL_D = HParam("final_threshold", 0.2, "the final threshold D, reached at the end of training",
-                 "our choice: what LATS with l1=2.8e-3 reached on LeNet-5/Fashion-MNIST "
-                 "(0.197, experiments/fashion_mnist_lats.py)", ge=0)
+                 "library default (the reference code sets it per run)", ge=0)
 
 _register_reparam(
     "lats", "LATS: soft-threshold reparameterisation whose threshold grows by l1*lr each step "
@@ -875,7 +478,7 @@ _register_reparam(
            "training under a cosine learning rate, threshold ending at D.",
     (FINAL_D, HParam("beta", 0.1, "factor by which the implied l1 coefficient changes "
                                   "(< 1: prune early, > 1: late)",
-                     "our choice (the reference code sets it per run): early pruning", gt=0),
+                     "library default: early pruning (the reference code sets it per run)", gt=0),
      START),
     lambda ctx, hp: sj.pgh(ctx.learning_rate, hp["final_threshold"], beta=hp["beta"],
                            **_span(ctx, hp), **_reparam_kwargs(ctx, hp)),
@@ -893,7 +496,8 @@ _register_reparam(
     "fixed_threshold_reparam", "a constant threshold D; the latent weights start at "
                                "S_D^{-1}(w_0) so the model starts from its initial weights.",
     (HParam("threshold", 0.05, "the constant threshold D",
-            "our choice (the reference code's stmod without --gradual sets it per run)", ge=0),),
+            "library default (the reference code's stmod without --gradual sets it per run)",
+            ge=0),),
     lambda ctx, hp: sj.fixed_threshold_reparam(ctx.learning_rate, hp["threshold"],
                                                **_reparam_kwargs(ctx, hp)),
 )
@@ -904,7 +508,7 @@ _register_reparam(
             "STR's ResNet-50 configs (sInit_value = -3200)"),),
     lambda ctx, hp: sj.str_reparam(ctx.learning_rate, s_init=hp["s_init"],
                                    **_reparam_kwargs(ctx, hp)),
-    metrics=_threshold_metrics(StrReparamState),
+    metrics=THRESHOLD,
     reference="Kusupati et al., Soft Threshold Weight Reparameterization for Learnable "
               "Sparsity, ICML 2020",
     common=(
@@ -919,46 +523,35 @@ _register_reparam(
 )
 
 
-def _continuation_metrics(hp: dict[str, Any]) -> ExtraMetrics:
-    base = _threshold_metrics(SoftThresholdReparamState)(hp)
-
-    def extra(opt_state: PyTree, params: PyTree) -> dict[str, jax.Array]:
-        out = dict(base(opt_state, params))
-        out["l1"] = _scalar(_find(opt_state, ContinuationState).l1)
-        return out
-
-    return extra
-
-
 _register_reparam(
     "lats_continuation", "LATS whose l1 coefficient grows geometrically until a target sparsity "
                          "is reached, then is held (homotopy continuation).",
     (HParam("target_sparsity", 0.9, "the sparsity of the thresholded leaves to reach",
-            "our choice: the 90% level of the comparison", ge=0, lt=1),
+            "library default: 90%", ge=0, lt=1),
      HParam("l1", 1.4e-3, "the starting l1 coefficient lambda_0",
-            "half of LATS's tuned l1 (experiments/fashion_mnist_lats.py)", gt=0),
+            "library default: half of lats's l1", gt=0),
      HParam("interval_epochs", 1.0, "epochs between sparsity checks",
-            "experiments/fashion_mnist_lats.py: one check per epoch", gt=0),
+            "library default: one check per epoch", gt=0),
      HParam("growth", 2.0, "factor of lambda at each check below the target",
-            "our choice (the paper gives none): doubling", ge=1),
+            "library default: doubling (the paper gives no value)", ge=1),
      START),
     lambda ctx, hp: sj.lats_continuation(
         ctx.learning_rate, hp["target_sparsity"], hp["l1"],
         ctx.steps(hp["interval_epochs"], minimum=1), hp["growth"],
         start_step=ctx.steps(hp["start_fraction"] * ctx.epochs), **_reparam_kwargs(ctx, hp)),
-    metrics=_continuation_metrics,
+    metrics=_reads(threshold="threshold", l1="l1"),
 )
 _register_reparam(
     "lats_prune_at_init", "a short LATS phase fixes the mask, then masked training of the "
                           "survivors (pruning at initialisation).",
     (HParam("l1", 1e-2, "the l1 coefficient of the thresholding phase (a short phase needs a "
                         "large one)",
-            "our choice: lambda * sum(lr) over one epoch of lr 0.05 gives a threshold ~0.2, "
-            "LATS's final one on LeNet-5", ge=0),
+            "library default: lambda * sum(lr) over one epoch at lr 0.05 gives a threshold of ~0.2",
+            ge=0),
      HParam("prune_epochs", 1.0, "length of the thresholding phase, in epochs",
-            "our choice: one epoch", gt=0),
+            "library default: one epoch", gt=0),
      HParam("rewind", False, "reset the survivors to their initial values when the mask is fixed",
-            "our choice: no rewinding (LATS's weights are kept)", kind=bool)),
+            "library default: no rewinding (LATS's weights are kept)", kind=bool)),
     lambda ctx, hp: sj.lats_prune_at_init(
         ctx.learning_rate, hp["l1"], ctx.steps(hp["prune_epochs"], minimum=1),
         rewind=hp["rewind"], **_reparam_kwargs(ctx, hp)),
@@ -970,21 +563,16 @@ _register_reparam(
 
 def _sfw_constraints(params: PyTree, hp: Mapping[str, Any]) -> PyTree:
     """K-sparse polytopes with diameters from the initial params (one per selected leaf)."""
-    from sparsejax import constraints as C
-
-    return C.constraints_from_init(
+    return constraints.constraints_from_init(
         lambda seed: params, "k_sparse", value=hp["radius_scale"], k_frac=hp["k_frac"],
         mask=_mask(hp), num_samples=1)
 
 
 def _build_sfw(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
-    from sparsejax import constraints as C
-    from sparsejax.optim.frank_wolfe import sfw
-
     cons = _sfw_constraints(ctx.params, hp)
     rescale = None if hp["rescale"] == "none" else hp["rescale"]
-    fw = sfw(ctx.learning_rate, cons, momentum=ctx.momentum or 0.0, rescale=rescale)
-    labels = C.partition_labels(cons, ctx.params)
+    fw = sj.sfw(ctx.learning_rate, cons, momentum=ctx.momentum or 0.0, rescale=rescale)
+    labels = constraints.partition_labels(cons, ctx.params)
     if all(label == "frank_wolfe" for label in jax.tree.leaves(labels)):
         return fw
     # The leaves without a constraint (biases, normalisation scales) are trained by momentum
@@ -998,59 +586,46 @@ def _sfw_prepare(model: Any, hp: dict[str, Any], seed: int) -> None:
     del seed
     from flax import nnx
 
-    from sparsejax import constraints as C
-
     state = nnx.state(model, nnx.Param)
     pure = nnx.to_pure_dict(state)
-    nnx.replace_by_pure_dict(state, C.make_feasible(pure, _sfw_constraints(pure, hp)))
+    nnx.replace_by_pure_dict(state, constraints.make_feasible(pure, _sfw_constraints(pure, hp)))
     nnx.update(model, state)
 
 
-def _register_sfw() -> None:
-    """Registers ``sfw`` (needs :mod:`sparsejax.optim.frank_wolfe` and :mod:`sparsejax.constraints`)."""
-    try:
-        from sparsejax import constraints as C
-        from sparsejax.optim.frank_wolfe import sfw  # noqa: F401
-    except ImportError:  # pragma: no cover - the Frank-Wolfe modules are part of the package
-        return
-    del C
-    _register(MethodSpec(
-        name="sfw",
-        summary="stochastic Frank-Wolfe with momentum and gradient rescaling inside K-sparse "
-                "polytopes: pruning-friendly weights for one-shot, any-sparsity pruning.",
-        reference="Miao et al., Learning Pruning-Friendly Networks via Frank-Wolfe: One-Shot, "
-                  "Any-Sparsity, and No Retraining, ICLR 2022 (hyperparameters: the SFW "
-                  "study's Sec. 7.5-7.6 table)",
-        hparams=(
-            HParam("k_frac", 0.05, "K of each layer's K-sparse polytope, as a fraction of its "
-                                   "size", "SFW study Sec. 7.5-7.6: K = 5% of the weights", gt=0,
-                   le=1),
-            HParam("radius_scale", 15.0,
-                   "tau: each polytope's L2 diameter is 2*tau*||W_init||",
-                   "SFW study Sec. 7.5-7.6: tau = 15 (read as a multiple of the init norm, as "
-                   "sparsejax.constraints.constraints_from_init does)", gt=0),
-            HParam("rescale", "gradient",
-                   "step-size rescaling: 'gradient' (||m|| / ||w - v||), 'diameter' or 'none'",
-                   "SFW study Sec. 7.6: the learning rate is rescaled by the gradient norm",
-                   kind=("gradient", "diameter", "none")),
-            HParam("bias_lr_scale", 0.1,
-                   "the unconstrained leaves (biases, norms) train with momentum SGD at this "
-                   "times the Frank-Wolfe learning rate",
-                   "our choice: the papers constrain every layer's weights and are silent on "
-                   "biases", ge=0),
-            SPARSIFY,
-        ),
-        build=_build_sfw,
-        default_learning_rate=1.0,
-        learning_rate_source="SFW study Sec. 7.6 table: initial learning rate alpha_0 = 1.0 "
-                             "(with gradient rescaling; 0.1 was best on their small CNN)",
-        default_momentum=0.9,
-        momentum_source="SFW study Sec. 7.6 table: momentum rho = 0.9",
-        prepare=_sfw_prepare,
-    ))
-
-
-_register_sfw()
+register(MethodSpec(
+    name="sfw",
+    summary="stochastic Frank-Wolfe with momentum and gradient rescaling inside K-sparse "
+            "polytopes: pruning-friendly weights for one-shot, any-sparsity pruning.",
+    reference="Miao et al., Learning Pruning-Friendly Networks via Frank-Wolfe: One-Shot, "
+              "Any-Sparsity, and No Retraining, ICLR 2022 (hyperparameters: the SFW "
+              "study's Sec. 7.5-7.6 table)",
+    hparams=(
+        HParam("k_frac", 0.05, "K of each layer's K-sparse polytope, as a fraction of its "
+                               "size", "SFW study Sec. 7.5-7.6: K = 5% of the weights", gt=0,
+               le=1),
+        HParam("radius_scale", 15.0,
+               "tau: each polytope's L2 diameter is 2*tau*||W_init||",
+               "SFW study Sec. 7.5-7.6: tau = 15 (read as a multiple of the init norm, as "
+               "sparsejax.constraints.constraints_from_init does)", gt=0),
+        HParam("rescale", "gradient",
+               "step-size rescaling: 'gradient' (||m|| / ||w - v||), 'diameter' or 'none'",
+               "SFW study Sec. 7.6: the learning rate is rescaled by the gradient norm",
+               kind=("gradient", "diameter", "none")),
+        HParam("bias_lr_scale", 0.1,
+               "the unconstrained leaves (biases, norms) train with momentum SGD at this "
+               "times the Frank-Wolfe learning rate",
+               "library default: the papers constrain every layer's weights and are silent on "
+               "biases", ge=0),
+        SPARSIFY,
+    ),
+    build=_build_sfw,
+    default_learning_rate=1.0,
+    learning_rate_source="SFW study Sec. 7.6 table: initial learning rate alpha_0 = 1.0 "
+                         "(with gradient rescaling; 0.1 was best on their small CNN)",
+    default_momentum=0.9,
+    momentum_source="SFW study Sec. 7.6 table: momentum rho = 0.9",
+    prepare=_sfw_prepare,
+))
 
 
 # --- the public entry points ------------------------------------------------------------------
@@ -1095,7 +670,6 @@ def make_optimizer(
     steps_per_epoch: int,
     epochs: int,
     params: PyTree,
-    model: Any = None,
     schedule: str = "constant",
     warmup_steps: int = 0,
     decay_at: Sequence[float] = (0.5, 0.75),
@@ -1116,8 +690,8 @@ def make_optimizer(
         are converted with it).
       epochs: number of epochs.
       params: the params the transform will be initialised with (pure dict).
-      model: the Flax model (optional; for methods that need its structure).
-      schedule: the learning-rate schedule, one of :data:`SCHEDULES`.
+      schedule: the learning-rate schedule, one of
+        :data:`sparsejax.train.schedules.SCHEDULES`.
       warmup_steps: linear warm-up steps of the schedule.
       decay_at: ``step`` schedule: fractions of training where the learning
         rate is multiplied by ``decay_factor``.
@@ -1151,7 +725,7 @@ def make_optimizer(
     momentum = spec.resolve_momentum(momentum)
     lr = spec.resolve_learning_rate(learning_rate)
     ctx = Context(learning_rate=None, momentum=momentum, steps_per_epoch=int(steps_per_epoch),
-                  epochs=int(epochs), params=params, model=model)
+                  epochs=int(epochs), params=params)
     if spec.uses_learning_rate:
         lr_schedule = make_schedule(schedule, lr, steps_per_epoch=ctx.steps_per_epoch,
                                     epochs=ctx.epochs, warmup_steps=warmup_steps,

@@ -54,7 +54,7 @@ def parse_floats(text: str, what: str) -> list[float]:
 
 
 def add_setting_flags(p: argparse.ArgumentParser, *, model_required: bool) -> None:
-    from sparsejax.train.methods import SCHEDULES
+    from sparsejax.train.schedules import SCHEDULES
 
     g = p.add_argument_group("model and data")
     g.add_argument("--model", required=model_required, default=None,

@@ -70,7 +70,7 @@ def run_training(
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     tx, extra = methods.make_optimizer(
         settings.method, hp, learning_rate=settings.learning_rate, momentum=settings.momentum,
-        steps_per_epoch=len(train_b), epochs=settings.epochs, params=params, model=model,
+        steps_per_epoch=len(train_b), epochs=settings.epochs, params=params,
         schedule=settings.schedule, warmup_steps=settings.warmup_steps,
         decay_at=settings.decay_at, decay_factor=settings.decay_factor,
     )

@@ -84,7 +84,7 @@ class RunSettings:
     def validate(self) -> dict[str, Any]:
         """Checks every setting early (before data or model are built); returns the full hparams."""
         from sparsejax import data, models
-        from sparsejax.train import methods
+        from sparsejax.train import methods, schedules
 
         spec = methods.get_method(self.method)
         hp = methods.resolve_hparams(self.method, self.hparams)
@@ -107,7 +107,7 @@ class RunSettings:
         if isinstance(w, bool) or not isinstance(w, int) or w < 0:
             raise UsageError(f"warmup-steps must be an integer >= 0, got {w!r}")
         # the schedule's settings (warm-up against the total steps is checked once the data is known)
-        methods.make_schedule(self.schedule, 0.1, steps_per_epoch=w + 1, epochs=1, warmup_steps=w,
+        schedules.make_schedule(self.schedule, 0.1, steps_per_epoch=w + 1, epochs=1, warmup_steps=w,
                               decay_at=self.decay_at, decay_factor=self.decay_factor)
         return hp
 
