@@ -56,8 +56,8 @@ def order_keys(scores: jax.Array) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from sparsejax.pruning import order_keys
-      >>> keys = order_keys(jnp.array([-jnp.inf, -1.0, -0.0, 0.0, 2.0, jnp.inf, jnp.nan]))
+      >>> import sparsejax as sj
+      >>> keys = sj.pruning.order_keys(jnp.array([-jnp.inf, -1.0, -0.0, 0.0, 2.0, jnp.inf, jnp.nan]))
       >>> bool(jnp.all(keys[1:] >= keys[:-1])), bool(keys[2] == keys[3])
       (True, True)
     """
