@@ -93,6 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width-div", type=int, default=8, help="divide VGG-11's widths by this")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-subset", type=int, default=None, help="use the first N training images")
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="evaluate on the first N test images (default: all 10,000)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate (cosine decay)")
     p.add_argument("--imitation-examples", type=int, default=256)
@@ -126,8 +128,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         bad = [g for g in args.group_list if g not in known]
         if not args.group_list or bad:
             p.error(f"--groups must name some of {', '.join(known)}, got {args.groups!r}")
-    for name in ("width_div", "epochs", "batch_size", "imitation_examples"):
-        if getattr(args, name) < 1:
+    for name in ("width_div", "epochs", "batch_size", "imitation_examples", "test_subset"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.tolerance < 0:
         p.error("--tolerance must be >= 0")
@@ -158,7 +160,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     say = (lambda line: None) if args.quiet else print
     split = "train" if args.train_subset is None else f"train[:{args.train_subset}]"
     train_set = data.load("fashion_mnist", split)
-    test_set = data.load("fashion_mnist", "test")
+    test_set = data.load("fashion_mnist",
+                         "test" if args.test_subset is None else f"test[:{args.test_subset}]")
     n_dev = jax.device_count()
     batch = max(n_dev, args.batch_size // n_dev * n_dev)
     train_b = data.batches(train_set, batch, train=True, seed=args.seed)

@@ -21,7 +21,8 @@ def test_tiny_run_prunes_within_the_rule_shrinks_and_reports(
     job: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tol = 0.05
-    out = job.main(["--width-div", "16", "--train-subset", "1024", "--epochs", "1",
+    out = job.main(["--width-div", "16", "--train-subset", "1024", "--test-subset", "1000",
+                    "--epochs", "1",
                     "--imitation-examples", "32", "--tolerance", str(tol),
                     "--finetune-epochs", "1", "--global-step", "line_search", "--quiet",
                     "--groups", "convs/6,convs/7"])
@@ -55,7 +56,8 @@ def test_tiny_run_prunes_within_the_rule_shrinks_and_reports(
 
 def test_command_line_is_validated(job: ModuleType) -> None:
     for bad in (["--methods", "magnitude"], ["--tolerance", "-1"], ["--width-div", "0"],
-                ["--global-step", "exact"], ["--groups", "convs/8"], ["--groups", ","]):
+                ["--global-step", "exact"], ["--groups", "convs/8"], ["--groups", ","],
+                ["--test-subset", "0"]):
         with pytest.raises(SystemExit):
             job.parse_args(bad)
     args = job.parse_args(["--quick"])
