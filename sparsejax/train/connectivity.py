@@ -260,7 +260,7 @@ def train_curve(
     model = BezierCurveModel(net, start, end, control, seed=seed)
     identity = {"curve": "quadratic_bezier", **dict(config or {})}
     result = fit(model, optimizer, train_data, epochs=epochs, workdir=workdir, config=identity,
-                 seed=seed, log=log, progress=progress, mesh=mesh, sparsity_filter="all",
+                 seed=seed, log=log, progress=progress, mesh=mesh, sparsity_mask=None,
                  checkpoint_every_steps=checkpoint_every_steps, keep_checkpoints=keep_checkpoints)
     return CurveFit(result.params["control"], result)
 

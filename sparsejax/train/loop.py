@@ -48,7 +48,6 @@ from sparsejax.train.evaluation import BatchSource, Evaluator
 from sparsejax.train.metrics import (
     format_epoch,
     hyperparameters,
-    resolve_sparsity_filter,
     scalar,
     sparsity_metrics,
 )
@@ -61,7 +60,7 @@ from sparsejax.train.step import (
     split_model,
     zero_totals,
 )
-from sparsejax.tree import Mask, PyTree
+from sparsejax.tree import Mask, PyTree, weights_only
 
 __all__ = ["FitResult", "TrainingDivergedError", "fit"]
 
@@ -172,7 +171,7 @@ def fit(
     keep_checkpoints: int = 3,
     checkpoint_every_steps: int | None = None,
     extra_metrics: Callable[[PyTree, PyTree], Mapping[str, float]] | None = None,
-    sparsity_filter: str | Mask = "weights",
+    sparsity_mask: Mask = weights_only,
     progress: bool | None = None,
     mesh: Mesh | None = None,
     log: Callable[[str], None] | None = print,
@@ -224,9 +223,10 @@ def fit(
         checkpoints resume at the next batch of the epoch); ``None``: once per epoch.
       extra_metrics: ``extra_metrics(opt_state, params) -> {name: scalar}``
         logged every epoch (e.g. a method's threshold).
-      sparsity_filter: the leaves the ``sparsity`` figure and the per-layer
-        table cover: ``'weights'`` (kernels), ``'all'``/``None``, a regular
-        expression on paths, or a sparsejax mask.
+      sparsity_mask: the leaves the ``sparsity`` figure and the per-layer
+        table cover, in the library's ``mask=`` forms (default
+        :func:`sparsejax.tree.weights_only`, the kernels; ``None``: every
+        parameter; a path regex; a pytree of booleans; a callable).
       progress: show a tqdm progress bar; ``None``: only when stderr is a terminal.
       mesh: a 1-D mesh with axis ``'data'`` (default: every device, :func:`data_mesh`).
       log: called with each console line (``None``: silent); process 0 only.
@@ -275,7 +275,7 @@ def fit(
                 f"{name}.batch_size ({d.batch_size}) must be a multiple of the number of "
                 f"devices ({mesh.size}); choose another batch size or pass a smaller mesh"
             )
-    mask = resolve_sparsity_filter(sparsity_filter)
+    mask = sparsity_mask
     say = log if (log is not None and is_primary()) else (lambda line: None)
     show_bar = progress_enabled(progress)
 

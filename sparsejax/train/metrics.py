@@ -11,10 +11,10 @@ import numpy as np
 import optax
 
 from sparsejax.summary import sparsity, sparsity_summary
-from sparsejax.tree import Mask, PyTree, path_filter, weights_only
+from sparsejax.tree import Mask, PyTree
 
 __all__ = [
-    "format_epoch", "hyperparameters", "resolve_sparsity_filter", "scalar", "sparsity_metrics",
+    "format_epoch", "hyperparameters", "scalar", "sparsity_metrics",
 ]
 
 _INJECT_STATES = tuple(
@@ -76,33 +76,6 @@ def scalar(value: Any) -> float:
     if x.dtype in (np.float32, np.float16) or x.dtype.name == "bfloat16":
         return float(str(np.float32(x)))
     return float(x)
-
-
-def resolve_sparsity_filter(sparsity_filter: str | Mask) -> Mask:
-    """Turns the trainer's ``sparsity_filter`` into a sparsejax mask.
-
-    Args:
-      sparsity_filter: ``'weights'`` (kernels only: :func:`sparsejax.tree.weights_only`),
-        ``'all'`` or ``None`` (every parameter), another string (a regular
-        expression searched in the leaf paths, e.g. ``'conv'``), or any
-        sparsejax mask (pytree of booleans or callable).
-
-    Returns:
-      A mask for :func:`sparsejax.sparsity`.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from sparsejax.train.metrics import resolve_sparsity_filter
-      >>> resolve_sparsity_filter('weights')({'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)})
-      {'bias': False, 'kernel': True}
-    """
-    if sparsity_filter is None or sparsity_filter == "all":
-        return None
-    if sparsity_filter == "weights":
-        return weights_only
-    if isinstance(sparsity_filter, str):
-        return path_filter(sparsity_filter)
-    return sparsity_filter
 
 
 def sparsity_metrics(params: PyTree, mask: Mask) -> dict[str, Any]:

@@ -159,7 +159,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                            "momentum": args.retrain_momentum}
             res = fit(model_with_params(run.result.model, pruned), tx, run.train_batches,
                       epochs=args.retrain_epochs, eval_data=run.test_batches, workdir=sub,
-                      config=retrain_cfg, seed=settings.seed, sparsity_filter="weights",
+                      config=retrain_cfg, seed=settings.seed, sparsity_mask=weights_only,
                       progress=args.progress, log=None if args.quiet else
                       (lambda line, r=ratio: print(f"  [retrain {r:g}] {line}", flush=True)))
             row["retrained_accuracy"] = res.final.get("test_accuracy")

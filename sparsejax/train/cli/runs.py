@@ -77,7 +77,7 @@ def run_training(
     result = fit(model, tx, train_b, epochs=settings.epochs, eval_data=test_b, workdir=workdir,
                  config=settings.config(), seed=settings.seed, keep_checkpoints=keep_checkpoints,
                  checkpoint_every_steps=checkpoint_every_steps, extra_metrics=extra,
-                 sparsity_filter="weights", progress=progress, log=log)
+                 sparsity_mask=weights_only, progress=progress, log=log)
     return TrainedRun(settings, result, tuple(train_ds.image_shape), test_b, train_b,
                       finished_before)
 
