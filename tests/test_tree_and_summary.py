@@ -75,3 +75,27 @@ def test_a_mask_turned_into_an_array_by_inject_hyperparams_is_an_error():
         tx.update(params, tx.init(params), params)
     ok = optax.inject_hyperparams(sj.grda, static_args=("mask",))(learning_rate=0.1, mask=sj.tree.weights_only)
     ok.update(params, ok.init(params), params)
+
+
+def test_one_mask_convention_for_transforms_and_pruning():
+    """The same mask= forms select the same leaves in a transform and in pruning; an empty
+    selection names the paths and what to pass."""
+    import optax
+
+    params = {"conv": {"kernel": jnp.array([[0.1, 0.9], [0.2, 0.8]]), "bias": jnp.array([0.15, 0.85])}}
+    grads = jax.tree.map(jnp.zeros_like, params)
+    for mask, selected in [(None, {"kernel", "bias"}), ("kernel$", {"kernel"}),
+                           (sj.tree.weights_only, {"kernel"}),
+                           ({"conv": {"kernel": False, "bias": True}}, {"bias"})]:
+        tx = sj.apply_soft_threshold(0.05, mask)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        new = optax.apply_updates(params, updates)
+        changed = {k for k in params["conv"] if not np.array_equal(new["conv"][k], params["conv"][k])}
+        assert changed == selected, mask
+        # half of the selected entries by magnitude: the smallest ones, in the selected leaves only
+        pruned, _ = sj.pruning.prune(params, 0.5, mask=mask)
+        zeroed = {k for k, v in pruned["conv"].items() if bool(jnp.any(v == 0))}
+        assert zeroed == selected, mask
+    with pytest.raises(ValueError, match=r"selects no leaf.*'conv/bias', 'conv/kernel'.*mask=None"):
+        tx = sj.apply_soft_threshold(0.1, "^dense")
+        tx.update(grads, tx.init(params), params)
