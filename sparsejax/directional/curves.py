@@ -587,7 +587,7 @@ def plot_plane(xs: Sequence[float], ys: Sequence[float], values: np.ndarray, bas
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), color="white")
     ax.set_xlabel(r"along $w_2 - w_1$")
     ax.set_ylabel(r"orthogonal, towards $\theta_c$")
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")
     if title:
         ax.set_title(title)
     if path is not None:

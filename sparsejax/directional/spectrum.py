@@ -78,7 +78,8 @@ class HessianEigen(NamedTuple):
       vectors: the unit eigenvectors as a pytree like the params whose leaves
         have a leading axis ``k`` (``vectors[leaf][i]`` belongs to ``values[i]``).
       residuals: :math:`\\|H v_i - \\lambda_i v_i\\|` (Lanczos: the bound
-        :math:`|\\beta_m s_{m,i}|` from the tridiagonal matrix; exact path: computed).
+        :math:`|\\beta_m s_{m,i}|` from the tridiagonal matrix, which leaves out
+        rounding, about :math:`\\epsilon \\|H\\|`; exact path: computed).
     """
 
     values: jax.Array
@@ -590,7 +591,7 @@ def plot_spectrum(density: SpectralDensity, eigenvalues: Any = None, *, path: st
     ax.set_ylabel("density")
     ax.legend(loc="upper right", fontsize=8)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
