@@ -198,3 +198,127 @@ def test_irda_uniform_is_a_flax_initializer():
     bound = 3.0 * np.sqrt(3.0 / 50)
     assert float(jnp.abs(layer.kernel[...]).max()) <= bound + 1e-6
     assert float(jnp.abs(layer.kernel[...]).max()) > 0.9 * bound
+
+
+def _zero_set_violations(history, start):
+    """Entries that are zero at some step >= ``start`` and non-zero at the next."""
+    bad = 0
+    for before, after in zip(history[start - 1 : -1], history[start:]):
+        for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+            bad += int(np.sum((np.asarray(b) == 0) & (np.asarray(a) != 0)))
+    return bad
+
+
+@pytest.mark.parametrize("center", ["zero", "init"])
+def test_irda_zero_set_is_monotone_after_the_retraining_step(center):
+    # Algorithm 1, Step 2: weights pruned before or during retraining stay pruned. With
+    # center='init' the RDA point of a frozen weight drifts back to w_0 as t grows.
+    params = make_params()
+    retrain, n_steps = 3, 12
+    history, _ = run(sj.irda(2.0, 0.1, retrain_step=retrain, center=center), params, n_steps)
+    assert float(sj.sparsity(history[retrain - 1])) > 0.2  # there is something to keep pruned
+    assert _zero_set_violations(history, retrain) == 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: sj.rda(2.0, 0.1, center="zero", mask=sj.tree.weights_only),
+    lambda: sj.irda(2.0, 0.1, retrain_step=1, center="zero", mask=sj.tree.weights_only),
+])
+def test_rda_zero_center_keeps_unregularised_leaves_around_their_initial_value(make):
+    # Leaves outside the l1 mask (a BatchNorm scale, biases) do simple dual averaging around
+    # their own initial value: w_1 - sum g / (gamma sqrt t); the kernel uses the zero centre.
+    params = {"kernel": jnp.full((2, 3), 0.5), "bn": {"scale": jnp.ones(3), "bias": jnp.zeros(3)}}
+    gamma, lam, n_steps = 2.0, 0.1, 4
+    grads = [jax.tree.map(lambda p, k=k: jnp.full_like(p, 0.3 * (k + 1)), params) for k in range(n_steps)]
+    tx = make()
+    state, p = tx.init(params), params
+    for g in grads:
+        updates, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, updates)
+    g_sum = sum(0.3 * (k + 1) for k in range(n_steps))
+    step = 1 / (gamma * np.sqrt(n_steps))
+    np.testing.assert_allclose(p["bn"]["scale"], 1.0 - step * g_sum, rtol=1e-6)
+    np.testing.assert_allclose(p["bn"]["bias"], -step * g_sum, rtol=1e-6)
+    tau = lam * np.sqrt(n_steps) / gamma
+    np.testing.assert_allclose(p["kernel"], np_soft_threshold(-step * g_sum, tau), rtol=1e-6)
+
+
+def test_irda_with_the_papers_init_scale_trains_a_batchnorm_network():
+    # Algorithm 1 with w_0 = 0 and w_1 from the re-scaled init (s = 10), kernels l1-regularised
+    # (the paper's choice of leaves), BatchNorm scales and biases trained by dual averaging
+    # around their initial value: the scales stay near 1 and the network learns.
+    from flax import nnx
+
+    from sparsejax.models import VGG
+
+    rng = np.random.default_rng(0)
+    n = 256
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0.0, 1.0, (n, 8, 8, 1)).astype(np.float32)
+    x[:, :4, :, 0] += np.where(y == 1, 1.0, -1.0)[:, None, None]  # the class is the top half's mean
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    model = VGG((8, "M", 8), 2, in_channels=1, batch_norm=True,
+                kernel_init=sj.init.irda_uniform(10.0), rngs=nnx.Rngs(0))
+    tx = sj.irda(gamma=1.0, l1=1e-3, retrain_step=40, mask=sj.tree.weights_only)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, optimizer, xb, yb):
+        def loss_fn(m):
+            return optax.softmax_cross_entropy_with_integer_labels(m(xb), yb).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = []
+    for k in range(60):
+        i = (k * 32) % n
+        losses.append(float(train_step(model, optimizer, x[i : i + 32], y[i : i + 32])))
+    model.eval()
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    scales = [np.asarray(v["bn"]["scale"]) for v in params["convs"].values()]
+    assert min(float(s.min()) for s in scales) > 0.5  # not pulled to the zero centre
+    assert np.mean(losses[-5:]) < 0.2 * np.mean(losses[:5])
+    assert float(jnp.mean(jnp.argmax(model(x), -1) == y)) > 0.9
+    assert float(sj.sparsity(params, mask=sj.tree.weights_only)) > 0.1
+
+
+def _run_f64(tx, params, grads):
+    state = tx.init(params)
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state
+
+
+def _rel_err(actual, expected):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+
+
+def test_float64_params_get_float64_grda_and_rda():
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(0.0, 0.3, (64,))
+    grads = [rng.normal(0.0, 0.5, (64,)) for _ in range(6)]
+    lr, c, mu, gamma, lam = 0.1, 0.3, 0.6, 2.0, 0.05
+    n = len(grads)
+    # float64 NumPy references: gRDA (reference code), RDA (iRDA paper eq. 20), both centres
+    grda_ref = np_soft_threshold(w0 - lr * sum(grads), c * lr**0.5 * (n * lr) ** mu)
+    point = -sum(grads) / (gamma * np.sqrt(n))
+    rda_ref = {"zero": np_soft_threshold(point, lam * np.sqrt(n) / gamma),
+               "init": np_soft_threshold(w0 + point, lam * np.sqrt(n) / gamma)}
+    with jax.enable_x64(True):
+        params = {"w": jnp.asarray(w0, jnp.float64)}
+        g64 = [{"w": jnp.asarray(g, jnp.float64)} for g in grads]
+        out, state = _run_f64(sj.grda(lr, c=c, mu=mu), params, g64)
+        assert out["w"].dtype == jnp.float64
+        assert optax.tree_utils.tree_get(state, "threshold").dtype == jnp.float64
+        assert _rel_err(out["w"], grda_ref) <= 1e-12
+        for center, ref in rda_ref.items():
+            out, _ = _run_f64(sj.rda(gamma, lam, center=center), params, g64)
+            assert out["w"].dtype == jnp.float64
+            assert _rel_err(out["w"], ref) <= 1e-12
+            out, _ = _run_f64(sj.dual_averaging(lr, center=center), params, g64)
+            base = w0 if center == "init" else 0.0
+            assert _rel_err(out["w"], base - lr * sum(grads)) <= 1e-12

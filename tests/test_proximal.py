@@ -101,6 +101,69 @@ def test_sqrt_t_prox_sgd_threshold_grows_like_sqrt_t():
     assert_tree_close(history[-1], w, params)
 
 
+def test_inverse_sqrt_gives_the_iRDA_papers_prox_sgd_and_sqrt_t_prox_sgd():
+    # iRDA paper: alpha_t = 1/(gamma sqrt t), plain SGD; eq. (18) threshold alpha_t lambda,
+    # eq. (22) threshold lambda t / beta_t = lambda sqrt(t) / gamma.
+    gamma = 0.8
+    schedule = sj.inverse_sqrt(gamma)
+    np.testing.assert_allclose([float(schedule(k)) for k in range(4)],
+                               [1 / (gamma * np.sqrt(t)) for t in range(1, 5)], rtol=1e-7)
+    params = make_params()
+    lam, n_steps = 0.3, 5
+    hist_prox, _ = run(sj.prox_sgd(sj.inverse_sqrt(gamma), lam), params, n_steps)
+    hist_sqrt, _ = run(sj.sqrt_t_prox_sgd(sj.inverse_sqrt(gamma), gamma, lam), params, n_steps)
+    w_prox = w_sqrt = to_f64(params)
+    for t, g in enumerate(grads_f64(params, n_steps), start=1):
+        alpha = 1 / (gamma * np.sqrt(t))
+        w_prox = jax.tree.map(lambda w, gk: np_soft_threshold(w - alpha * gk, alpha * lam), w_prox, g)
+        tau = lam * np.sqrt(t) / gamma
+        w_sqrt = jax.tree.map(lambda w, gk: np_soft_threshold(w - alpha * gk, tau), w_sqrt, g)
+    assert_tree_close(hist_prox[-1], w_prox, params)
+    assert_tree_close(hist_sqrt[-1], w_sqrt, params)
+    with pytest.raises(ValueError, match="gamma"):
+        sj.inverse_sqrt(0.0)
+
+
+def test_float64_params_get_float64_prox_sgd():
+    rng = np.random.default_rng(1)
+    w0 = rng.normal(0.0, 0.3, (64,))
+    grads = [rng.normal(0.0, 0.5, (64,)) for _ in range(5)]
+    lr, lam, gamma, rho, wd = 0.1, 0.3, 0.8, 0.9, 0.01
+    refs = {}
+    for name in ("constant", "inverse_sqrt", "sqrt_t", "momentum"):
+        w, m = w0.copy(), None
+        for t, g in enumerate(grads, start=1):
+            eta = 1 / (gamma * np.sqrt(t)) if name in ("inverse_sqrt", "sqrt_t") else lr
+            if name == "momentum":
+                g = g + wd * w
+                m = g if m is None else g + rho * m
+                g = m
+            tau = 0.1 * lam * np.sqrt(t) / gamma if name == "sqrt_t" else eta * lam
+            w = np_soft_threshold(w - eta * g, tau)
+        refs[name] = w
+
+    def rel_err(actual, expected):
+        return float(np.max(np.abs(np.asarray(actual) - expected)) / np.max(np.abs(expected)))
+
+    with jax.enable_x64(True):
+        transforms = {
+            "constant": sj.prox_sgd(lr, lam),
+            "inverse_sqrt": sj.prox_sgd(sj.inverse_sqrt(gamma), lam),
+            "sqrt_t": sj.sqrt_t_prox_sgd(sj.inverse_sqrt(gamma), gamma, 0.1 * lam),
+            "momentum": optax.chain(sj.pytorch_sgd(lr, momentum=rho, weight_decay=wd),
+                                    sj.apply_soft_threshold(lr * lam)),
+        }
+        for name, tx in transforms.items():
+            params = {"w": jnp.asarray(w0, jnp.float64)}
+            state = tx.init(params)
+            for g in grads:
+                updates, state = tx.update({"w": jnp.asarray(g, jnp.float64)}, state, params)
+                params = optax.apply_updates(params, updates)
+            assert params["w"].dtype == jnp.float64, name
+            assert 0 < float(jnp.mean(params["w"] == 0)) < 1, name
+            assert rel_err(params["w"], refs[name]) <= 1e-12, name
+
+
 def test_freeze_zeros_zeroes_gradients_of_zero_weights_from_start_step():
     params = {"w": jnp.array([0.0, 1.0, 0.0]), "b": jnp.array([0.0])}
     grads = {"w": jnp.array([1.0, 2.0, 3.0]), "b": jnp.array([4.0])}

@@ -31,6 +31,7 @@ from sparsejax.optim.proximal import (
     SoftThresholdState,
     prox_sgd,
     apply_soft_threshold,
+    inverse_sqrt,
     sqrt_t_prox_sgd,
 )
 from sparsejax.optim.reparam import (
@@ -67,6 +68,7 @@ __all__ = [
     "freeze_zeros",
     "grda",
     "irda",
+    "inverse_sqrt",
     "prox_sgd",
     "rda",
     "apply_soft_threshold",

@@ -15,3 +15,25 @@ def copy_as(x: jax.Array, dtype: Any) -> jax.Array:
     buffer, or donating both to a jitted step fails.
     """
     return jnp.array(x, dtype=dtype or x.dtype, copy=True)
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """The dtype hyperparameter arithmetic uses for a leaf of ``dtype``.
+
+    ``promote_types(dtype, float32)``: float64 leaves (under ``jax_enable_x64``)
+    get float64 steps and thresholds; bf16, f16 and f32 leaves get float32.
+    """
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def tree_compute_dtype(tree: Any) -> Any:
+    """The widest :func:`compute_dtype` over the leaves of ``tree`` (float32 if it has none).
+
+    Scalars shared by every leaf (a step size, a threshold kept in the state)
+    are computed in this dtype and cast to each leaf's :func:`compute_dtype`
+    where they are used, so a tree of bf16/f32 leaves computes exactly in float32.
+    """
+    dtype = jnp.dtype(jnp.float32)
+    for leaf in jax.tree.leaves(tree):
+        dtype = jnp.promote_types(dtype, jnp.result_type(leaf))
+    return dtype

@@ -23,9 +23,9 @@ from sparsejax._validation import (
     require_params,
     warn_outside,
 )
-from sparsejax.optim._common import copy_as
+from sparsejax.optim._common import compute_dtype, copy_as, tree_compute_dtype
 from sparsejax.optim.masking import freeze_zeros
-from sparsejax.optim.proximal import apply_soft_threshold
+from sparsejax.optim.proximal import _soft_threshold_transform
 from sparsejax.tree import Mask, resolve_mask
 
 __all__ = ["DualAveragingState", "RDAState", "dual_averaging", "grda", "irda", "rda"]
@@ -108,8 +108,14 @@ def dual_averaging(
     ) -> tuple[optax.Updates, DualAveragingState]:
         del extra_args
         require_params(params, "dual_averaging")
-        eta = jnp.asarray(lr(state.count), jnp.float32)  # same arithmetic for numbers and arrays
-        dual = jax.tree.map(lambda z, g: (z - eta * g).astype(z.dtype), state.dual, updates)
+        eta = lr(state.count)
+
+        def leaf_dual(z: jax.Array, g: jax.Array) -> jax.Array:
+            # float32 for bf16/f32 accumulators, float64 for float64 ones; the same
+            # arithmetic for numbers and the arrays of inject_hyperparams
+            return (z - jnp.asarray(eta, compute_dtype(z.dtype)) * g).astype(z.dtype)
+
+        dual = jax.tree.map(leaf_dual, state.dual, updates)
         new_updates = jax.tree.map(lambda z, p: (z - p).astype(p.dtype), dual, params)
         return new_updates, DualAveragingState(optax.safe_increment(state.count), dual)
 
@@ -189,14 +195,15 @@ def grda(
     )
     lr, c_, mu_ = as_schedule(learning_rate), as_schedule(c), as_schedule(mu)
 
-    def threshold_increment(count: jax.Array) -> jax.Array:
-        n = (count + 1).astype(jnp.float32)
-        m = mu_(count)
-        return c_(count) * lr(count) ** (m + 0.5) * _power_increment(n, m)
+    def threshold_increment(count: jax.Array, dtype: Any) -> jax.Array:
+        n = (count + 1).astype(dtype)
+        m = jnp.asarray(mu_(count), dtype)
+        eta = jnp.asarray(lr(count), dtype)
+        return jnp.asarray(c_(count), dtype) * eta ** (m + 0.5) * _power_increment(n, m)
 
     return optax.chain(
         dual_averaging(learning_rate, center="init", accumulator_dtype=accumulator_dtype),
-        apply_soft_threshold(threshold_increment, mask, cumulative=True),
+        _soft_threshold_transform(threshold_increment, True, mask, cumulative=True),
     )
 
 
@@ -206,7 +213,9 @@ class RDAState(NamedTuple):
     Attributes:
       count: number of updates so far (int32).
       grad_sum: :math:`\\sum_{\\tau \\le t} g_\\tau`.
-      center: :math:`w_0` (``None`` when the centre is zero).
+      center: :math:`w_0` per leaf: a copy of the initial params, except a
+        scalar 0 for the :math:`\\ell_1` leaves when the centre is zero (leaves
+        outside ``mask`` are always centred at their initial value).
     """
 
     count: jax.Array
@@ -240,7 +249,11 @@ def rda(
         ``init`` are only the first iterate :math:`w_1`, where the first gradient is
         taken) or ``'init'`` (:math:`w_0` = the params given to ``init``).
       mask: which leaves get the :math:`\ell_1` term (default: all). The others
-        follow simple dual averaging, :math:`w_0 - \sum g/(\gamma\sqrt t)`.
+        follow simple dual averaging around *their initial value*
+        :math:`w_1` whatever ``center`` is, :math:`w_1 - \sum g/(\gamma\sqrt t)`:
+        the zero centre belongs to the :math:`\ell_1` problem, and pulling a
+        BatchNorm scale or a bias towards 0 is not what an unregularised leaf
+        needs.
       accumulator_dtype: dtype of the gradient sum (default: the params' dtypes).
 
     Returns:
@@ -267,7 +280,15 @@ def rda(
 
     def init_fn(params: optax.Params) -> RDAState:
         grad_sum = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=accumulator_dtype), params)
-        w0 = jax.tree.map(lambda p: copy_as(p, None), params) if center == "init" else None
+        selected = resolve_mask(mask, params, nonempty=True)
+
+        def leaf_center(p: jax.Array, sel: bool) -> jax.Array:
+            # l1 leaves with a zero centre keep a scalar 0; the rest, their initial value
+            if center == "zero" and sel:
+                return jnp.zeros([], p.dtype)
+            return copy_as(p, None)
+
+        w0 = jax.tree.map(leaf_center, params, selected)
         return RDAState(count=jnp.zeros([], jnp.int32), grad_sum=grad_sum, center=w0)
 
     def update_fn(
@@ -278,20 +299,21 @@ def rda(
     ) -> tuple[optax.Updates, RDAState]:
         del extra_args
         require_params(params, "rda")
-        sqrt_t = jnp.sqrt((state.count + 1).astype(jnp.float32))
-        gamma_t = jnp.asarray(gam(state.count), jnp.float32)
-        inv_beta = 1.0 / (gamma_t * sqrt_t)
-        tau = lam(state.count) * sqrt_t / gamma_t
+        dtype = tree_compute_dtype(params)
+        sqrt_t = jnp.sqrt((state.count + 1).astype(dtype))
+        gamma_t = jnp.asarray(gam(state.count), dtype)
+        inv_beta = 1 / (gamma_t * sqrt_t)
+        tau = jnp.asarray(lam(state.count), dtype) * sqrt_t / gamma_t
         grad_sum = jax.tree.map(lambda s, g: (s + g).astype(s.dtype), state.grad_sum, updates)
-        w0 = state.center if center == "init" else jax.tree.map(lambda _: 0.0, params)
         selected = resolve_mask(mask, params, nonempty=True)
 
-        def leaf_update(s: jax.Array, c: Any, p: jax.Array, sel: bool) -> jax.Array:
-            point = c - inv_beta * s
-            new = prox.soft_threshold(point, tau) if sel else point
+        def leaf_update(s: jax.Array, c: jax.Array, p: jax.Array, sel: bool) -> jax.Array:
+            dt = compute_dtype(p.dtype)
+            point = c - jnp.asarray(inv_beta, dt) * s
+            new = prox.soft_threshold(point, jnp.asarray(tau, dt)) if sel else point
             return (new - p).astype(p.dtype)
 
-        new_updates = jax.tree.map(leaf_update, grad_sum, w0, params, selected)
+        new_updates = jax.tree.map(leaf_update, grad_sum, state.center, params, selected)
         return new_updates, RDAState(optax.safe_increment(state.count), grad_sum, state.center)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -305,27 +327,40 @@ def irda(
     mask: Mask = None,
     accumulator_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Iterative RDA: :func:`rda`, then "iterative retraining" from step ``retrain_step``.
+    r"""Iterative RDA (Algorithm 1): :func:`rda`, then "iterative retraining" from step ``retrain_step``.
 
     Step 1 (:math:`t < T`) is :func:`rda`. Step 2 (:math:`t \ge T`) zeroes the
     gradient of every weight that is exactly zero before the RDA update
-    (:func:`freeze_zeros`), so the weights pruned so far stay pruned while the
-    others go on training:
+    (:func:`freeze_zeros`) and keeps such weights at exactly zero, so the
+    weights pruned so far stay pruned while the others go on training:
 
     .. math::
 
       (g_t)_j \leftarrow 0 \text{ if } (w_t)_j = 0, \qquad
-      w_{t+1} = S_{\lambda\sqrt t/\gamma}\Big(w_0 - \frac{1}{\gamma\sqrt t}\sum_{\tau \le t} g_\tau\Big).
+      w_{t+1} = S_{\lambda\sqrt t/\gamma}\Big(w_0 - \frac{1}{\gamma\sqrt t}\sum_{\tau \le t} g_\tau\Big),
+      \qquad (w_{t+1})_j = 0 \text{ if } (w_t)_j = 0.
 
-    Initialise the model with :func:`sparsejax.init.irda_uniform`, the paper's
-    re-scaled initialisation.
+    With ``center='zero'`` (Algorithm 1: :math:`w_0 = 0`, the initial params are
+    only the first iterate :math:`w_1`) the last rule changes nothing: a frozen
+    weight's gradient sum stays put while the threshold grows. With
+    ``center='init'`` (this library's variant) the point
+    :math:`w_0 - \sum g/(\gamma\sqrt t)` of a frozen weight drifts back towards
+    :math:`w_0` as :math:`t` grows, and the rule is what keeps it pruned. Built as
+    ``optax.chain(freeze_zeros(T, mask), rda(...), freeze_zeros(T, mask))``: the
+    second :func:`freeze_zeros` zeroes the *update* of every zero weight.
+
+    Leaves outside ``mask`` (biases, BatchNorm scales) are neither thresholded nor
+    frozen; they follow simple dual averaging around their initial value (see
+    :func:`rda`), so with a zero centre a BatchNorm scale starts from 1, not 0.
+    Initialise the model's kernels with :func:`sparsejax.init.irda_uniform`, the
+    paper's re-scaled initialisation.
 
     Args:
       gamma: :math:`\gamma > 0`.
       l1: :math:`\lambda \ge 0`.
       retrain_step: :math:`T \ge 0`, the step (counted from 0) where retraining starts.
-      center: ``'zero'`` (the paper) or ``'init'``; with ``'init'`` frozen weights
-        drift back towards :math:`w_0` and may leave zero.
+      center: ``'zero'`` (the paper, default) or ``'init'`` (:math:`w_0` = the
+        params given to ``init``; this library's variant).
       mask: which leaves get the :math:`\ell_1` term and are frozen (default: all).
       accumulator_dtype: dtype of the gradient sum.
 
@@ -335,8 +370,17 @@ def irda(
     Example:
       >>> import jax.numpy as jnp, optax
       >>> import sparsejax as sj
-      >>> tx = sj.irda(gamma=1.0, l1=1e-6, retrain_step=1000, mask=sj.tree.weights_only)
-      >>> state = tx.init({'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)})
+      >>> params = {'kernel': jnp.array([[0.5, -0.5]]), 'bias': jnp.ones(2)}
+      >>> tx = sj.irda(gamma=1.0, l1=0.2, retrain_step=1, mask=sj.tree.weights_only)
+      >>> state = tx.init(params)
+      >>> for g in (0.1, -0.5, -0.5):  # without step 2 the second weight would be 0.17
+      ...   grads = {'kernel': jnp.array([[1.0, g]]), 'bias': jnp.zeros(2)}
+      ...   updates, state = tx.update(grads, state, params)
+      ...   params = optax.apply_updates(params, updates)
+      >>> params['kernel']  # the second weight, zero after step 1, stays zero
+      Array([[-1.3856406,  0.       ]], dtype=float32)
+      >>> params['bias']  # not l1-regularised: dual averaging around its initial value
+      Array([1., 1.], dtype=float32)
 
     References:
       *iRDA Method for Sparse Convolutional Neural Networks* (ICLR submission),
@@ -346,4 +390,5 @@ def irda(
     return optax.chain(
         freeze_zeros(retrain_step, mask),
         rda(gamma, l1, center=center, mask=mask, accumulator_dtype=accumulator_dtype),
+        freeze_zeros(retrain_step, mask),
     )

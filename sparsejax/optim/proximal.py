@@ -9,6 +9,7 @@ therefore needs ``params`` and sits last in a chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -17,10 +18,17 @@ import optax
 
 from sparsejax import prox
 from sparsejax._validation import as_schedule, check_number, require_params
+from sparsejax.optim._common import compute_dtype, tree_compute_dtype
 from sparsejax.optim.sgd import pytorch_sgd
 from sparsejax.tree import Mask, broadcast_prefix, resolve_mask
 
-__all__ = ["SoftThresholdState", "prox_sgd", "apply_soft_threshold", "sqrt_t_prox_sgd"]
+__all__ = [
+    "SoftThresholdState",
+    "apply_soft_threshold",
+    "inverse_sqrt",
+    "prox_sgd",
+    "sqrt_t_prox_sgd",
+]
 
 
 class SoftThresholdState(NamedTuple):
@@ -28,8 +36,9 @@ class SoftThresholdState(NamedTuple):
 
     Attributes:
       count: number of updates so far (int32).
-      threshold: the threshold applied at the last update (float32; a pytree of
-        per-leaf values when the threshold was given per leaf). With
+      threshold: the threshold applied at the last update (float32, or float64
+        when a param leaf is float64; a pytree of per-leaf values when the
+        threshold was given per leaf). With
         ``cumulative=True`` it is the running sum of the increments.
     """
 
@@ -97,14 +106,27 @@ def apply_soft_threshold(
     single = _is_single(threshold)
     schedule = as_schedule(threshold) if single else None
 
-    def value_at(count: jax.Array) -> Any:
+    def value_at(count: jax.Array, dtype: Any) -> Any:
         if single:
-            return jnp.asarray(schedule(count), jnp.float32)
-        return jax.tree.map(lambda t: jnp.asarray(t, jnp.float32), threshold)
+            return jnp.asarray(schedule(count), dtype)
+        return jax.tree.map(lambda t: jnp.asarray(t, dtype), threshold)
+
+    return _soft_threshold_transform(value_at, single, mask, cumulative)
+
+
+def _soft_threshold_transform(
+    value_at: Callable[[jax.Array, Any], Any], single: bool, mask: Mask, cumulative: bool
+) -> optax.GradientTransformationExtraArgs:
+    """:func:`apply_soft_threshold` with the threshold given as ``(count, dtype) -> tau``.
+
+    ``dtype`` is :func:`~sparsejax.optim._common.tree_compute_dtype` of the params
+    (float32 unless a leaf is float64), so the library's own thresholds are
+    computed in float64 for float64 params.
+    """
 
     def init_fn(params: optax.Params) -> SoftThresholdState:
-        del params
-        zeros = jax.tree.map(jnp.zeros_like, value_at(jnp.zeros([], jnp.int32)))
+        dtype = tree_compute_dtype(params)
+        zeros = jax.tree.map(jnp.zeros_like, value_at(jnp.zeros([], jnp.int32), dtype))
         return SoftThresholdState(count=jnp.zeros([], jnp.int32), threshold=zeros)
 
     def update_fn(
@@ -115,7 +137,7 @@ def apply_soft_threshold(
     ) -> tuple[optax.Updates, SoftThresholdState]:
         del extra_args
         require_params(params, "apply_soft_threshold")
-        tau = value_at(state.count)
+        tau = value_at(state.count, tree_compute_dtype(params))
         if cumulative:
             tau = jax.tree.map(jnp.add, state.threshold, tau)
         selected = resolve_mask(mask, params, nonempty=True)
@@ -128,6 +150,7 @@ def apply_soft_threshold(
         def leaf_update(u: jax.Array, p: jax.Array, sel: bool, t: jax.Array) -> jax.Array:
             if not sel:
                 return u
+            t = jnp.asarray(t, compute_dtype(p.dtype))
             return (prox.soft_threshold(p + u, t) - p).astype(p.dtype)
 
         new_updates = jax.tree.map(leaf_update, updates, params, selected, tau_per_leaf)
@@ -135,6 +158,48 @@ def apply_soft_threshold(
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def inverse_sqrt(gamma: Any) -> optax.Schedule:
+    r"""The step size :math:`\alpha_t = 1/(\gamma\sqrt t)` of the iRDA paper, as a schedule.
+
+    .. math::
+
+      \alpha_t = \frac{1}{\gamma\sqrt t}, \qquad t = \text{count} + 1 = 1, 2, \dots
+
+    The step with which the iRDA paper runs its prox-SGD and :math:`\sqrt t`-prox-SGD
+    baselines (Sec. 3.2: ":math:`\alpha_t = 1/(\gamma\sqrt t)` obtains the best
+    convergence rate"; eq. 17-18 and 21-22), and the step of RDA's dual average
+    (:math:`t/\beta_t \cdot \tfrac1t` with :math:`\beta_t = \gamma\sqrt t`). Pass it
+    as ``learning_rate`` to :func:`prox_sgd`, :func:`sqrt_t_prox_sgd` or any Optax
+    optimizer. It is computed in the default float dtype (float64 under
+    ``jax_enable_x64``, float32 otherwise).
+
+    Args:
+      gamma: :math:`\gamma > 0` (the paper: 0.8 for prox-SGD and 1.0 for
+        :math:`\sqrt t`-prox-SGD on CIFAR-10, Table 1).
+
+    Returns:
+      An :class:`optax.Schedule` ``count -> 1/(gamma*sqrt(count + 1))``.
+
+    Example:
+      >>> import sparsejax as sj
+      >>> schedule = sj.inverse_sqrt(2.0)
+      >>> [round(float(schedule(k)), 4) for k in (0, 3, 99)]
+      [0.5, 0.25, 0.05]
+
+    References:
+      *iRDA Method for Sparse Convolutional Neural Networks* (ICLR submission),
+      Sec. 3.2-3.3, eq. (8), (17)-(18), (21)-(22).
+    """
+    check_number("gamma", gamma, gt=0)
+
+    def schedule(count: Any) -> jax.Array:
+        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+        t = jnp.asarray(count, dtype) + 1
+        return 1 / (jnp.asarray(gamma, dtype) * jnp.sqrt(t))
+
+    return schedule
 
 
 def prox_sgd(
@@ -150,13 +215,18 @@ def prox_sgd(
 
       w_{t+1} = S_{\eta_t \lambda}\big(w_t - \eta_t g_t\big),
 
-    iRDA paper eq. (17)-(18); with ``momentum``, :math:`g_t` is replaced by the
-    (heavy-ball or Nesterov) momentum buffer of :func:`optax.sgd`.
+    iRDA paper eq. (17)-(18), where the step is :math:`\eta_t = \alpha_t =
+    1/(\gamma\sqrt t)` and there is no momentum: that is
+    ``prox_sgd(sj.inverse_sqrt(gamma), l1)``. With ``momentum``, :math:`g_t` is
+    replaced by the (heavy-ball or Nesterov) momentum buffer of
+    :func:`sparsejax.pytorch_sgd` before the threshold; this variant is the
+    library's own, not the paper's baseline.
 
     Args:
-      learning_rate: :math:`\eta_t \ge 0`, a scalar or a schedule.
+      learning_rate: :math:`\eta_t \ge 0`, a scalar or a schedule (the paper's:
+        :func:`inverse_sqrt`).
       l1: :math:`\lambda \ge 0`, a scalar or a schedule.
-      momentum: momentum decay in ``[0, 1)``, or ``None`` for plain SGD.
+      momentum: momentum decay in ``[0, 1)``, or ``None`` for plain SGD (the paper).
       nesterov: use Nesterov momentum.
       mask: which leaves get the :math:`\ell_1` term (see :func:`apply_soft_threshold`).
 
@@ -171,6 +241,7 @@ def prox_sgd(
       >>> updates, _ = tx.update({'w': jnp.zeros(2)}, tx.init(params), params)
       >>> optax.apply_updates(params, updates)['w']
       Array([0.95, 0.  ], dtype=float32)
+      >>> paper = sj.prox_sgd(sj.inverse_sqrt(0.8), l1=1e-5)  # iRDA paper, Table 1
 
     References:
       Duchi and Singer, *Efficient online and batch learning using forward
@@ -182,9 +253,13 @@ def prox_sgd(
     if momentum is not None:
         check_number("momentum", momentum, ge=0, lt=1)
     lr, lam = as_schedule(learning_rate), as_schedule(l1)
+
+    def threshold(count: jax.Array, dtype: Any) -> jax.Array:
+        return jnp.asarray(lr(count), dtype) * jnp.asarray(lam(count), dtype)
+
     return optax.chain(
         pytorch_sgd(learning_rate, momentum, nesterov),
-        apply_soft_threshold(lambda count: lr(count) * lam(count), mask),
+        _soft_threshold_transform(threshold, True, mask, cumulative=False),
     )
 
 
@@ -204,14 +279,18 @@ def sqrt_t_prox_sgd(
       \beta_t = \gamma\sqrt t \;\Rightarrow\; \lambda t/\beta_t = \lambda\sqrt t/\gamma,
 
     with :math:`t = 1, 2, \dots` the step number (iRDA paper eq. 21-22). The
-    threshold grows without bound, so the iterates are driven to zero in the
-    long run; the paper uses it as a baseline showing exactly that.
+    paper's step is :math:`\eta_t = \alpha_t = 1/(\gamma\sqrt t)` with the same
+    :math:`\gamma` and no momentum: ``sqrt_t_prox_sgd(sj.inverse_sqrt(gamma), gamma, l1)``.
+    The threshold grows without bound, so the iterates are driven to zero in the
+    long run; the paper uses it as a baseline showing exactly that. With
+    ``momentum`` (the library's own variant) the SGD step uses the momentum buffer.
 
     Args:
-      learning_rate: :math:`\eta_t \ge 0`, a scalar or a schedule.
+      learning_rate: :math:`\eta_t \ge 0`, a scalar or a schedule (the paper's:
+        :func:`inverse_sqrt` of ``gamma``).
       gamma: :math:`\gamma > 0` of :math:`\beta_t = \gamma\sqrt t`.
       l1: :math:`\lambda \ge 0`.
-      momentum: momentum decay in ``[0, 1)``, or ``None``.
+      momentum: momentum decay in ``[0, 1)``, or ``None`` (the paper).
       nesterov: use Nesterov momentum.
       mask: which leaves get the :math:`\ell_1` term (see :func:`apply_soft_threshold`).
 
@@ -226,6 +305,7 @@ def sqrt_t_prox_sgd(
       >>> updates, _ = tx.update({'w': jnp.zeros(2)}, tx.init(params), params)
       >>> optax.apply_updates(params, updates)['w']
       Array([0.5, 0. ], dtype=float32)
+      >>> paper = sj.sqrt_t_prox_sgd(sj.inverse_sqrt(1.0), gamma=1.0, l1=1e-8)  # Table 1
 
     References:
       *iRDA Method for Sparse Convolutional Neural Networks* (ICLR submission), eq. (21)-(22).
@@ -237,11 +317,11 @@ def sqrt_t_prox_sgd(
         check_number("momentum", momentum, ge=0, lt=1)
     gam, lam = as_schedule(gamma), as_schedule(l1)
 
-    def threshold(count: jax.Array) -> jax.Array:
-        t = (count + 1).astype(jnp.float32)
-        return lam(count) * jnp.sqrt(t) / gam(count)
+    def threshold(count: jax.Array, dtype: Any) -> jax.Array:
+        t = (count + 1).astype(dtype)
+        return jnp.asarray(lam(count), dtype) * jnp.sqrt(t) / jnp.asarray(gam(count), dtype)
 
     return optax.chain(
         pytorch_sgd(learning_rate, momentum, nesterov),
-        apply_soft_threshold(threshold, mask),
+        _soft_threshold_transform(threshold, True, mask, cumulative=False),
     )

@@ -11,33 +11,56 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from sparsejax._validation import as_float32, check_number
+from sparsejax.optim._common import compute_dtype
 from sparsejax.tree import PyTree, broadcast_prefix
 
 __all__ = ["pytorch_sgd"]
 
 
+def _wide(g: jax.Array) -> bool:
+    """Whether ``g`` computes wider than float32 (a float64 leaf under ``jax_enable_x64``)."""
+    return compute_dtype(g.dtype) != jnp.float32
+
+
+def _per_dtype(narrow: Any, wide: Any, updates: Any) -> Any:
+    """Leaf by leaf: ``wide``'s value for float64 leaves, ``narrow``'s (float32 arithmetic) otherwise."""
+    return jax.tree.map(lambda n, w, g: w if _wide(g) else n, narrow, wide, updates)
+
+
 def _momentum(momentum: Any, nesterov: bool) -> optax.GradientTransformation:
-    """``optax.trace`` whose buffer keeps each gradient's dtype (bf16 stays bf16)."""
+    """``optax.trace`` whose buffer keeps each gradient's dtype (bf16 stays bf16).
+
+    The decay computes in float32 for bf16/f32 leaves and at full precision for
+    float64 leaves (the unused branch of each leaf is removed by XLA).
+    """
     trace = optax.trace(decay=as_float32(momentum), nesterov=nesterov)
+    trace_wide = optax.trace(decay=momentum, nesterov=nesterov)
 
     def update_fn(updates, state, params=None):
         new_updates, new_state = trace.update(updates, state, params)
+        wide_updates, wide_state = trace_wide.update(updates, state, params)
+        new_updates = _per_dtype(new_updates, wide_updates, updates)
+        new_trace = _per_dtype(new_state.trace, wide_state.trace, updates)
         cast = lambda t, g: t.astype(g.dtype)  # noqa: E731
-        new_state = optax.TraceState(trace=jax.tree.map(cast, new_state.trace, updates))
+        new_state = optax.TraceState(trace=jax.tree.map(cast, new_trace, updates))
         return jax.tree.map(cast, new_updates, updates), new_state
 
     return optax.GradientTransformation(trace.init, update_fn)
 
 
 def _learning_rate(learning_rate: Any) -> optax.GradientTransformation:
-    """``optax.scale_by_learning_rate`` in float32, each update cast back to its gradient's dtype."""
+    """``optax.scale_by_learning_rate`` in float32 (float64 for float64 leaves), cast back to each gradient's dtype."""
     scale = optax.scale_by_learning_rate(as_float32(learning_rate))
+    scale_wide = optax.scale_by_learning_rate(learning_rate)
 
     def update_fn(updates, state, params=None):
         new_updates, new_state = scale.update(updates, state, params)
+        wide_updates, _ = scale_wide.update(updates, state, params)
+        new_updates = _per_dtype(new_updates, wide_updates, updates)
         return jax.tree.map(lambda u, g: u.astype(g.dtype), new_updates, updates), new_state
 
     return optax.GradientTransformation(scale.init, update_fn)
@@ -58,7 +81,10 @@ def _coupled_weight_decay(rates: Any) -> optax.GradientTransformation:
             )
         per_leaf = broadcast_prefix(rates, updates, what="weight_decay")
         new = jax.tree.map(
-            lambda g, p, r: (g + as_float32(r) * p).astype(g.dtype), updates, params, per_leaf
+            lambda g, p, r: (g + jnp.asarray(r, compute_dtype(p.dtype)) * p).astype(g.dtype),
+            updates,
+            params,
+            per_leaf,
         )
         return new, state
 
@@ -93,7 +119,7 @@ def pytorch_sgd(
     Unlike ``optax.sgd`` with momentum, the momentum buffer keeps each
     gradient's dtype (a bf16 leaf keeps a bf16 buffer), and the
     hyperparameters compute in float32 whether they are numbers or injected by
-    :func:`optax.inject_hyperparams`.
+    :func:`optax.inject_hyperparams` (in float64 for float64 leaves).
 
     Args:
       learning_rate: :math:`\eta`, a number or an ``optax`` schedule.
