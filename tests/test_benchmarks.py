@@ -180,3 +180,17 @@ def test_throughput_table_has_a_row_per_method_with_positive_figures(throughput_
     assert rows[1]["images_per_s"] == pytest.approx(16 / (rows[1]["ms_per_step"] / 1e3))
     assert re.search(r"^summary: \d+/1 \(model, method\) pairs keep >= 0.9", stdout, re.M)
     assert "device:" in stdout and "jax " in stdout
+
+
+def test_hessian_quick_reports_hvp_against_gradient_and_lanczos(tmp_path, capsys) -> None:
+    res = _load("hessian").main(["--quick", "--json", str(tmp_path / "h.json")])
+    stdout = capsys.readouterr().out
+    assert json.loads((tmp_path / "h.json").read_text()) == json.loads(json.dumps(res))
+    assert [r["what"].split(" ")[0] for r in res["hvp_vs_grad"]] == ["one", "512"]
+    for row in res["hvp_vs_grad"]:
+        assert _positive(row["gradient_ms"]) and _positive(row["hvp_ms"]) and _positive(row["ratio"])
+        assert isinstance(row["ratio_ok"], bool)
+    lz = res["lanczos"]
+    assert (lz["k"], lz["steps"]) == (5, 30) and _positive(lz["second_call_s"])
+    assert lz["top_eigenvalues"] == sorted(lz["top_eigenvalues"], reverse=True)
+    assert "HVP/grad" in stdout and "Lanczos, top 5 of 25,450" in stdout

@@ -157,11 +157,14 @@ def _lanczos_step(apply: Callable, ops: Any, state: tuple, j: jax.Array) -> tupl
     b = jnp.linalg.norm(w)
     scale = jnp.maximum(scale, jnp.abs(a) + b_prev + b)
     tol = jnp.finfo(w.dtype).eps ** 0.75 * scale
-    fresh = jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype)
-    fresh = _orthogonalise(basis, fresh)
-    fresh = fresh / jnp.maximum(jnp.linalg.norm(fresh), jnp.finfo(w.dtype).tiny)
     restart = b <= tol
-    q_next = jnp.where(restart, fresh, w / jnp.where(restart, 1.0, b))
+
+    def fresh() -> jax.Array:  # only computed on a restart: it costs two passes over the basis
+        r = jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype)
+        r = _orthogonalise(basis, r)
+        return r / jnp.maximum(jnp.linalg.norm(r), jnp.finfo(w.dtype).tiny)
+
+    q_next = jax.lax.cond(restart, fresh, lambda: w / jnp.where(restart, 1.0, b))
     basis = jax.lax.dynamic_update_index_in_dim(basis, q_next, j + 1, 0)
     alphas = alphas.at[j].set(a)
     betas = betas.at[j].set(jnp.where(restart, 0.0, b))
