@@ -279,3 +279,37 @@ def test_sfw_keeps_the_kernels_in_their_polytopes_and_trains_biases_by_sgd() -> 
     assert C.is_feasible(params, cons)
     # the biases follow momentum SGD (0.9) at 0.1 x the learning rate: -0.05 * 0.3 * (1 + 1.9 + 2.71)
     np.testing.assert_allclose(params["layers"][1]["bias"], -0.05 * 0.3 * 5.61, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["prox_sgd", "sqrt_t_prox_sgd"])
+def test_prox_sgd_methods_default_to_the_irda_papers_step(name: str) -> None:
+    # iRDA paper: alpha_t = 1/(gamma sqrt t), plain SGD (eq. 17-18, 21-22); the trainer's
+    # learning rate and momentum count only with step='lr' (the library's variant).
+    params = _params()
+    grads = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), params)
+    gamma, lam = 0.8, 0.05
+
+    def two_steps(hp, learning_rate, momentum):
+        tx, _ = methods.make_optimizer(name, hp, learning_rate=learning_rate, momentum=momentum,
+                                       steps_per_epoch=2, epochs=1, params=params)
+        p, s = params, tx.init(params)
+        for _ in range(2):
+            u, s = tx.update(grads, s, p)
+            p = optax.apply_updates(p, u)
+        return p
+
+    hp = {"gamma": gamma, "l1": lam, "sparsify": "all"}
+    paper = two_steps(hp, 0.5, 0.9)
+    jax.tree.map(np.testing.assert_array_equal, paper, two_steps(hp, 0.01, None))
+    w = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+    for t in (1, 2):
+        alpha = 1 / (gamma * math.sqrt(t))
+        tau = alpha * lam if name == "prox_sgd" else lam * math.sqrt(t) / gamma
+        w = jax.tree.map(lambda x: np.sign(x - alpha * 0.5) * np.maximum(np.abs(x - alpha * 0.5) - tau, 0), w)
+    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-7), paper, w)
+    # step='lr': the trainer's learning rate with momentum, before the same kind of threshold
+    own = two_steps({**hp, "step": "lr"}, 0.1, 0.9)
+    b = np.asarray(own["dense"]["bias"])  # zero at init: -0.1*0.5 - 0.1*(0.5 + 0.9*0.5), thresholded
+    tau = (0.1 * lam, 0.1 * lam) if name == "prox_sgd" else (lam / gamma, lam * math.sqrt(2) / gamma)
+    first = -max(0.05 - tau[0], 0.0)
+    np.testing.assert_allclose(b, -max(-first + 0.095 - tau[1], 0.0), rtol=1e-5)

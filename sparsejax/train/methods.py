@@ -18,6 +18,9 @@ Conventions shared by all methods:
   hyperparameter, so the trainer reads the current value from
   ``opt_state.hyperparams['learning_rate']``. ``rda`` and ``irda`` have no
   learning rate: their step is :math:`1/(\gamma\sqrt t)`, set by ``gamma``.
+  ``prox_sgd`` and ``sqrt_t_prox_sgd`` take the same step by default
+  (``step='inverse_sqrt'``, the iRDA paper's baselines, no momentum) and the
+  learning rate and momentum only with ``step='lr'`` (this library's variant).
 * **Momentum.** ``momentum=None`` picks each method's own default (the
   paper's); a number overrides it for the methods that have momentum and is
   ignored by those that have none (``grda``, ``rda``, ``irda``: dual averaging
@@ -348,25 +351,59 @@ register(MethodSpec(
 
 # --- proximal SGD -------------------------------------------------------------------------------
 
+PROX_STEP = HParam(
+    "step", "inverse_sqrt",
+    "the SGD step: 'inverse_sqrt' = the iRDA paper's 1/(gamma*sqrt(t)) without momentum (the "
+    "learning rate, its schedule and momentum are then unused); 'lr' = the trainer's learning "
+    "rate, schedule and momentum (this library's variant, not the paper's baseline)",
+    "iRDA paper Sec. 3.2 and eq. (17)-(18), (21)-(22): alpha_t = 1/(gamma*sqrt(t)), plain SGD",
+    kind=("inverse_sqrt", "lr"),
+)
+PROX_LR_SOURCE = "used with step='lr' only; as the sgd baseline"
+PROX_MOMENTUM_SOURCE = ("used with step='lr' only (this library's variant); as the sgd baseline, "
+                        "applied before the threshold")
+
+
+def _prox_step(ctx: Context, hp: dict[str, Any]) -> tuple[Any, float | None]:
+    """The SGD step and momentum of the prox-SGD methods, as ``hp['step']`` says."""
+    if hp["step"] == "inverse_sqrt":
+        return sj.inverse_sqrt(hp["gamma"]), None
+    return ctx.learning_rate, ctx.momentum or None
+
+
+def _build_prox_sgd(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    step, momentum = _prox_step(ctx, hp)
+    return sj.prox_sgd(step, hp["l1"], momentum=momentum, nesterov=hp["nesterov"],
+                       mask=_mask(hp))
+
+
+def _build_sqrt_t_prox_sgd(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    step, momentum = _prox_step(ctx, hp)
+    return sj.sqrt_t_prox_sgd(step, hp["gamma"], hp["l1"], momentum=momentum,
+                              nesterov=hp["nesterov"], mask=_mask(hp))
+
+
 register(MethodSpec(
     name="prox_sgd",
-    summary="proximal SGD (FOBOS): an SGD step, then the soft threshold lr*l1.",
+    summary="proximal SGD (FOBOS): an SGD step, then the soft threshold step*l1; by default the "
+            "iRDA paper's baseline, step 1/(gamma*sqrt(t)) without momentum.",
     reference="Duchi and Singer, JMLR 2009; the prox-SGD baseline of the iRDA paper, "
               "eq. (17)-(18), Table 1",
     hparams=(
-        HParam("l1", 1e-5, "the l1 coefficient lambda; the threshold is lr*lambda per step",
+        HParam("l1", 1e-5, "the l1 coefficient lambda; the threshold is step*lambda",
                "iRDA paper Table 1 (prox-SGD row, CIFAR-10): lambda = 1e-5", ge=0),
+        HParam("gamma", 0.8, "gamma of the step 1/(gamma*sqrt(t)) (step='inverse_sqrt')",
+               "iRDA paper Table 1 (prox-SGD row, CIFAR-10): gamma = 0.8", gt=0),
+        PROX_STEP,
         NESTEROV,
         SPARSIFY,
     ),
-    build=lambda ctx, hp: sj.prox_sgd(ctx.learning_rate, hp["l1"], momentum=ctx.momentum or None,
-                                      nesterov=hp["nesterov"], mask=_mask(hp)),
+    build=_build_prox_sgd,
     metrics=THRESHOLD,
     default_learning_rate=0.1,
-    learning_rate_source="as the sgd baseline (the iRDA paper's table gives 'gamma' 0.8 for "
-                         "prox-SGD without saying it is the learning rate)",
+    learning_rate_source=PROX_LR_SOURCE,
     default_momentum=0.9,
-    momentum_source="as the sgd baseline (momentum is applied before the threshold)",
+    momentum_source=PROX_MOMENTUM_SOURCE,
 ))
 
 register(MethodSpec(
@@ -375,21 +412,21 @@ register(MethodSpec(
             "(a baseline that drives the weights to zero in the long run).",
     reference="iRDA paper eq. (21)-(22), Table 1 and Table 7",
     hparams=(
-        HParam("gamma", 1.0, "gamma of beta_t = gamma*sqrt(t)",
+        HParam("gamma", 1.0, "gamma of beta_t = gamma*sqrt(t) (and of the step "
+               "1/(gamma*sqrt(t)) with step='inverse_sqrt')",
                "iRDA paper Table 1 (sqrt(t)-prox-SGD row): gamma = 1.0", gt=0),
         HParam("l1", 1e-8, "the l1 coefficient lambda",
                "iRDA paper Table 1 (sqrt(t)-prox-SGD row): lambda = 1e-8", ge=0),
+        PROX_STEP,
         NESTEROV,
         SPARSIFY,
     ),
-    build=lambda ctx, hp: sj.sqrt_t_prox_sgd(ctx.learning_rate, hp["gamma"], hp["l1"],
-                                             momentum=ctx.momentum or None,
-                                             nesterov=hp["nesterov"], mask=_mask(hp)),
+    build=_build_sqrt_t_prox_sgd,
     metrics=THRESHOLD,
     default_learning_rate=0.1,
-    learning_rate_source="as the sgd baseline",
+    learning_rate_source=PROX_LR_SOURCE,
     default_momentum=0.9,
-    momentum_source="as the sgd baseline",
+    momentum_source=PROX_MOMENTUM_SOURCE,
 ))
 
 
