@@ -136,6 +136,13 @@ def lats_continuation(
 ) -> optax.GradientTransformationExtraArgs:
     r"""LATS with continuation: :math:`\lambda` grows geometrically to a target sparsity, then holds.
 
+    *Provenance.* This is this library's construction from the one-line mention
+    of "continuation" in Chen et al. (ICLR 2023), whose available text gives no
+    algorithm or constants; ``growth``, ``interval`` and the sparsity feedback are
+    this library's choices. The continuation method the paper cites (Xiao and
+    Zhang's proximal-gradient homotopy) is :func:`sparsejax.pgh`, the one to use
+    as the paper's early-pruning schedule.
+
     The threshold follows LATS with the current coefficient,
     :math:`d_{t+1} = d_t + \lambda_t\eta_t` (from ``start_step``). Every
     ``interval`` steps from ``start_step``, the sparsity :math:`s_{t+1}` of the

@@ -152,7 +152,14 @@ def grda(
       \tau_n = \tau_{n-1} + c\,\eta_n^{\mu + 1/2}\big(n^\mu - (n-1)^\mu\big), \qquad
       w_n = S_{\tau_n}(a_n),
 
-    which reduces to the closed form above when :math:`\eta_n = \gamma`. Built
+    which reduces to the closed form above when :math:`\eta_n = \gamma`.
+    *Indexing.* The library follows the reference code (``grda_pytorch.py``:
+    ``iter_num`` counts the gradients, then ``l1_accumulation`` becomes
+    :math:`c\,\eta^{\mu+1/2}n^\mu`), which thresholds with :math:`g(n,\gamma)`
+    after :math:`n` gradients. The paper writes
+    :math:`w_{n+1} = S_{g(n,\gamma)}(w_0 - \gamma\sum_{k=0}^{n}\nabla f(w_k; Z_{k+1}))`,
+    i.e. :math:`g(n,\gamma)` after :math:`n+1` gradients: the same rule shifted by one
+    step (a slightly smaller threshold at each step in the paper's form). Built
     as ``optax.chain(dual_averaging(lr, 'init'), apply_soft_threshold(increment,
     mask, cumulative=True))``; read the threshold with
     ``optax.tree_utils.tree_get(state, 'threshold')``.

@@ -582,7 +582,10 @@ def pgh(
     ends exactly at :math:`D`. The implicit :math:`\ell_1` coefficient changes
     by the factor :math:`\beta` over the pruning phase: :math:`\beta < 1`
     prunes early (large :math:`\lambda` first, then relaxed, the homotopy
-    direction of Xiao and Zhang), :math:`\beta > 1` late.
+    direction of Xiao and Zhang), :math:`\beta > 1` late. This is the
+    continuation method Chen et al. cite (proximal-gradient homotopy) and the
+    library's form of their early pruning; :func:`sparsejax.lats_continuation`
+    and :func:`sparsejax.lats_prune_at_init` are this library's own constructions.
 
     Args:
       learning_rate: :math:`\eta`, a number or a schedule (cosine for the theory).

@@ -25,7 +25,8 @@ the progress through the pruning phase (``start_step`` :math:`k_0`,
   cosine learning rate: LATS (a constant :math:`\lambda`) in closed form;
 * :func:`lats_epochwise_threshold`: the same for a cosine learning rate held
   constant within each epoch (the reference code's ``--low-freq`` LATS);
-* :func:`pgh_threshold`: :math:`\lambda` growing as :math:`\beta^{x}` under a
+* :func:`pgh_threshold`: :math:`\lambda` changing geometrically as :math:`\beta^{x}`
+  (shrinking for :math:`\beta < 1`, growing for :math:`\beta > 1`) under a
   cosine learning rate (proximal gradient homotopy);
 * :func:`stds_threshold`: STDS, :math:`D(1 + \sin(\pi(x - \tfrac12)))/2`, or
   the line :math:`D x`;
@@ -319,9 +320,11 @@ def lats_epochwise_threshold(
 def pgh_threshold(
     final_threshold: Any, total_steps: Any, beta: Any, start_step: Any = 0
 ) -> optax.Schedule:
-    r"""PGH: an :math:`\ell_1` coefficient growing as :math:`\beta^x` under a cosine learning rate.
+    r"""PGH: an :math:`\ell_1` coefficient scaled by :math:`\beta^x` under a cosine learning rate.
 
-    Proximal gradient homotopy changes :math:`\lambda` geometrically; with the
+    Proximal gradient homotopy changes :math:`\lambda` geometrically (it decays
+    for :math:`\beta < 1`, the homotopy direction of Xiao and Zhang, and grows
+    for :math:`\beta > 1`); with the
     cosine learning rate of :func:`slats_threshold`, the threshold whose
     increments are :math:`\lambda_0\beta^{x}\eta(x)` and which ends at :math:`D` is
 

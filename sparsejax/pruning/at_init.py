@@ -158,6 +158,13 @@ def lats_prune_at_init(
 ) -> optax.GradientTransformationExtraArgs:
     r"""Pruning at initialisation: a short LATS phase fixes the support, then masked training.
 
+    *Provenance.* This is this library's construction from the one-line mention
+    of "pruning at initialization" among the methods the framework of Chen et al.
+    (ICLR 2023) yields; the available text gives no algorithm. The phase split,
+    the support freeze and ``rewind`` are this library's choices. The paper's
+    early-pruning schedule is :func:`sparsejax.pgh` (proximal-gradient homotopy,
+    Xiao and Zhang).
+
     Phase 1, updates :math:`t < P` (``prune_steps``): :func:`sparsejax.lats`
     from the initial weights, :math:`d_{t+1} = d_t + \lambda\eta_t`. A short
     phase needs a large :math:`\lambda` (the threshold reached is
