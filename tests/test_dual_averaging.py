@@ -229,7 +229,8 @@ def test_rda_zero_center_keeps_unregularised_leaves_around_their_initial_value(m
     # their own initial value: w_1 - sum g / (gamma sqrt t); the kernel uses the zero centre.
     params = {"kernel": jnp.full((2, 3), 0.5), "bn": {"scale": jnp.ones(3), "bias": jnp.zeros(3)}}
     gamma, lam, n_steps = 2.0, 0.1, 4
-    grads = [jax.tree.map(lambda p, k=k: jnp.full_like(p, 0.3 * (k + 1)), params) for k in range(n_steps)]
+    grads = [jax.tree.map(lambda p, k=k: jnp.full_like(p, 0.3 * (k + 1)), params)
+             for k in range(n_steps)]
     tx = make()
     state, p = tx.init(params), params
     for g in grads:

@@ -115,7 +115,8 @@ def test_inverse_sqrt_gives_the_iRDA_papers_prox_sgd_and_sqrt_t_prox_sgd():
     w_prox = w_sqrt = to_f64(params)
     for t, g in enumerate(grads_f64(params, n_steps), start=1):
         alpha = 1 / (gamma * np.sqrt(t))
-        w_prox = jax.tree.map(lambda w, gk: np_soft_threshold(w - alpha * gk, alpha * lam), w_prox, g)
+        w_prox = jax.tree.map(
+            lambda w, gk: np_soft_threshold(w - alpha * gk, alpha * lam), w_prox, g)
         tau = lam * np.sqrt(t) / gamma
         w_sqrt = jax.tree.map(lambda w, gk: np_soft_threshold(w - alpha * gk, tau), w_sqrt, g)
     assert_tree_close(hist_prox[-1], w_prox, params)

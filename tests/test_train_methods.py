@@ -305,11 +305,13 @@ def test_prox_sgd_methods_default_to_the_irda_papers_step(name: str) -> None:
     for t in (1, 2):
         alpha = 1 / (gamma * math.sqrt(t))
         tau = alpha * lam if name == "prox_sgd" else lam * math.sqrt(t) / gamma
-        w = jax.tree.map(lambda x: np.sign(x - alpha * 0.5) * np.maximum(np.abs(x - alpha * 0.5) - tau, 0), w)
+        w = jax.tree.map(
+            lambda x: np.sign(x - alpha * 0.5) * np.maximum(np.abs(x - alpha * 0.5) - tau, 0), w)
     jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-7), paper, w)
     # step='lr': the trainer's learning rate with momentum, before the same kind of threshold
     own = two_steps({**hp, "step": "lr"}, 0.1, 0.9)
-    b = np.asarray(own["dense"]["bias"])  # zero at init: -0.1*0.5 - 0.1*(0.5 + 0.9*0.5), thresholded
-    tau = (0.1 * lam, 0.1 * lam) if name == "prox_sgd" else (lam / gamma, lam * math.sqrt(2) / gamma)
+    b = np.asarray(own["dense"]["bias"])  # 0 at init; steps -0.05 and -0.095, each thresholded
+    tau = ((0.1 * lam, 0.1 * lam) if name == "prox_sgd"
+           else (lam / gamma, lam * math.sqrt(2) / gamma))
     first = -max(0.05 - tau[0], 0.0)
     np.testing.assert_allclose(b, -max(-first + 0.095 - tau[1], 0.0), rtol=1e-5)

@@ -334,7 +334,7 @@ def irda(
     mask: Mask = None,
     accumulator_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Iterative RDA (Algorithm 1): :func:`rda`, then "iterative retraining" from step ``retrain_step``.
+    r"""Iterative RDA (Algorithm 1): :func:`rda`, then "iterative retraining" from ``retrain_step``.
 
     Step 1 (:math:`t < T`) is :func:`rda`. Step 2 (:math:`t \ge T`) zeroes the
     gradient of every weight that is exactly zero before the RDA update

@@ -27,7 +27,7 @@ def _wide(g: jax.Array) -> bool:
 
 
 def _per_dtype(narrow: Any, wide: Any, updates: Any) -> Any:
-    """Leaf by leaf: ``wide``'s value for float64 leaves, ``narrow``'s (float32 arithmetic) otherwise."""
+    """Leaf by leaf: ``wide``'s value for float64 leaves, else ``narrow``'s (float32 arithmetic)."""
     return jax.tree.map(lambda n, w, g: w if _wide(g) else n, narrow, wide, updates)
 
 
@@ -53,7 +53,10 @@ def _momentum(momentum: Any, nesterov: bool) -> optax.GradientTransformation:
 
 
 def _learning_rate(learning_rate: Any) -> optax.GradientTransformation:
-    """``optax.scale_by_learning_rate`` in float32 (float64 for float64 leaves), cast back to each gradient's dtype."""
+    """``optax.scale_by_learning_rate`` in float32 (float64 for float64 leaves).
+
+    Each update is cast back to its gradient's dtype.
+    """
     scale = optax.scale_by_learning_rate(as_float32(learning_rate))
     scale_wide = optax.scale_by_learning_rate(learning_rate)
 
