@@ -213,3 +213,13 @@ def test_module_entry_point_in_a_subprocess(tmp_path) -> None:
     assert run.stderr.strip().splitlines() == [
         run.stderr.strip()] and "unknown method 'nope'" in run.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_command_line_has_the_directional_pruning_commands(capsys) -> None:
+    """`sparsejax hessian` and `sparsejax connect` are sub-commands of the one parser, and a
+    folder without a finished run is a one-line error with status 2."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["hessian", "--workdir", "w"]).command == "hessian"
+    assert parser.parse_args(["connect", "--a", "x", "--b", "y"]).command == "connect"
+    assert cli.main(["hessian", "--workdir", "/nonexistent/run"]) == 2
+    assert "holds no config.json" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``sparsejax hessian`` and ``sparsejax connect`` (sparsejax.train.cli_directional), called directly
+"""``sparsejax hessian`` and ``sparsejax connect`` (sparsejax.train.cli.directional), called directly
 on two small finished runs (synthetic data, a small MLP)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sparsejax.train import cli
-from sparsejax.train import cli_directional as cd
+from sparsejax.train.cli import directional as cd
 
 TRAIN = ["--model", "mlp", "--dataset", "synthetic", "--data-opt", "num_examples=128",
          "--data-opt", "image_shape=[4,4,1]", "--epochs", "1", "--batch-size", "32",

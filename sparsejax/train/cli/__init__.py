@@ -7,6 +7,8 @@
   sparsejax compare --methods sgd,grda,lats --model lenet5 --dataset fashion_mnist --out DIR
   sparsejax prune   --workdir runs/fashion_mnist-lenet5-sgd-s0 --ratios 0.5,0.8,0.9 --retrain-epochs 1
   sparsejax methods [METHOD]          # the methods, their hyperparameters, defaults and sources
+  sparsejax hessian --workdir RUN     # the Hessian spectrum of a finished run (directional pruning)
+  sparsejax connect --a RUN --b RUN   # the Bezier curve of low loss between two finished runs
 
 ``train`` builds the model (:func:`sparsejax.models.create`), the data
 (:func:`sparsejax.data.load` and :func:`sparsejax.data.batches`) and the
@@ -40,7 +42,7 @@ run resumes from the older one.
 
 from sparsejax.train.cli.args import build_parser, compare_runs
 from sparsejax.train.cli.commands import main
-from sparsejax.train.cli.runs import TrainedRun, compare_methods, run_training
+from sparsejax.train.cli.runs import TrainedRun, compare_methods, load_finished_run, run_training
 from sparsejax.train.cli.settings import RunSettings, UsageError, load_config
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "compare_methods",
     "compare_runs",
     "load_config",
+    "load_finished_run",
     "main",
     "run_training",
 ]

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sparsejax.train.cli.directional import add_subcommands
 from sparsejax.train.cli.settings import (
     DEFAULT_RATIOS,
     DEFAULTS,
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List the training methods, or describe one (hyperparameters, "
                                    "defaults and where they come from).")
     p.add_argument("method", nargs="?", default=None)
+    add_subcommands(sub)  # hessian, connect
     return parser
 
 

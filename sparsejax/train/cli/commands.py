@@ -22,13 +22,18 @@ from sparsejax.train.cli.args import (
     settings_from,
 )
 from sparsejax.train.cli.reports import markdown_table, pct, summary_line, write_compare
-from sparsejax.train.cli.runs import accuracy_of, compare_methods, model_with_params, run_training
+from sparsejax.train.cli.directional import cmd_connect, cmd_hessian
+from sparsejax.train.cli.runs import (
+    accuracy_of,
+    compare_methods,
+    load_finished_run,
+    model_with_params,
+    run_training,
+)
 from sparsejax.train.cli.settings import (
     DEFAULT_RATIOS,
-    DEFAULTS,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
-    RunSettings,
     UsageError,
     load_config,
 )
@@ -116,16 +121,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from sparsejax.train import fit
 
     workdir = Path(args.workdir)
-    cfg_file = workdir / "config.json"
-    if not cfg_file.is_file():
-        raise UsageError(f"{workdir} holds no config.json: not a run of `sparsejax train`")
-    if not (workdir / "result.json").is_file():
-        raise UsageError(f"the run in {workdir} has not finished; finish it first (run its "
-                         "`sparsejax train` command again to resume)")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"cannot read {cfg_file}: {e}") from None
     ratios = parse_floats(args.ratios, "--ratios")
     if not ratios or not all(0 <= r < 1 for r in ratios):
         raise UsageError(f"--ratios must be numbers in [0, 1), got {args.ratios!r}")
@@ -135,10 +130,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UsageError(f"--retrain-momentum must be in [0, 1), got {args.retrain_momentum}")
     if not args.retrain_lr >= 0:
         raise UsageError(f"--retrain-lr must be >= 0, got {args.retrain_lr}")
-    settings = RunSettings.from_config(
-        config, eval_batch_size=args.eval_batch_size or DEFAULTS["eval_batch_size"])
-    run = run_training(settings, workdir, data_dir=args.data_dir, source=args.source,
-                       log=None)
+    run = load_finished_run(workdir, data_dir=args.data_dir, source=args.source,
+                            eval_batch_size=args.eval_batch_size)
+    settings = run.settings
+    config = json.loads((workdir / "config.json").read_text())  # the run's identity, as stored
     accuracy = accuracy_of(run)
     base = run.result.final
     say = (lambda line: None) if args.quiet or not is_primary() else print
@@ -197,7 +192,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "prune": cmd_prune,
-            "methods": cmd_methods}
+            "methods": cmd_methods, "hessian": cmd_hessian, "connect": cmd_connect}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

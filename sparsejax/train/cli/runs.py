@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sparsejax.train.cli.settings import RunSettings, UsageError
+from sparsejax.train.cli.settings import DEFAULTS, RunSettings, UsageError
 from sparsejax.tree import weights_only
 
 
@@ -80,6 +81,38 @@ def run_training(
                  sparsity_mask=weights_only, progress=progress, log=log)
     return TrainedRun(settings, result, tuple(train_ds.image_shape), test_b, train_b,
                       finished_before)
+
+
+def load_finished_run(workdir: str | os.PathLike[str], *, data_dir: str | None = None,
+                      source: str = "auto", eval_batch_size: int | None = None) -> TrainedRun:
+    """Reloads a finished run (model, weights, data) from its workdir, training nothing.
+
+    Args:
+      workdir: the run's directory (of ``sparsejax train`` or a ``compare`` entry).
+      data_dir: where its dataset is, if moved.
+      source: ``'auto'``, ``'tfds'`` or ``'files'``.
+      eval_batch_size: the test batch size (default the command line's).
+
+    Returns:
+      The :class:`TrainedRun` (``finished_before`` is ``True``).
+
+    Raises:
+      UsageError: if the folder holds no run, or its run has not finished.
+    """
+    workdir = Path(workdir)
+    cfg_file = workdir / "config.json"
+    if not cfg_file.is_file():
+        raise UsageError(f"{workdir} holds no config.json: not a run of `sparsejax train`")
+    if not (workdir / "result.json").is_file():
+        raise UsageError(f"the run in {workdir} has not finished; finish it first (run its "
+                         "`sparsejax train` command again to resume)")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot read {cfg_file}: {e}") from None
+    settings = RunSettings.from_config(
+        config, eval_batch_size=eval_batch_size or DEFAULTS["eval_batch_size"])
+    return run_training(settings, workdir, data_dir=data_dir, source=source, log=None)
 
 
 def accuracy_of(run: TrainedRun) -> Callable[[Any], float]:

@@ -6,7 +6,8 @@
   sparsejax connect --a runs/cmp/sgd --b runs/cmp/grda --epochs 2 --out runs/cmp/connect
 
 ``hessian`` reloads a finished run (as ``sparsejax prune`` does: its
-``config.json`` rebuilds model and data, its last checkpoint the weights) and
+``config.json`` rebuilds model and data, its last checkpoint the weights:
+:func:`sparsejax.train.cli.load_finished_run`) and
 computes the Hessian of the mean training loss over the first ``--examples``
 training examples at its weights (the model in eval mode, as PyHessian does):
 the top ``--k`` eigenvalues by Lanczos, the spectral density by stochastic
@@ -37,7 +38,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_subcommands", "cmd_connect", "cmd_hessian", "load_finished_run"]
+from sparsejax.train.distributed import is_primary
+
+__all__ = ["add_subcommands", "cmd_connect", "cmd_hessian"]
 
 
 def add_subcommands(subparsers: Any) -> None:
@@ -48,7 +51,7 @@ def add_subcommands(subparsers: Any) -> None:
 
     Example:
       >>> import argparse
-      >>> from sparsejax.train.cli_directional import add_subcommands, cmd_hessian
+      >>> from sparsejax.train.cli.directional import add_subcommands, cmd_hessian
       >>> parser = argparse.ArgumentParser(prog='sparsejax')
       >>> add_subcommands(parser.add_subparsers(dest='command'))
       >>> args = parser.parse_args(['hessian', '--workdir', 'runs/x', '--k', '5'])
@@ -117,41 +120,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
 
-def load_finished_run(workdir: str | Path, *, data_dir: str | None = None, source: str = "auto",
-                      eval_batch_size: int | None = None) -> Any:
-    """Reloads a finished ``sparsejax train`` run (model, weights, data) from its workdir.
-
-    Args:
-      workdir: the run's directory.
-      data_dir: where its dataset is, if moved.
-      source: ``'auto'``, ``'tfds'`` or ``'files'``.
-      eval_batch_size: the test batch size (default the command line's).
-
-    Returns:
-      A :class:`sparsejax.train.cli.TrainedRun` (nothing is trained).
-
-    Raises:
-      UsageError: if the folder holds no finished run.
-    """
-    from sparsejax.train.cli import RunSettings, UsageError, run_training
-    from sparsejax.train.cli.settings import DEFAULTS
-
-    workdir = Path(workdir)
-    cfg_file = workdir / "config.json"
-    if not cfg_file.is_file():
-        raise UsageError(f"{workdir} holds no config.json: not a run of `sparsejax train`")
-    if not (workdir / "result.json").is_file():
-        raise UsageError(f"the run in {workdir} has not finished; finish it first (run its "
-                         "`sparsejax train` command again to resume)")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"cannot read {cfg_file}: {e}") from None
-    settings = RunSettings.from_config(config, eval_batch_size=eval_batch_size
-                                       or DEFAULTS["eval_batch_size"])
-    return run_training(settings, workdir, data_dir=data_dir, source=source, log=None)
-
-
 def _check(name: str, value: Any, low: float, *, integer: bool = True) -> None:
     from sparsejax.train.cli import UsageError
 
@@ -159,12 +127,6 @@ def _check(name: str, value: Any, low: float, *, integer: bool = True) -> None:
     if bad or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= low):
         raise UsageError(f"--{name} must be {'an integer ' if integer else 'a number '}>= {low:g}, "
                          f"got {value!r}")
-
-
-def _primary() -> bool:
-    from sparsejax.train.distributed import is_primary
-
-    return is_primary()
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
@@ -176,6 +138,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from sparsejax.train import connectivity as conn
     from sparsejax.train.cli import UsageError
     from sparsejax.train.cli.reports import markdown_table
+    from sparsejax.train.cli.runs import load_finished_run
 
     for name in ("k", "examples", "batch_size", "slq_steps"):
         _check(name.replace("_", "-"), getattr(args, name), 1)
@@ -197,7 +160,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     steps = None if args.lanczos_steps is None else min(args.lanczos_steps, d)
     if steps is not None and steps < args.k:
         raise UsageError(f"--lanczos-steps={steps} must be at least --k={args.k}")
-    say = (lambda line: None) if args.quiet or not _primary() else print
+    say = (lambda line: None) if args.quiet or not is_primary() else print
     say(f"{args.workdir}: Hessian of the mean training loss over {n} examples at its weights "
         f"({d:,} parameters)")
     eig = dp.top_eigenpairs(loss, params, args.k, num_steps=steps, seed=args.seed)
@@ -216,7 +179,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         tr = dp.hutchinson_trace(loss, params, num_probes=args.trace_probes, seed=args.seed)
         result["trace"], result["trace_standard_error"] = tr.trace, tr.standard_error
     out = Path(args.out) if args.out else Path(args.workdir) / "hessian"
-    if _primary():
+    if is_primary():
         out.mkdir(parents=True, exist_ok=True)
         (out / "spectrum.json").write_text(json.dumps(result, indent=1) + "\n")
         if density is not None:
@@ -266,6 +229,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     from sparsejax.train import connectivity as conn
     from sparsejax.train.cli import UsageError
     from sparsejax.train.cli.reports import markdown_table, pct
+    from sparsejax.train.cli.runs import load_finished_run
 
     for name in ("epochs", "points"):
         _check(name, getattr(args, name), 1)
@@ -329,7 +293,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
         result["plane"] = {"xs": plane.xs.tolist(), "ys": plane.ys.tolist(),
                            "points": plane.basis.points.tolist(),
                            **{k: v.tolist() for k, v in plane.values.items()}}
-    if _primary():
+    if is_primary():
         out.mkdir(parents=True, exist_ok=True)
         (out / "connect.json").write_text(json.dumps(result, indent=1) + "\n")
         names = (Path(args.a).name, Path(args.b).name)
