@@ -21,7 +21,7 @@ same shape otherwise).
 
 Usage::
 
-  python benchmarks/hessian.py                 # LeNet-300-100, 10,000 examples, k = 50 (a few minutes on 2 cores)
+  python benchmarks/hessian.py                 # LeNet-300-100, 10,000 examples, k = 50 (about 2 minutes on 2 cores)
   python benchmarks/hessian.py --quick         # a small MLP on 512 examples (smoke test, seconds)
   python benchmarks/hessian.py --json out.json
 

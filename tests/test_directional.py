@@ -295,7 +295,8 @@ def test_bad_input_raises_clear_value_errors():
         dp.exact_eigenpairs(mean_loss, params, k=d + 5)
     with pytest.raises(ValueError, match="num_steps=30 exceeds"):
         dp.spectral_density(loss, params, num_steps=30)
-    eig = dp.exact_eigenpairs(mean_loss, params, k=3)
+    rows = jax.tree.map(lambda x: jnp.stack([x, 2 * x, 3 * x]), params)  # stands for 3 eigenpairs
+    eig = dp.HessianEigen(jnp.array([3.0, 2.0, 1.0]), rows, jnp.zeros(3))
     with pytest.raises(ValueError, match="k=4 exceeds the 3 eigenpairs"):
         dp.flat_projector(eig, k=4)
     with pytest.raises(ValueError, match="needs k= .* or tol="):

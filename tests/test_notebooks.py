@@ -26,6 +26,11 @@ EXPECTED = {
         "fixed-support retraining at 95%",
         "gradual magnitude pruning: accuracy",
     ),
+    "directional_pruning.ipynb": (
+        "top Hessian eigenvalues",
+        "DP vs gRDA vs magnitude",
+        "max training loss along the curve",
+    ),
 }
 
 
