@@ -484,7 +484,8 @@ def plot_path(curve: Mapping[str, np.ndarray], line: Mapping[str, np.ndarray] | 
               path: str | os.PathLike | None = None, title: str | None = None) -> Any:
     """Plots metrics along the curve (and the straight line) against :math:`t`, one panel per metric.
 
-    Imports matplotlib when called (the ``plots`` extra).
+    Matplotlib is imported when called (the ``plots`` extra), no ``pyplot``
+    (:mod:`sparsejax.plotting`).
 
     Args:
       curve: :func:`evaluate_path` along the curve.
@@ -505,10 +506,10 @@ def plot_path(curve: Mapping[str, np.ndarray], line: Mapping[str, np.ndarray] | 
       >>> len(fig.axes)
       1
     """
-    from matplotlib.figure import Figure
+    from sparsejax.plotting import new_figure, save_png
 
     keys = [k for k in curve if k != "t"] if keys is None else list(keys)
-    fig = Figure(figsize=(4.2 * len(keys), 3.4), layout="constrained")
+    fig = new_figure((4.2 * len(keys), 3.4))
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
         ax.plot(curve["t"], curve[key], "o-", ms=3, color="C0", label="Bézier curve")
@@ -520,8 +521,7 @@ def plot_path(curve: Mapping[str, np.ndarray], line: Mapping[str, np.ndarray] | 
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    if path is not None:
-        fig.savefig(path, dpi=110)
+    save_png(fig, path, 110)
     return fig
 
 
@@ -560,13 +560,10 @@ def plot_plane(xs: Sequence[float], ys: Sequence[float], values: np.ndarray, bas
       2
     """
     from matplotlib import colors
-    from matplotlib.figure import Figure
 
-    if ax is None:
-        fig = Figure(figsize=(5.2, 4.2), layout="constrained")
-        ax = fig.subplots()
-    else:
-        fig = ax.figure
+    from sparsejax.plotting import figure_and_axes, save_png
+
+    fig, ax = figure_and_axes(ax, (5.2, 4.2))
     z = np.asarray(values, np.float64)
     finite = z[np.isfinite(z)]
     lo, hi = float(finite.min()), float(finite.max())
@@ -590,6 +587,5 @@ def plot_plane(xs: Sequence[float], ys: Sequence[float], values: np.ndarray, bas
     ax.set_aspect("equal", adjustable="box")
     if title:
         ax.set_title(title)
-    if path is not None:
-        fig.savefig(path, dpi=110)
+    save_png(fig, path, 110)
     return fig

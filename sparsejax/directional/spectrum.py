@@ -556,7 +556,8 @@ def plot_spectrum(density: SpectralDensity, eigenvalues: Any = None, *, path: st
                   ax: Any = None, sigma: float | None = None, title: str | None = None) -> Any:
     """Plots the smoothed SLQ density (log scale) with the top eigenvalues marked.
 
-    Imports matplotlib when called (the ``plots`` extra).
+    Matplotlib is imported when called (the ``plots`` extra), no ``pyplot``
+    (:mod:`sparsejax.plotting`).
 
     Args:
       density: a :class:`SpectralDensity`.
@@ -577,13 +578,9 @@ def plot_spectrum(density: SpectralDensity, eigenvalues: Any = None, *, path: st
       >>> fig.axes[0].get_yscale()
       'log'
     """
-    from matplotlib.figure import Figure
+    from sparsejax.plotting import figure_and_axes, save_png
 
-    if ax is None:
-        fig = Figure(figsize=(5.5, 3.8), layout="constrained")
-        ax = fig.subplots()
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (5.5, 3.8))
     x, y = density_curve(density, sigma=sigma)
     ax.semilogy(x, np.maximum(y, 1e-12), color="C0", lw=1.2, label="SLQ density")
     if eigenvalues is not None:
@@ -595,6 +592,5 @@ def plot_spectrum(density: SpectralDensity, eigenvalues: Any = None, *, path: st
     ax.legend(loc="upper right", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
-    if path is not None:
-        fig.savefig(path, dpi=110)
+    save_png(fig, path, 110)
     return fig
