@@ -151,6 +151,7 @@ class DatasetLoss:
         self._value = jax.jit(self._mean_value)
         self._grad = jax.jit(self._mean_grad)
         self._hvp = jax.jit(self._mean_hvp)
+        self._programs: dict[Any, Any] = {}  # the spectral functions' compiled programs
 
     def __repr__(self) -> str:
         return (f"DatasetLoss({getattr(self.loss_fn, '__name__', 'loss_fn')}, "
@@ -231,6 +232,8 @@ class HessianOperator:
     computation on the same loss compiles nothing.
     """
 
+    # Compiled programs per callable loss; a DatasetLoss keeps its own (``_programs``). The
+    # programs of a callable refer to it weakly, so the cache never keeps a loss alive.
     _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, loss: Loss, params: PyTree) -> None:
@@ -250,10 +253,13 @@ class HessianOperator:
             self._value = lambda: loss(params)
         signature = (jax.tree.structure(params),
                      tuple((jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(params)))
-        try:
-            per_loss = self._cache.setdefault(loss, {})
-        except TypeError:  # not weakly referenceable: no cache
-            per_loss = {}
+        if isinstance(loss, DatasetLoss):
+            per_loss = loss._programs
+        else:
+            try:
+                per_loss = self._cache.setdefault(loss, {})
+            except TypeError:  # not weakly referenceable: no cache
+                per_loss = {}
         if signature not in per_loss:
             per_loss[signature] = {"apply": self._make_apply(loss, flat.dtype, self.unravel)}
         self.compiled = per_loss[signature]
@@ -269,8 +275,14 @@ class HessianOperator:
                 p, d, m = ops
                 return ravel(loss._mean_hvp(p, unravel(x), d, m))
         else:
+            try:
+                ref = weakref.ref(loss)
+            except TypeError:  # not weakly referenceable (then not cached either)
+                ref = lambda: loss  # noqa: E731
+
             def apply(ops: Any, x: jax.Array) -> jax.Array:
-                return ravel(jax.jvp(lambda p: jax.grad(loss)(p), (ops,), (unravel(x),))[1])
+                fn = ref()
+                return ravel(jax.jvp(lambda p: jax.grad(fn)(p), (ops,), (unravel(x),))[1])
         return apply
 
     def program(self, name: str, make: Callable[[Callable], Callable]) -> Callable:
