@@ -528,6 +528,12 @@ def report(args: argparse.Namespace, runs: dict[str, Any], hess: dict[str, Any],
               f"{prn['jaccard_chance']:.3f}; DP at the theorem's lambda: sparsity "
               f"{_pct(rows['dp_theorem_lambda']['sparsity'])} vs gRDA's {_pct(prn['grda_sparsity'])}",
               j["dp vs grda"] > j["magnitude vs grda"] + 0.01 and theorem_gap < 0.05)
+    else:
+        claim("gRDA's iterate is asymptotically DP of SGD's with lambda = c sqrt(gamma) t^mu (theorem)",
+              "Theorem (gamma -> 0, t large)",
+              f"DP cannot reach gRDA's sparsity {_pct(prn['grda_sparsity'])} (too few positive "
+              f"scores); DP at the theorem's lambda: sparsity "
+              f"{_pct(rows['dp_theorem_lambda']['sparsity'])}", False)
     sc = prn["scores"]
     vacuous = sc["positive_share"] >= 1.0
     claim("gRDA's zeros have positive DP scores (pruning them does not raise the loss)",
