@@ -120,8 +120,7 @@ def build_runner(model_name: str, name: str, method: str, batch_size: int, total
     mesh = data_mesh()
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     tx, _ = registry.make_optimizer(method, {}, learning_rate=0.01, momentum=None,
-                                    steps_per_epoch=total_steps, epochs=1, params=params,
-                                    model=model)
+                                    steps_per_epoch=total_steps, epochs=1, params=params)
     parts = split_model(model)
     rng = np.random.default_rng(seed)
     host = {"image": rng.standard_normal((batch_size, *shape), dtype=np.float32),

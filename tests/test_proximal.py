@@ -227,7 +227,7 @@ def test_pytorch_sgd_matches_torch_sgd_by_hand():
     grads = [np.array([1.0, -2.0]), np.array([0.5, 0.25]), np.array([-1.0, 3.0])]
     for nesterov in (False, True):
         tx = sj.pytorch_sgd(lr, momentum=mu, nesterov=nesterov, weight_decay=wd)
-        w = {"w": jnp.array([0.3, -0.7], jnp.float64)}
+        w = {"w": jnp.array([0.3, -0.7], jnp.float32)}
         state = tx.init(w)
         w_ref, buf = np.array([0.3, -0.7]), None
         for g in grads:

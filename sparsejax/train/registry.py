@@ -294,8 +294,8 @@ def resolve_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> di
 
     Example:
       >>> from sparsejax.train.registry import resolve_hparams
-      >>> resolve_hparams('prox_sgd', {'l1': '1e-4'})
-      {'l1': 0.0001, 'nesterov': False, 'sparsify': 'weights'}
+      >>> resolve_hparams('grda', {'c': '1e-3'})
+      {'c': 0.001, 'mu': 0.51, 'sparsify': 'weights'}
     """
     spec = get_method(method)
     given = dict(hparams or {})
