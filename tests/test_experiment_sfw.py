@@ -21,8 +21,8 @@ def job() -> ModuleType:
 def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     job: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--quick", "--ratios", "0.5,0.9", "--retrain-steps", "2", "--out", str(tmp_path),
-            "--quiet"]
+    argv = ["--quick", "--sfw-init", "--ratios", "0.5,0.9", "--retrain-steps", "2",
+            "--out", str(tmp_path), "--quiet"]
     res = job.main(argv)
     out = capsys.readouterr().out
 
@@ -38,8 +38,14 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     for name in ("sfw", "sgd"):
         assert 0.0 <= res["dense"][name] <= 1.0
         assert 0.0 <= res["natural_sparsity"][name] < 0.5
-    # SFW's iterates stay in their K-sparse polytopes; SGD learns something in 8 steps.
-    assert res["facts"]["sfw"]["init_feasible"] and res["facts"]["sfw"]["final_feasible"]
+    # SFW-Init learns a scale per kernel and SFW starts feasible; its iterates stay in their
+    # K-sparse polytopes; SGD learns something in 8 steps.
+    facts = res["facts"]["sfw"]
+    scales = facts["sfw_init_scales"]
+    assert sorted(scales) == ["convs/0/kernel", "convs/1/kernel", "fcs/0/kernel", "fcs/1/kernel",
+                              "fcs/2/kernel"]
+    assert all(0.01 <= v for v in scales.values()) and any(v != 1.0 for v in scales.values())
+    assert facts["init_feasible"] and facts["final_feasible"]
     assert res["dense"]["sgd"] > 0.2, res["dense"]
 
     # the markdown table: a header, a separator, the dense row and one row per ratio
@@ -65,21 +71,6 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
 
 def _curve(ratios: tuple[float, ...], acc: dict[float, float], default: float) -> list:
     return [(r, acc.get(r, default), r) for r in ratios]
-
-
-@pytest.mark.slow
-@needs_fashion_mnist
-def test_sfw_init_learns_a_scale_per_kernel_and_starts_feasible(job: ModuleType, tmp_path: Path) -> None:
-    res = job.main(["--quick", "--sfw-init", "--scope", "global", "--ratios", "0.9",
-                    "--retrain-steps", "0", "--out", str(tmp_path), "--quiet"])
-    facts = res["facts"]["sfw"]
-    scales = facts["sfw_init_scales"]
-    assert sorted(scales) == ["convs/0/kernel", "convs/1/kernel", "fcs/0/kernel", "fcs/1/kernel",
-                              "fcs/2/kernel"]
-    assert all(0.01 <= v for v in scales.values()) and any(v != 1.0 for v in scales.values())
-    assert facts["init_feasible"] and facts["final_feasible"]
-    assert list(res["curves"]) == ["sfw global", "sgd global"]
-    assert 0.0 <= res["dense"]["sfw"] <= 1.0
 
 
 def test_check_wants_a_higher_kept_ratio_a_margin_and_a_close_dense_accuracy(
