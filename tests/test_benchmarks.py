@@ -22,6 +22,9 @@ import pytest
 import sparsejax as sj
 from tests.scripts import load_script
 
+# The module-scoped fixtures (compiled programs, trained runs) are built once: one worker.
+pytestmark = pytest.mark.xdist_group("benchmarks")
+
 
 def _load(name: str) -> ModuleType:
     """Imports ``benchmarks/<name>.py`` (the folder is not a package)."""

@@ -13,6 +13,9 @@ import pytest
 from sparsejax.train import cli
 from sparsejax.train.cli import directional as cd
 
+# The module-scoped fixtures (compiled programs, trained runs) are built once: one worker.
+pytestmark = pytest.mark.xdist_group("cli_directional")
+
 TRAIN = ["--model", "mlp", "--dataset", "synthetic", "--data-opt", "num_examples=128",
          "--data-opt", "image_shape=[4,4,1]", "--epochs", "1", "--batch-size", "32",
          "--eval-batch-size", "64", "--lr", "0.05", "--quiet"]

@@ -18,6 +18,9 @@ from jax.flatten_util import ravel_pytree
 
 import sparsejax as sj
 
+# The module-scoped fixtures (compiled programs, trained runs) are built once: one worker.
+pytestmark = pytest.mark.xdist_group("directional")
+
 dp = sj.directional
 
 

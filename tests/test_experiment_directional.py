@@ -11,6 +11,7 @@ import pytest
 from tests.scripts import load_script, needs_fashion_mnist
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_quick_run_reports_every_part_and_writes_the_figures(tmp_path: Path, capsys) -> None:
     job = load_script("experiments/directional_pruning.py")

@@ -16,6 +16,7 @@ def job() -> ModuleType:
     return load_script("experiments/greedy_figure1.py")
 
 
+@pytest.mark.slow
 def test_quick_figure_pruning_beats_the_one_over_n_rate(
     job: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

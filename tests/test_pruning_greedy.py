@@ -25,6 +25,9 @@ from sparsejax.structured import (
     shrink_summary,
 )
 
+# The module-scoped fixtures (compiled programs, trained runs) are built once: one worker.
+pytestmark = pytest.mark.xdist_group("pruning_greedy")
+
 
 @pytest.fixture(scope="module")
 def data() -> tuple[jax.Array, jax.Array]:

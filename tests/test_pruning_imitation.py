@@ -20,6 +20,9 @@ from sparsejax.structured import (
 )
 from sparsejax.structured.imitation import Evaluator
 
+# The module-scoped fixtures (compiled programs, trained runs) are built once: one worker.
+pytestmark = pytest.mark.xdist_group("pruning_imitation")
+
 
 @pytest.fixture(scope="module")
 def mlp() -> nnx.Module:
