@@ -51,10 +51,8 @@ want="$(cat "$ROOT/pyproject.toml" <(echo "extras=$EXTRAS") | sha256sum | cut -d
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing sparsejax[$EXTRAS] and its dependencies (first run: about a minute)"
   pip_log="$VENV/pip-install.log"
-  # --no-compile: Python compiles what it imports, when it imports it (TensorFlow alone ships
-  # thousands of modules the tests never load); this halves the first set-up.
-  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-compile \
-         -e "$ROOT[$EXTRAS]" >"$pip_log" 2>&1; then
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]" \
+       >"$pip_log" 2>&1; then
     tail -n 40 "$pip_log" >&2
     log "error: pip install failed; the full log is in $pip_log"
     exit 1
