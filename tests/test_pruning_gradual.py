@@ -54,7 +54,7 @@ def kernel_masks(state):
 @pytest.mark.parametrize(
     "scope,distribution", [("layerwise", "uniform"), ("global", "uniform"), ("layerwise", "erk")]
 )
-def test_mask_sparsity_follows_the_schedule_in_a_jitted_loop(scope, distribution):
+def test_support_sparsity_follows_the_schedule_in_a_jitted_loop(scope, distribution):
     s_i, s_f, t0, end, every = 0.1, 0.8, 2, 10, 3  # mask updates at 2, 5, 8 and 10
     tx = pruning.gradual_pruning(
         optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.01, momentum=0.9)),

@@ -51,7 +51,7 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_pruned_weights_stay_exactly_zero_and_the_rest_train_as_without_masks(name):
+def test_pruned_weights_stay_exactly_zero_and_the_rest_train_as_without_a_support(name):
     params, support = pruning.prune(make_params(), 0.5, mask=sj.tree.weights_only)
     tx = optax.chain(OPTIMIZERS[name](), pruning.fixed_support(support))
     history, state = train(tx, params)
@@ -88,7 +88,7 @@ def test_unpruned_weights_are_snapped_to_zero_on_the_first_step():
         assert bool(jnp.all(jnp.where(support["conv"]["kernel"], True, p["conv"]["kernel"] == 0)))
 
 
-def test_default_masks_come_from_the_zeros_and_callables_and_packing_agree():
+def test_default_support_comes_from_the_zeros_and_callables_and_packing_agree():
     params, support = pruning.prune(make_params(2), 0.6, mask=sj.tree.weights_only)
     runs = {
         "explicit": pruning.fixed_support(support),
@@ -115,7 +115,7 @@ def test_without_params_the_pruned_updates_are_zeroed():
     np.testing.assert_array_equal(updates["dense"]["bias"], jnp.ones(8))
 
 
-def test_masks_that_do_not_fit_the_params_are_rejected_at_init():
+def test_a_support_that_does_not_fit_the_params_is_rejected_at_init():
     params = make_params()
     with pytest.raises(ValueError, match="support does not match the params"):
         pruning.fixed_support({"dense": None}).init(params)

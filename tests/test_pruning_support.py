@@ -29,7 +29,7 @@ def support():
     }
 
 
-def test_apply_masks_zeroes_pruned_entries_and_keeps_dtypes_and_dense_leaves():
+def test_apply_support_zeroes_pruned_entries_and_keeps_dtypes_and_dense_leaves():
     out = pruning.apply_support(params(), support())
     np.testing.assert_array_equal(
         out["conv"]["kernel"].ravel(), [1.0, 0.0, 3.0, 0.0, 5.0, 0.0, 7.0, 0.0]
@@ -40,7 +40,7 @@ def test_apply_masks_zeroes_pruned_entries_and_keeps_dtypes_and_dense_leaves():
     assert out["frozen"] is None and float(out["scale"]) == 0.5
 
 
-def test_packed_masks_round_trip_and_apply_the_same():
+def test_packed_support_round_trips_and_applies_the_same():
     packed = pruning.pack_support(support())
     assert packed["conv"]["kernel"].dtype == jnp.uint8 and packed["conv"]["kernel"].shape == (1,)
     assert packed["conv"]["bias"] is None
@@ -78,7 +78,7 @@ def test_intersection_and_union_treat_none_as_dense():
     assert either["v"] is None and either["u"] is None
 
 
-def test_mask_sparsity_overall_and_per_leaf():
+def test_support_sparsity_overall_and_per_leaf():
     m = support()
     assert float(pruning.support_sparsity(m)) == pytest.approx(5 / 12)
     assert pruning.support_sparsity_per_leaf(m) == {"conv/kernel": 0.5, "dense/0/kernel": 0.25}

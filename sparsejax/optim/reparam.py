@@ -307,7 +307,7 @@ def soft_threshold_reparam(
     ``k -> d_k`` such as :func:`sparsejax.optim.slats_threshold` is
     ``sj.optim.schedule_rule(schedule)``). A number or a schedule gives
     :math:`d_0 = \text{threshold}(0)` and :math:`d_{t+1} = \text{threshold}(t)`
-    for the update with count :math:`t` (as :func:`sparsejax.soft_threshold` and
+    for the update with count :math:`t` (as :func:`sparsejax.apply_soft_threshold` and
     :func:`optax.inject_hyperparams` evaluate schedules); with
     ``cumulative=True``, :math:`d_0 = 0` and :math:`d_{t+1} = d_t + \text{threshold}(t)`.
 
