@@ -133,7 +133,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     run = load_finished_run(workdir, data_dir=args.data_dir, source=args.source,
                             eval_batch_size=args.eval_batch_size)
     settings = run.settings
-    config = json.loads((workdir / "config.json").read_text())  # the run's identity, as stored
+    config = settings.config()  # the run's identity (fit has checked it equals the stored one)
     accuracy = accuracy_of(run)
     base = run.result.final
     say = (lambda line: None) if args.quiet or not is_primary() else print
