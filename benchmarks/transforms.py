@@ -17,7 +17,12 @@ baseline is the noise of the run.
 
 Two figures per transform, against the goals of the issue:
 
-* the ratio of its step time to ``optax.sgd(lr, momentum=0.9)``'s (at most 1.25);
+* the ratio of its step time to ``optax.sgd(lr, momentum=0.9)``'s: at most
+  1.10 for the transforms that move the same arrays as SGD-momentum (gRDA,
+  RDA with a zero centre, dual averaging), at most 1.25 for the others (RDA
+  around the initial weights and iRDA read 7 arrays per entry against
+  SGD-momentum's 6; ``sgd_momentum_centre``, SGD-momentum that also reads a
+  stored centre, measures what such a step costs on the machine);
 * its achieved memory bandwidth, the bytes an ideal fused elementwise kernel
   must move per step divided by the step time, as a fraction of the bandwidth
   of a jitted, donated copy of the parameter tree (``x + 0`` over every leaf,
@@ -61,7 +66,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 # Quiet C++ logging; must happen before JAX loads its backend.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
@@ -81,14 +86,20 @@ __all__ = ["Candidate", "candidates", "main", "resnet18_params"]
 PyTree = Any
 StepFn = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, PyTree]]
 
-#: The goals of the issue: step time relative to SGD-momentum, and bandwidth
-#: relative to a jitted copy.
+#: The goals: step time relative to SGD-momentum, and bandwidth relative to a
+#: jitted copy. A transform that moves the same arrays as SGD-momentum (gRDA,
+#: RDA with a zero centre, dual averaging) must stay within ``TIGHT_RATIO``;
+#: one that must also read its centre ``w0`` or the params a second time
+#: (RDA around the initial weights, iRDA: 7 arrays per entry against
+#: SGD-momentum's 6) within ``MAX_RATIO``.
 MAX_RATIO = 1.25
+TIGHT_RATIO = 1.10
 MIN_COPY_FRACTION = 0.7
 
 LEARNING_RATE = 0.1  # ImageNet ResNet-18 with batch 256, as in the gRDA paper
 BASELINE = "sgd_momentum"
 AA_CHECK = "sgd_momentum_again"  # a second, identical baseline: the noise floor
+FLOOR_7 = "sgd_momentum_centre"  # SGD-momentum that also reads a centre: 7 arrays per entry
 
 # Tree sizes: keyword arguments of resnet18_params.
 SIZES: dict[str, dict[str, Any]] = {
@@ -192,14 +203,42 @@ class Candidate:
       name: short name, the row label.
       spec: how it is built, for the table's legend.
       make: builds the ``optax`` transformation.
-      goal: whether the issue's goals apply (sparsejax transforms) or it is a
-        reference row (the Optax baselines).
+      goal: whether the goals apply (sparsejax transforms) or it is a
+        reference row (the Optax baselines, the 7-array floor).
+      max_ratio: the goal for the ratio to SGD-momentum's step time.
     """
 
     name: str
     spec: str
     make: Callable[[], optax.GradientTransformation]
     goal: bool = True
+    max_ratio: float = MAX_RATIO
+
+
+class _CentreState(NamedTuple):
+    centre: optax.Params
+
+
+def _pull_to_centre(strength: float) -> optax.GradientTransformation:
+    """Adds ``-strength * (params - centre)`` to the updates; the centre is the initial params.
+
+    Chained after ``optax.sgd(momentum=0.9)`` it moves exactly the arrays of
+    ``rda(center='init')``: the momentum loop reads the gradient and the
+    momentum and writes the momentum; the params loop reads the params, the
+    new momentum and the centre, and writes the params (7 arrays per entry).
+    Its ratio to SGD-momentum is the floor of a 7-array step on this machine.
+    """
+
+    def init_fn(params: optax.Params) -> _CentreState:
+        return _CentreState(jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+    def update_fn(
+        updates: optax.Updates, state: _CentreState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, _CentreState]:
+        new = jax.tree.map(lambda u, p, c: u - strength * (p - c), updates, params, state.centre)
+        return new, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def candidates(learning_rate: float = LEARNING_RATE) -> list[Candidate]:
@@ -226,14 +265,23 @@ def candidates(learning_rate: float = LEARNING_RATE) -> list[Candidate]:
             goal=False,
         ),
         Candidate(
+            FLOOR_7,
+            f"chain(optax.sgd({lr}, momentum=0.9), pull to the initial params): "
+            "the 7-array floor of rda_init and irda",
+            lambda: optax.chain(sgdm(), _pull_to_centre(1e-4)),
+            goal=False,
+        ),
+        Candidate(
             "grda",
             f"sj.grda({lr}, c=0.005, mu=0.51)",
             lambda: sj.grda(lr, c=0.005, mu=0.51),
+            max_ratio=TIGHT_RATIO,
         ),
         Candidate(
             "rda_zero",
             "sj.rda(gamma=0.1, l1=1e-8, center='zero')",
             lambda: sj.rda(gamma=0.1, l1=1e-8, center="zero"),
+            max_ratio=TIGHT_RATIO,
         ),
         Candidate(
             "rda_init",
@@ -264,6 +312,7 @@ def candidates(learning_rate: float = LEARNING_RATE) -> list[Candidate]:
             "dual_averaging",
             f"sj.dual_averaging({lr})",
             lambda: sj.dual_averaging(lr),
+            max_ratio=TIGHT_RATIO,
         ),
         Candidate(
             "apply_soft_threshold",
@@ -538,14 +587,30 @@ def format_summary(result: dict[str, Any]) -> str:
     )
     return (
         f"summary: {len(passed)}/{len(goal_rows)} transforms meet both goals "
-        f"(<= {MAX_RATIO}x {BASELINE}, >= {MIN_COPY_FRACTION} of copy bandwidth)"
+        f"(<= {TIGHT_RATIO}x or {MAX_RATIO}x {BASELINE} as set per transform, "
+        f">= {MIN_COPY_FRACTION} of copy bandwidth)"
         f"{'; missed: ' + ', '.join(missed) if missed else ''}; "
         f"worst ratio {worst_ratio['ratio_to_baseline']:.2f} ({worst_ratio['name']}), "
         f"lowest bandwidth fraction {worst_bw['copy_fraction']:.2f} ({worst_bw['name']}); "
         f"{BASELINE} itself: {base['copy_fraction']:.2f} of copy, "
         f"A/A ratio {aa['ratio_to_baseline']:.2f}, "
         f"copy {_fmt(result['copy']['gb_per_s'], 0).strip()} GB/s"
+        f"{_floor_summary(result)}"
     )
+
+
+def _floor_summary(result: dict[str, Any]) -> str:
+    """``; 7-array floor ...``: the floor's ratio and the 7-array transforms' ratios to it."""
+    rows = {r["name"]: r for r in result["transforms"]}
+    if FLOOR_7 not in rows:
+        return ""
+    floor = rows[FLOOR_7]["ratio_to_baseline"]
+    over = ", ".join(
+        f"{name} {rows[name]['ratio_to_baseline'] / floor:.2f}"
+        for name in ("rda_init", "irda")
+        if name in rows
+    )
+    return f"; 7-array floor ({FLOOR_7}) {floor:.2f}x" + (f", relative to it: {over}" if over else "")
 
 
 def run_benchmark(
@@ -625,6 +690,7 @@ def run_benchmark(
     base_s = median(by_name[BASELINE].times)
     base_cpu_s = median(by_name[BASELINE].cpu_times)
     goal_of = {c.name: c.goal for c in all_cands}
+    max_ratio_of = {c.name: c.max_ratio for c in all_cands}
     spec_of = {c.name: c.spec for c in all_cands}
 
     def row(r: Runner) -> dict[str, Any]:
@@ -653,7 +719,8 @@ def run_benchmark(
             out["goal"] = goal
             out["ratio_to_baseline"] = t / base_s
             out["cpu_ratio_to_baseline"] = median(r.cpu_times) / base_cpu_s
-            out["ratio_ok"] = (t / base_s <= MAX_RATIO) if goal else None
+            out["max_ratio"] = max_ratio_of[r.name] if goal else None
+            out["ratio_ok"] = (t / base_s <= max_ratio_of[r.name]) if goal else None
             out["bandwidth_ok"] = (bw / copy_bw >= MIN_COPY_FRACTION) if goal else None
         return out
 
@@ -673,7 +740,11 @@ def run_benchmark(
         "iters": iters,
         "move_buffers": move_buffers,
         "baseline": BASELINE,
-        "goals": {"max_ratio": MAX_RATIO, "min_copy_fraction": MIN_COPY_FRACTION},
+        "goals": {
+            "max_ratio": MAX_RATIO,
+            "tight_ratio": TIGHT_RATIO,
+            "min_copy_fraction": MIN_COPY_FRACTION,
+        },
         "copy": row(by_name["copy"]),
         "transforms": [row(by_name[c.name]) for c in all_cands],
     }
