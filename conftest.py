@@ -2,9 +2,30 @@
 
 Multi-device code is tested on 8 simulated CPU devices (``JAX_NUM_CPU_DEVICES=8``):
 the mesh code paths run as on 8 accelerators, on any machine.
+
+Compiled programs are shared within one run of the suite through JAX's persistent
+compilation cache in a fresh temporary directory: the pytest-xdist workers and the
+processes the tests start (the CLI, the experiment scripts, the notebooks' kernels)
+inherit ``JAX_COMPILATION_CACHE_DIR`` and reuse each other's compilations of the same
+program (the same LeNet-5 train step, for instance) instead of compiling it again. The
+directory is removed when the run ends, so no run depends on an earlier one. Set
+``JAX_COMPILATION_CACHE_DIR`` yourself to use another directory (kept), or to an empty
+string to turn the cache off.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    # Imported first by the xdist controller (or the single pytest process), whose
+    # environment the workers and every subprocess inherit.
+    _cache = tempfile.mkdtemp(prefix="sparsejax-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    # Most of the suite's programs compile in well under JAX's default 1 s threshold.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
