@@ -11,6 +11,14 @@ program (the same LeNet-5 train step, for instance) instead of compiling it agai
 directory is removed when the run ends, so no run depends on an earlier one. Set
 ``JAX_COMPILATION_CACHE_DIR`` yourself to use another directory (kept), or to an empty
 string to turn the cache off.
+
+Most of the suite's time is compiling small programs, so the tests ask XLA for LLVM
+optimisation level 0 (``--xla_backend_optimization_level=0`` in ``XLA_FLAGS``, unless
+``XLA_FLAGS`` already sets it): XLA's graph passes, fusion included, run as usual; only
+the machine code of the fused loops is less optimised, while convolutions and matrix
+products still run the precompiled library kernels. On 2 cores this took about a seventh
+off the compile-heavy tests. No check may depend on it: every tolerance holds at any
+optimisation level (the rounding of a fused multiply-add, for instance).
 """
 
 import atexit
@@ -20,6 +28,10 @@ import tempfile
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
 
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     # Imported first by the xdist controller (or the single pytest process), whose
