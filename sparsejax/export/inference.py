@@ -56,12 +56,14 @@ __all__ = [
 ]
 
 # Where a sparse format beat the dense product on the CPU of benchmarks/README.md
-# ("crossover" table of benchmarks/export.py): (fewest rows of the product, most
-# rows, format, highest kernel density at which it still won). Rows are the
-# examples of a dense layer, the examples times output positions of a conv.
-CPU_RULE: tuple[tuple[int, float, str, float], ...] = (
-    (1, 8, "segment", 0.02),
-    (9, math.inf, "bcsr", 0.05),
+# ("crossover" table and per-model rows of benchmarks/export.py): (layer kind,
+# fewest rows of the product, most rows, format, highest kernel density at which
+# it still won). Rows are the examples of a dense layer. Convolutions (im2col
+# patches times the kernel matrix) lost to XLA's dense convolution at every
+# density measured, so the rule keeps them dense.
+CPU_RULE: tuple[tuple[str, int, float, str, float], ...] = (
+    ("linear", 1, 8, "segment", 0.02),
+    ("linear", 9, math.inf, "bcsr", 0.03),
 )
 
 
@@ -292,14 +294,16 @@ def eval_copy(model: nnx.Module) -> nnx.Module:
 
 
 def rule_format(density: float, rows: int, platform: str | None = None,
-                rule: Sequence[tuple[int, float, str, float]] = CPU_RULE) -> str:
+                rule: Sequence[tuple[str, int, float, str, float]] = CPU_RULE,
+                kind: str = "linear") -> str:
     """The format the benchmark-derived rule picks for a kernel of ``density`` and ``rows`` rows.
 
     Args:
       density: the kernel's fraction of nonzeros.
       rows: rows of the matrix product (examples, times output positions for a conv).
       platform: the JAX platform (default: the default backend's); only ``"cpu"`` has a rule.
-      rule: ``(min rows, max rows, format, max density)`` entries.
+      rule: ``(layer kind, min rows, max rows, format, max density)`` entries.
+      kind: ``"linear"`` or ``"conv"``.
 
     Returns:
       A format of :data:`~sparsejax.export.FORMATS`, ``"dense"`` outside every entry.
@@ -312,8 +316,8 @@ def rule_format(density: float, rows: int, platform: str | None = None,
     platform = platform or jax.default_backend()
     if platform != "cpu":
         return "dense"
-    for lo, hi, fmt, max_density in rule:
-        if lo <= rows <= hi and density <= max_density:
+    for layer_kind, lo, hi, fmt, max_density in rule:
+        if layer_kind == kind and lo <= rows <= hi and density <= max_density:
             return fmt
     return "dense"
 
@@ -463,7 +467,7 @@ def sparsify(
             if two_four:
                 fmt, reason = "nm", "2:4 kernel, " + nm_why
             else:
-                fmt = rule_format(density, rows)
+                fmt = rule_format(density, rows, kind=kind)
                 reason = ("benchmark rule (CPU_RULE)" if jax.default_backend() == "cpu"
                           else "no measured rule on this backend: dense")
         else:
