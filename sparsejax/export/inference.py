@@ -420,10 +420,10 @@ def sparsify(
       >>> import jax, jax.numpy as jnp, numpy as np
       >>> from sparsejax.models import create
       >>> from sparsejax.export import sparsify
-      >>> model = create('lenet_300_100', rngs=0)
+      >>> model = create('mlp', num_classes=3, input_shape=(40,), hidden=(30,), rngs=0)
       >>> k = model.layers[0].kernel
-      >>> k.set_value(k.get_value() * (np.random.default_rng(0).random(k.shape) < 0.02))
-      >>> x = jnp.ones((4, 28, 28, 1))
+      >>> k.set_value(k.get_value() * (np.random.default_rng(0).random(k.shape) < 0.05))
+      >>> x = jnp.ones((4, 40))
       >>> small, report = sparsify(model, x, policy='bcsr')
       >>> report.formats()['layers/0'], type(small.layers[0]).__name__
       ('bcsr', 'SparseLinear')
@@ -504,9 +504,8 @@ def sparse_apply(model: nnx.Module, x: jax.Array, *, policy: str = "rule",
                  **kwargs: Any) -> jax.Array:
     """Evaluation-mode outputs of ``model`` on ``x`` through sparse inference.
 
-    A model already holding sparse layers (from :func:`sparsify` or
-    :func:`~sparsejax.export.load_sparse` with ``sparse=True``) is applied as
-    it is; otherwise it is sparsified first with ``policy`` (default: the
+    A model already holding sparse layers (from :func:`sparsify`) is applied
+    as it is; otherwise it is sparsified first with ``policy`` (default: the
     benchmark rule, which measures nothing). To apply a model many times, call
     :func:`sparsify` once and reuse its result.
 
