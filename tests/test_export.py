@@ -206,6 +206,8 @@ def test_measured_choice_is_the_fastest_and_never_slower_than_dense(lenet):
 def test_rule():
     assert rule_format(0.5, 128, "cpu") == "dense"
     assert rule_format(0.01, 1, "cpu") != "dense"
+    assert rule_format(0.01, 1, "cpu", size=400 * 120) == "dense"  # small layers lost
+    assert rule_format(0.01, 128, "cpu", kind="conv") == "dense"
     assert rule_format(0.01, 128, "gpu") == "dense"  # nothing measured there
     with pytest.raises(ValueError, match="policy"):
         sparsify(create("mlp", num_classes=2, input_shape=(3,), hidden=(4,), rngs=0),

@@ -55,15 +55,22 @@ __all__ = [
     "sparsify",
 ]
 
-# Where a sparse format beat the dense product on the CPU of benchmarks/README.md
-# ("crossover" table and per-model rows of benchmarks/export.py): (layer kind,
-# fewest rows of the product, most rows, format, highest kernel density at which
-# it still won). Rows are the examples of a dense layer. Convolutions (im2col
-# patches times the kernel matrix) lost to XLA's dense convolution at every
-# density measured, so the rule keeps them dense.
-CPU_RULE: tuple[tuple[str, int, float, str, float], ...] = (
-    ("linear", 1, 8, "segment", 0.02),
-    ("linear", 9, math.inf, "bcsr", 0.03),
+# Where a sparse format beat the dense model on the CPU of benchmarks/README.md
+# (benchmarks/export.py, 2026-12-05): (layer kind, fewest rows of the product, most
+# rows, format, highest kernel density, fewest kernel entries K*N). Rows are the
+# examples of a dense layer. The crossover table (one product alone) has BCSR
+# winning up to density 0.2 at 128 rows and every format only at 0.01-0.05 at one
+# row; inside the models the margins are thinner (fused dense layers, small
+# layers), so the rule is stricter: LeNet-300-100 won 1.96x (bcsr, density 0.1,
+# batch 128) and 1.08x (segment, density 0.01, batch 1) on its 784x300 layer,
+# while sparse versions of LeNet-5's 400x120 and 120x84 layers and ResNet-20's
+# 64x10 layer lost (0.84-0.97x, 0.91x in a recheck at batch 128): only layers of
+# at least 100,000 entries qualify. Convolutions (im2col patches times
+# the kernel matrix) lost to XLA's dense convolution at every density measured,
+# so the rule keeps them dense.
+CPU_RULE: tuple[tuple[str, int, float, str, float, int], ...] = (
+    ("linear", 1, 8, "segment", 0.01, 100_000),
+    ("linear", 9, math.inf, "bcsr", 0.1, 100_000),
 )
 
 
@@ -294,30 +301,32 @@ def eval_copy(model: nnx.Module) -> nnx.Module:
 
 
 def rule_format(density: float, rows: int, platform: str | None = None,
-                rule: Sequence[tuple[str, int, float, str, float]] = CPU_RULE,
-                kind: str = "linear") -> str:
+                rule: Sequence[tuple[str, int, float, str, float, int]] = CPU_RULE,
+                kind: str = "linear", size: int = 10**9) -> str:
     """The format the benchmark-derived rule picks for a kernel of ``density`` and ``rows`` rows.
 
     Args:
       density: the kernel's fraction of nonzeros.
       rows: rows of the matrix product (examples, times output positions for a conv).
       platform: the JAX platform (default: the default backend's); only ``"cpu"`` has a rule.
-      rule: ``(layer kind, min rows, max rows, format, max density)`` entries.
+      rule: ``(layer kind, min rows, max rows, format, max density, min size)`` entries.
       kind: ``"linear"`` or ``"conv"``.
+      size: the kernel's number of entries.
 
     Returns:
       A format of :data:`~sparsejax.export.FORMATS`, ``"dense"`` outside every entry.
 
     Example:
       >>> from sparsejax.export import rule_format
-      >>> rule_format(0.01, 128, 'cpu'), rule_format(0.5, 128, 'cpu'), rule_format(0.01, 128, 'gpu')
+      >>> rule_format(0.05, 128, 'cpu'), rule_format(0.5, 128, 'cpu'), rule_format(0.05, 128, 'gpu')
       ('bcsr', 'dense', 'dense')
     """
     platform = platform or jax.default_backend()
     if platform != "cpu":
         return "dense"
-    for layer_kind, lo, hi, fmt, max_density in rule:
-        if layer_kind == kind and lo <= rows <= hi and density <= max_density:
+    for layer_kind, lo, hi, fmt, max_density, min_size in rule:
+        if (layer_kind == kind and lo <= rows <= hi and density <= max_density
+                and size >= min_size):
             return fmt
     return "dense"
 
@@ -467,7 +476,7 @@ def sparsify(
             if two_four:
                 fmt, reason = "nm", "2:4 kernel, " + nm_why
             else:
-                fmt = rule_format(density, rows, kind=kind)
+                fmt = rule_format(density, rows, kind=kind, size=kernel.size)
                 reason = ("benchmark rule (CPU_RULE)" if jax.default_backend() == "cpu"
                           else "no measured rule on this backend: dense")
         else:
