@@ -72,7 +72,9 @@ MIN_RATIO = 0.9
 
 BASELINE = "sgd"
 AA_CHECK = "sgd_again"
-MODELS = {"lenet5": (28, 28, 1), "resnet20": (32, 32, 3)}
+MODELS = {"lenet5": (28, 28, 1), "resnet20": (32, 32, 3),
+          "resnet18": (32, 32, 3)}  # resnet18: benchmarks/device_check.sh (GPU)
+DTYPES = ("float32", "bfloat16")
 MAIN_METHODS = ("sgd", "gmp", "grda", "rda", "irda", "prox_sgd", "lats", "sfw")
 QUICK_METHODS = ("sgd", "grda")
 
@@ -112,10 +114,19 @@ class Runner:
 
 
 def build_runner(model_name: str, name: str, method: str, batch_size: int, total_steps: int,
-                 seed: int = 0) -> Runner:
-    """Builds the model, the method's optimizer and the trainer's train step; compiles it."""
+                 seed: int = 0, dtype: str = "float32") -> Runner:
+    """Builds the model, the method's optimizer and the trainer's train step; compiles it.
+
+    With ``dtype="bfloat16"`` the step runs in mixed precision: every Flax
+    layer computes in bf16 (its ``dtype``), the images are bf16, the parameters,
+    optimizer state and BatchNorm statistics stay float32.
+    """
     shape = MODELS[model_name]
     model = create(model_name, num_classes=10, input_shape=shape, rngs=seed)
+    if dtype != "float32":
+        for _, layer in nnx.iter_modules(model):
+            if hasattr(layer, "dtype") and hasattr(layer, "param_dtype"):
+                layer.dtype = jax.numpy.dtype(dtype)
     registry.prepare_model(method, model, {}, seed=seed)
     mesh = data_mesh()
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -123,7 +134,7 @@ def build_runner(model_name: str, name: str, method: str, batch_size: int, total
                                     steps_per_epoch=total_steps, epochs=1, params=params)
     parts = split_model(model)
     rng = np.random.default_rng(seed)
-    host = {"image": rng.standard_normal((batch_size, *shape), dtype=np.float32),
+    host = {"image": rng.standard_normal((batch_size, *shape), dtype=np.float32).astype(dtype),
             "label": rng.integers(0, 10, batch_size).astype(np.int32)}
     runner = Runner(model_name, name, method, make_train_step(parts, tx, mesh, seed=seed),
                     init_train_state(parts, tx, mesh), zero_totals(mesh), shard_batch(host, mesh))
@@ -144,6 +155,7 @@ def run_benchmark(
     rounds: int = 10,
     iters: int = 2,
     log: Callable[[str], None] = print,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     """Builds, compiles and times every (model, method) candidate; returns the figures.
 
@@ -155,6 +167,7 @@ def run_benchmark(
       rounds: interleaved timing rounds.
       iters: steps per candidate per round.
       log: where progress lines go.
+      dtype: ``"float32"`` or ``"bfloat16"`` (model variables and images).
 
     Returns:
       A JSON-serialisable dict: environment and one entry per candidate.
@@ -170,14 +183,16 @@ def run_benchmark(
     log(f"jax {jax.__version__}, optax {optax.__version__}, sparsejax {sj.__version__}; "
         f"python {platform.python_version()}")
     log(f"device: {device_description()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    log(f"batch {batch_size}; {rounds} rounds x {iters} steps per candidate"
+    log(f"batch {batch_size}, {dtype}; {rounds} rounds x {iters} steps per candidate"
         + (f"; not registered, skipped: {', '.join(skipped)}" if skipped else ""))
     total_steps = rounds * iters + 2  # gmp's pruning window spans the timed steps
     rows: list[dict[str, Any]] = []
     for model_name in models:
         t0 = time.perf_counter()
-        runners = [build_runner(model_name, m, m, batch_size, total_steps) for m in chosen]
-        runners.append(build_runner(model_name, AA_CHECK, BASELINE, batch_size, total_steps))
+        runners = [build_runner(model_name, m, m, batch_size, total_steps, dtype=dtype)
+                   for m in chosen]
+        runners.append(build_runner(model_name, AA_CHECK, BASELINE, batch_size, total_steps,
+                                    dtype=dtype))
         log(f"{model_name}: {len(runners)} candidates compiled in {time.perf_counter() - t0:.1f} s")
         for r in range(rounds):
             k = r % len(runners)
@@ -260,6 +275,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="LeNet-5 only, batch 16, a few methods and rounds (a smoke test)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="model variables and images (default float32)")
     parser.add_argument("--cpus", type=int, default=None,
                         help="pin the process to this many of its usable cores (Linux)")
     args = parser.parse_args(argv)
@@ -287,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not 1 <= args.cpus <= len(usable):
             raise SystemExit(f"--cpus must be between 1 and {len(usable)}")
         os.sched_setaffinity(0, usable[: args.cpus])
-    result = run_benchmark(args.models, args.methods, args.batch_size, args.rounds, args.iters)
+    result = run_benchmark(args.models, args.methods, args.batch_size, args.rounds, args.iters,
+                           dtype=args.dtype)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

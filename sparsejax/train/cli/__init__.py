@@ -9,6 +9,8 @@
   sparsejax methods [METHOD]          # the methods, their hyperparameters, defaults and sources
   sparsejax hessian --workdir RUN     # the Hessian spectrum of a finished run (directional pruning)
   sparsejax connect --a RUN --b RUN   # the Bezier curve of low loss between two finished runs
+  sparsejax export  --workdir RUN     # a smaller model and compressed weights (sparsejax.export)
+  sparsejax bench   --workdir RUN     # dense vs sparse vs shrunk inference time of a finished run
 
 ``train`` builds the model (:func:`sparsejax.models.create`), the data
 (:func:`sparsejax.data.load` and :func:`sparsejax.data.batches`) and the

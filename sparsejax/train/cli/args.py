@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sparsejax.train.cli.directional import add_subcommands
+from sparsejax.train.cli.export import add_export_subcommands
 from sparsejax.train.cli.settings import (
     DEFAULT_RATIOS,
     DEFAULTS,
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "defaults and where they come from).")
     p.add_argument("method", nargs="?", default=None)
     add_subcommands(sub)  # hessian, connect
+    add_export_subcommands(sub)  # export, bench
     return parser
 
 

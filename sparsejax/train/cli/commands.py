@@ -23,6 +23,7 @@ from sparsejax.train.cli.args import (
 )
 from sparsejax.train.cli.reports import markdown_table, pct, summary_line, write_compare
 from sparsejax.train.cli.directional import cmd_connect, cmd_hessian
+from sparsejax.train.cli.export import cmd_bench, cmd_export
 from sparsejax.train.cli.runs import (
     accuracy_of,
     compare_methods,
@@ -192,7 +193,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "prune": cmd_prune,
-            "methods": cmd_methods, "hessian": cmd_hessian, "connect": cmd_connect}
+            "methods": cmd_methods, "hessian": cmd_hessian, "connect": cmd_connect,
+            "export": cmd_export, "bench": cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
