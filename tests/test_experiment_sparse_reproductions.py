@@ -1,0 +1,124 @@
+"""experiments/irda_table7.py and experiments/soft_threshold_family.py: the search, the tables, quick runs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.scripts import load_script, needs_fashion_mnist
+
+pytestmark = pytest.mark.xdist_group("test_experiment_sparse_reproductions")
+
+
+@pytest.fixture(scope="module")
+def irda_job() -> ModuleType:
+    return load_script("experiments/irda_table7.py")
+
+
+@pytest.fixture(scope="module")
+def family_job() -> ModuleType:
+    return load_script("experiments/soft_threshold_family.py")
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_next_knob_brackets_interpolates_and_extrapolates(family_job: ModuleType) -> None:
+    nk = family_job.next_knob
+    assert nk([], 0.9, -1.5) == -1.5
+    # one point below the target: one unit up; above: one unit down
+    assert nk([(0.0, 0.5)], 0.9, 0.0) == 1.0
+    assert nk([(0.0, 0.97)], 0.9, 0.0) == -1.0
+    # a bracket: the zero of the line in (u, logit sparsity) through its two closest points
+    u = nk([(0.0, 0.8), (2.0, 0.95), (5.0, 0.99)], 0.9, 0.0)
+    frac = (_logit(0.9) - _logit(0.8)) / (_logit(0.95) - _logit(0.8))
+    assert u == pytest.approx(2.0 * frac)
+    # ... kept inside the middle 80% of the bracket
+    assert nk([(0.0, 0.1), (1.0, 0.9001)], 0.9, 0.0) == pytest.approx(0.9)
+    # two points on one side: the secant, at most MAX_STEP and at least 0.25 units beyond
+    u = nk([(0.0, 0.5), (1.0, 0.6)], 0.7, 0.0)
+    slope = _logit(0.6) - _logit(0.5)
+    assert u == pytest.approx(1.0 + (_logit(0.7) - _logit(0.6)) / slope)
+    assert nk([(0.0, 0.5), (1.0, 0.51)], 0.95, 0.0) == pytest.approx(1.0 + family_job.MAX_STEP)
+    assert nk([(0.0, 0.5), (1.0, 0.8)], 0.801, 0.0) == pytest.approx(1.25)
+    # a response falling with u (noise) gives no secant: one unit from the closest point
+    assert nk([(0.0, 0.6), (1.0, 0.5)], 0.9, 0.0) == pytest.approx(1.0)
+
+
+def test_knob_coordinates_round_trip(family_job: ModuleType) -> None:
+    for name, method in family_job.METHODS.items():
+        k = method.knob
+        assert k.from_u(k.to_u(k.start)) == pytest.approx(k.start), name
+    gmp = family_job.METHODS["gmp"].knob
+    assert gmp.to_u(0.5) == 0.0 and gmp.from_u(_logit(0.95)) == pytest.approx(0.95)
+    assert family_job.METHODS["lats"].knob.to_u(math.e) == pytest.approx(1.0)
+
+
+def test_irda_sweep_table_puts_the_papers_table7_under_our_row(irda_job: ModuleType) -> None:
+    rows = [dict(kind="prox_sgd", l1=1e-3, accuracy=0.8512, sparsity=0.031),
+            dict(kind="irda", l1=1e-3, accuracy=0.8, sparsity=0.9)]
+    lines = irda_job.sweep_table(rows, (1e-3, 3e-3)).splitlines()
+    assert lines[2].startswith("| iRDA (Alg. 1, retraining) (ours)")
+    assert "80.00 @ 0.90" in lines[2] and lines[2].rstrip().endswith("- |")
+    assert lines[3].startswith("| prox-SGD (ours)") and "85.12 @ 0.03" in lines[3]
+    # paper Table 7, prox-SGD at lambda = 1e-3: 75.11% at sigma 0.97; no 3e-3 column there
+    assert lines[4].startswith("| prox-SGD (paper)") and "75.11 @ 0.97" in lines[4]
+    assert lines[4].rstrip().endswith("- |") and len(lines) == 5
+
+
+def test_registry_settings_follow_the_papers_parameterisation(irda_job: ModuleType,
+                                                              family_job: ModuleType) -> None:
+    budget = irda_job.common.FULL
+    assert budget.steps_per_epoch * budget.epochs == 400
+    for kind in irda_job.SPARSE_METHODS:
+        run = irda_job.method_run(kind, 1e-4, budget)
+        hp = run.validate()
+        assert hp["gamma"] == 1.0 and hp["l1"] == 1e-4, kind
+        if kind.startswith("prox") or kind.startswith("sqrt"):
+            assert hp["step"] == "inverse_sqrt"
+        if kind.startswith("irda"):
+            assert hp["center"] == "zero" and hp["init_scale"] == 10.0
+            assert hp["retrain_fraction"] == (0.5 if kind == "irda" else 1.0)
+    assert irda_job.method_run("rda", 1e-4, budget).validate()["init_scale"] == 0.0
+    # the family: one optimizer and schedule for all, warm-up over 10% of the 400 steps
+    for name, method in family_job.METHODS.items():
+        run = family_job.method_run(method, method.knob.start, budget)
+        run.validate()
+        assert (run.learning_rate, run.momentum, run.schedule, run.warmup_steps) == (
+            0.1, 0.875, "cosine", 40), name
+
+
+@needs_fashion_mnist
+def test_quick_irda_study_writes_both_tables_and_the_plot(irda_job: ModuleType,
+                                                         tmp_path: Path) -> None:
+    res = irda_job.main(["--quick", "--methods", "irda", "--lambdas", "1e-2", "--init-scales",
+                         "10", "--init-l1", "1e-2", "--work", str(tmp_path / "w"),
+                         "--results", str(tmp_path / "r"), "--quiet"])
+    (row,) = res["sweep"]
+    (init,) = res["init_scale"]
+    assert row["steps"] == 4 and 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["sparsity"] <= 1.0
+    assert init["reused"] and init["accuracy"] == row["accuracy"]  # s = 10 is the sweep's run
+    assert res["dense"]["sparsity"] == 0.0
+    report = (tmp_path / "r" / "table.md").read_text()
+    assert "| 10 " in report and "90.67" in report  # the paper's Table 5 row for s = 10
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["gamma"] == 1.0
+    assert (tmp_path / "r" / "accuracy_vs_sparsity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@needs_fashion_mnist
+def test_quick_family_search_hits_a_gmp_target(family_job: ModuleType, tmp_path: Path) -> None:
+    res = family_job.main(["--quick", "--methods", "gmp", "--targets", "0.9", "--max-runs", "2",
+                           "--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"),
+                           "--quiet"])
+    # GMP's knob starts at 0.9, which its schedule reaches exactly: one run, then the search stops
+    (run,) = res["runs"]["gmp"]
+    chosen = res["chosen"]["gmp"]["0.9"]
+    assert run["knob"] == 0.9 and chosen["hit"] and abs(chosen["sparsity"] - 0.9) <= 0.01
+    lines = res["table"].splitlines()
+    assert lines[2].startswith("| GMP (global)") and lines[3].startswith("| SGD (dense)")
+    assert (tmp_path / "r" / "accuracy_at_sparsity.png").read_bytes()[:4] == b"\x89PNG"
