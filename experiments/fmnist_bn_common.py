@@ -75,12 +75,13 @@ class Budget:
         if self.train_split.startswith("train[:"):
             n = int(self.train_split[len("train[:"):-1])
         elif self.train_split != "train":
-            raise ValueError(f"train_split must be 'train' or 'train[:N]', got {self.train_split!r}")
+            raise ValueError(
+                f"train_split must be 'train' or 'train[:N]', got {self.train_split!r}")
         return n // self.batch_size
 
 
 FULL = Budget(epochs=2, train_split="train[:25600]")
-"""The documented runs: 2 epochs of 25,600 examples, 400 steps of batch 128, all 10,000 test images."""
+"""The documented runs: 2 epochs of 25,600 examples (400 steps of 128), all 10,000 test images."""
 QUICK = Budget(epochs=1, train_split="train[:256]", test_split="test[:200]", batch_size=64)
 """The tests' runs: 4 steps of batch 64, 200 test images (seconds)."""
 

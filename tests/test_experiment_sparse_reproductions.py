@@ -1,4 +1,4 @@
-"""experiments/irda_table7.py and experiments/soft_threshold_family.py: the search, the tables, quick runs."""
+"""experiments/irda_table7.py and soft_threshold_family.py: the search, the tables, quick runs."""
 
 from __future__ import annotations
 
@@ -69,6 +69,9 @@ def test_irda_sweep_table_puts_the_papers_table7_under_our_row(irda_job: ModuleT
     # paper Table 7, prox-SGD at lambda = 1e-3: 75.11% at sigma 0.97; no 3e-3 column there
     assert lines[4].startswith("| prox-SGD (paper)") and "75.11 @ 0.97" in lines[4]
     assert lines[4].rstrip().endswith("- |") and len(lines) == 5
+    # at another gamma than Table 7's the paper's rows are left out
+    other = irda_job.sweep_table(rows, (1e-3,), with_paper=False)
+    assert "(paper)" not in other and len(other.splitlines()) == 4
 
 
 def test_registry_settings_follow_the_papers_parameterisation(irda_job: ModuleType,
@@ -93,6 +96,7 @@ def test_registry_settings_follow_the_papers_parameterisation(irda_job: ModuleTy
             0.1, 0.875, "cosine", 40), name
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_quick_irda_study_writes_both_tables_and_the_plot(irda_job: ModuleType,
                                                          tmp_path: Path) -> None:
@@ -110,6 +114,7 @@ def test_quick_irda_study_writes_both_tables_and_the_plot(irda_job: ModuleType,
     assert (tmp_path / "r" / "accuracy_vs_sparsity.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_quick_family_search_hits_a_gmp_target(family_job: ModuleType, tmp_path: Path) -> None:
     res = family_job.main(["--quick", "--methods", "gmp", "--targets", "0.9", "--max-runs", "2",
