@@ -114,16 +114,40 @@ def test_quick_irda_study_writes_both_tables_and_the_plot(irda_job: ModuleType,
     assert (tmp_path / "r" / "accuracy_vs_sparsity.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.slow
-@needs_fashion_mnist
-def test_quick_family_search_hits_a_gmp_target(family_job: ModuleType, tmp_path: Path) -> None:
-    res = family_job.main(["--quick", "--methods", "gmp", "--targets", "0.9", "--max-runs", "2",
-                           "--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"),
-                           "--quiet"])
-    # GMP's knob starts at 0.9, which its schedule reaches exactly: one run, then the search stops
-    (run,) = res["runs"]["gmp"]
-    chosen = res["chosen"]["gmp"]["0.9"]
-    assert run["knob"] == 0.9 and chosen["hit"] and abs(chosen["sparsity"] - 0.9) <= 0.01
+def test_family_search_tunes_every_knob_to_both_targets_with_shared_runs(
+        family_job: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() end to end with training replaced by a known knob -> sparsity response."""
+    trained: list[str] = []
+
+    def fake_train(run, work, say=None):  # logistic in the knob's coordinate, 85% at the start
+        trained.append(run.name)
+        if run.method == "sgd":
+            return dict(name=run.name, method="sgd", hparams={}, accuracy=0.86, sparsity=0.0,
+                        wall_time=1.0, steps=4, reused=False)
+        method = next(m for m in family_job.METHODS.values() if run.name.startswith(m.name + "-"))
+        u = method.knob.to_u(run.hparams[method.knob.hparam])
+        sparsity = 1 / (1 + math.exp(-(u - method.knob.to_u(method.knob.start) + _logit(0.85))))
+        return dict(name=run.name, method=run.method, hparams=dict(run.hparams),
+                    accuracy=0.9 - 0.1 * sparsity, sparsity=sparsity, wall_time=1.0, steps=4,
+                    reused=False)
+
+    monkeypatch.setattr(family_job.common, "train", fake_train)
+    res = family_job.main(["--methods", "lats,str,gmp", "--targets", "0.9,0.95", "--work",
+                           str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--quiet"])
+    for name in ("lats", "str", "gmp"):
+        runs = res["runs"][name]
+        for t in (0.9, 0.95):
+            chosen = res["chosen"][name][str(t)]
+            assert chosen["hit"] and abs(chosen["sparsity"] - t) <= 0.01, (name, t, runs)
+        # regula falsi on an exactly logistic response: few runs, none repeated
+        assert len(runs) <= 6 and len({r["knob"] for r in runs}) == len(runs), runs
+        # one search per method, from its start value, its runs kept for the second target
+        assert runs[0]["knob"] == family_job.METHODS[name].knob.start
+    assert trained.count("sgd") == 1 and len(trained) == 1 + sum(map(len, res["runs"].values()))
     lines = res["table"].splitlines()
-    assert lines[2].startswith("| GMP (global)") and lines[3].startswith("| SGD (dense)")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["LATS", "STR", "GMP (global)",
+                                                                  "SGD (dense)"]
+    assert "74.31 @ 90.23" in lines[3]  # STR's published ResNet-50 figure beside ours
     assert (tmp_path / "r" / "accuracy_at_sparsity.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert saved["training"]["warmup_steps"] == 40 and saved["targets"] == [0.9, 0.95]
