@@ -13,7 +13,7 @@ The network, registered in the model zoo as ``fmnist_bn_cnn``, is a small VGG
 with BatchNorm (:class:`sparsejax.models.VGG`, configuration
 ``(16, M, 32, M, 64, M)``, global average pooling, one hidden dense layer of
 64): three 3x3 convolutions without bias, each followed by BatchNorm and
-ReLU, and 28,218 parameters of which 28,016 are conv and dense kernels (the
+ReLU, and 28,218 parameters of which 27,920 are conv and dense kernels (the
 leaves that are sparsified and counted). It stands in for the papers'
 ResNet-18/ResNet-50: the smallest network with BatchNorm after every
 convolution that trains in tens of seconds on 2 CPU cores.
