@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from sparsejax._validation import check_choice, check_number
@@ -220,8 +221,6 @@ def _outputs(model: PrunableModel, x: Any, batch_size: int) -> Any:
     data = chunk(x, batch_size)
     graphdef, state = functional(model)
     out = compiled(graphdef, "outputs", "", None)
-    import jax.numpy as jnp
-
     return jnp.concatenate([out(state, xb, {}) for xb in data.xs])[: data.count]
 
 

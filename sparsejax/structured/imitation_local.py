@@ -439,9 +439,9 @@ def _local_greedy(
             gamma = np.full(size, 1.0 / (k + 1))
         else:
             lo = np.where(chosen & (a < 1.0), -a / np.maximum(1.0 - a, 1e-300), 0.0)
-            flat = q > 1e-14 * quad.scale
-            safe_q = np.where(flat, q, 1.0)
-            gamma = np.where(flat, np.clip(-p / safe_q, lo, 1.0), 0.0)
+            curved = q > 1e-14 * quad.scale
+            safe_q = np.where(curved, q, 1.0)
+            gamma = np.where(curved, np.clip(-p / safe_q, lo, 1.0), 0.0)
         delta = np.where(allowed, 2.0 * gamma * p + gamma * gamma * q, np.inf)
         i = int(np.argmin(delta))
         current = quad(a)
