@@ -181,6 +181,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     layers = compare_layers(base, x, y, args, common, say) if args.compare_layers else None
     if layers is not None:
         timings["compare layers"] = layers.pop("seconds")
+        print(layers_table(layers, args.tolerance))  # before the longer layer-wise pruning
+        if args.figure:
+            plot_layers(layers, args.figure, args.tolerance)
+            print(f"figure saved to {args.figure}")
     for method in args.method_list:
         t = time.perf_counter()
         pruned = greedy_prune(base, x, y, tolerance=args.tolerance, budget=args.budget,
@@ -326,11 +330,6 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out = run(args)
-    if out["layers"] is not None:
-        print(layers_table(out["layers"], args.tolerance))
-        if args.figure:
-            plot_layers(out["layers"], args.figure, args.tolerance)
-            print(f"figure saved to {args.figure}")
     print(report(out, args))
     return out
 
