@@ -1,4 +1,4 @@
-"""experiments/greedy_figure1.py (the paper's Figure 1) on its small setting: the pruned error decays faster than 1/n."""
+"""experiments/greedy_figure1.py (the paper's Figure 1): exponential decay of the pruned error in n."""
 
 from __future__ import annotations
 
@@ -17,49 +17,61 @@ def job() -> ModuleType:
 
 
 @pytest.mark.slow
-def test_quick_figure_pruning_beats_the_one_over_n_rate(
+def test_local_imitation_decays_exponentially_in_n(
     job: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The claim as the paper states it, on the full-size original network (2 x 100 tanh units).
+
+    Setting: seed 0, the original network and the networks trained from scratch all with the
+    AdamW weight decay 1.0 (stated in the README: without it, at this size, the pruned curves
+    fall like 1/n and the exponential regime is not reached by n = 30; see
+    experiments/results/greedy_figure1_wd0.txt). Range n = 1..20 (before the test-set floor
+    near 3e-5 that local imitation reaches past n = 20).
+
+    Why it holds on any machine: local imitation's layer discrepancy D-bar is computed in
+    float64 from a Gram matrix of float32 activations, and its greedy steps are closed-form;
+    the values span 3 decades over the range (seen: 6.5 at n = 1 down to 4.4e-3 at n = 20),
+    far above float32 effects (relative 1e-7) on the trained network, so the fitted slope and
+    R^2 move by far less than the margins below (seen: slope -0.171 per unit, R^2 0.970 for the
+    line against n, 0.867 for a power law; network-output discrepancy: -0.195, 0.938, 0.830).
+    """
     out = tmp_path / "figure1.png"
-    curves = job.main(["--quick", "--scratch-widths", "2,8", "--out", str(out)])
+    curves = job.main(["--weight-decay", "1.0", "--n-max", "20", "--fit-range", "1,20",
+                       "--line-search-steps-per-unit", "0", "--scratch-widths", "8,17",
+                       "--out", str(out)])
     text = capsys.readouterr().out
-    assert out.stat().st_size > 10_000
-    assert "slopes of log10 D" in text and "local" in text and "figure saved" in text
-    assert sorted(curves.local) == list(range(1, 13)) == sorted(curves.global_)
-    assert sorted(curves.global_fixed) == list(range(1, 13))
-    assert sorted(curves.scratch) == [2, 8]
-    for curve in (curves.local, curves.global_, curves.global_fixed, curves.scratch):
+    assert out.stat().st_size > 10_000 and "figure saved" in text
+    assert "weight decay 1" in text and "does pruning beat training from scratch" in text
+    assert sorted(curves.local) == list(range(1, 21)) == sorted(curves.global_)
+    assert curves.global_ls == {} and sorted(curves.scratch) == [8, 17]
+    for curve in (curves.local_bar, curves.local, curves.global_, curves.scratch):
         assert all(np.isfinite(v) and v > 0 for v in curve.values())
 
-    # Over n = 2..12, c/n falls log10(6) = 0.78 decades; its least-squares slope of
-    # log10 D against n is about -0.069 per unit. Local imitation falls faster than
-    # that — seen: -0.127 per unit, -1.60 per decade of n, 2 decades from n = 1 to 12;
-    # so does global imitation with its line search (eq. 7) — seen: -0.146, -1.93.
-    ns = np.arange(2, 13)
-    one_over_n = np.polyfit(ns, -np.log10(ns), 1)[0]
-    for curve in (curves.local, curves.global_):
-        per_unit, per_decade = job.slopes(curve, 2)
-        assert per_unit < 1.4 * one_over_n, (per_unit, one_over_n)
-        assert per_decade < -1.25, per_decade  # 1/n has -1
-        assert curve[12] < curve[1] / 30
-    # The fixed step 1/(k+1) of eq. 8 is slower (seen: -0.035 per unit; 3.8e-2
-    # against the line search's 1.8e-3 at n = 12).
-    assert job.slopes(curves.global_fixed, 2)[0] > job.slopes(curves.global_, 2)[0]
-    assert curves.global_[12] < curves.global_fixed[12] / 5
-    # a pruned network and a trained one with the same width are compared on one scale
-    assert job.slopes({1: 1.0, 10: 0.1}) == pytest.approx((-1 / 9, -1.0))
+    # exponential: log10 D is a line in n with a negative slope and a good fit, better
+    # described by that line than by a power law n^-p (the rate of training from scratch)
+    for curve, max_slope, min_r2 in ((curves.local_bar, -0.12, 0.95), (curves.local, -0.12, 0.9)):
+        slope, r2_exp, r2_pow = job.exp_fit(curve, 1, 20)
+        assert slope < max_slope, slope
+        assert r2_exp >= min_r2, r2_exp
+        assert r2_exp > r2_pow + 0.05, (r2_exp, r2_pow)
+        assert curve[20] < curve[1] * 1e-2  # more than two decades
+    # the paper's global imitation (eq. 8, step 1/(k+1)) decays more slowly here (seen: -0.054)
+    assert job.exp_fit(curves.global_, 1, 20)[0] > job.exp_fit(curves.local, 1, 20)[0] / 2
+
+    # the fit itself: an exact exponential and an exact power law
+    ns = range(1, 11)
+    slope, r2, r2p = job.exp_fit({n: 10.0 ** (-0.3 * n) for n in ns}, 1, 10)
+    assert slope == pytest.approx(-0.3) and r2 == pytest.approx(1.0) and r2p < 0.95
+    slope, r2, r2p = job.exp_fit({n: 1.0 / n for n in ns}, 1, 10)
+    assert r2p == pytest.approx(1.0) and r2 < 0.95
 
 
 def test_command_line_is_validated(job: ModuleType) -> None:
-    with pytest.raises(SystemExit):
-        job.parse_args(["--n-max", "0"])
-    with pytest.raises(SystemExit):
-        job.parse_args(["--width", "10", "--n-max", "11"])
-    with pytest.raises(SystemExit):
-        job.parse_args(["--scratch-widths", "0,3"])
-    with pytest.raises(SystemExit):
-        job.parse_args(["--global-steps-per-unit", "0"])
-    with pytest.raises(SystemExit):
-        job.parse_args(["--fixed-steps-per-unit", "-1"])
+    for bad in (["--n-max", "0"], ["--width", "10", "--n-max", "11"], ["--scratch-widths", "0,3"],
+                ["--global-steps-per-unit", "0"], ["--line-search-steps-per-unit", "-1"],
+                ["--minibatch", "-1"], ["--fit-range", "5"], ["--fit-range", "4,2"]):
+        with pytest.raises(SystemExit):
+            job.parse_args(bad)
     args = job.parse_args(["--quick", "--n-max", "5"])
     assert args.width == 40 and args.n_max == 5 and args.scratch == [1, 2, 4, 8, 12]
+    assert args.fit == (1, 5) and args.weight_decay == 0.0 and args.minibatch == 0

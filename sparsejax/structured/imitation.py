@@ -35,6 +35,7 @@ fixed data (:func:`compiled`, :class:`Evaluator`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
@@ -236,6 +237,33 @@ def check_gates_for(model: PrunableModel, gates: Gates | None, group: str) -> di
     return {k: jnp.asarray(v, jnp.float32) for k, v in gates.items()}
 
 
+def check_minibatch(minibatch: int | None) -> int | None:
+    """``minibatch`` checked to be ``None`` or a positive integer."""
+    if minibatch is not None:
+        check_number("minibatch", minibatch, ge=1, integer=True)
+        return int(minibatch)
+    return None
+
+
+class MiniBatches:
+    """Fresh mini-batches of example indices, one per greedy step (Algorithm 1, line 4).
+
+    Every :meth:`draw` returns ``min(size, count)`` distinct indices drawn
+    uniformly without replacement from ``range(count)``, independently of the
+    previous draws, from a NumPy generator seeded with ``seed`` (so a run is
+    reproducible).
+    """
+
+    def __init__(self, count: int, size: int, seed: int = 0) -> None:
+        check_number("seed", seed, ge=0, integer=True)
+        self.count, self.size = int(count), min(int(size), int(count))
+        self.rng = np.random.default_rng(int(seed))
+
+    def draw(self) -> np.ndarray:
+        """The indices of the next mini-batch."""
+        return self.rng.choice(self.count, size=self.size, replace=False)
+
+
 # --------------------------------------------------------------------------- #
 # The model as a pure function, and data in fixed-size chunks.
 
@@ -387,11 +415,13 @@ class Evaluator:
         self.size = model.group(group).size
         self.graphdef, self.state = functional(model)
         self.gates = dict(gates or {})
+        self.batch_size = int(batch_size)
         self.data = chunk(x, batch_size)
         self.loss_kind = loss
         if targets is None:
             out = compiled(self.graphdef, "outputs", group, None)
             self.targets = [out(self.state, xb, self.gates) for xb in self.data.xs]
+            t = jnp.concatenate(self.targets)[: self.data.count]
         else:
             t = jnp.asarray(targets)
             if t.shape[0] != self.data.count:
@@ -400,11 +430,30 @@ class Evaluator:
                     f"shape {tuple(t.shape)}"
                 )
             self.targets = chunk(t, batch_size).xs
+        self._x, self._t = x, t
         b = self.data.xs[0].shape[0]
         if candidate_batch is None:
             candidate_batch = max(1, min(self.size, 8192 // b))
         check_number("candidate_batch", candidate_batch, ge=1, integer=True)
         self.candidate_batch = int(candidate_batch)
+
+    @property
+    def count(self) -> int:
+        """The number of examples the losses are averaged over."""
+        return self.data.count
+
+    def subset(self, idx: np.ndarray) -> Evaluator:
+        """The same evaluator on the examples ``idx`` of its data (and their targets).
+
+        Used for the fresh mini-batch of every greedy step (Algorithm 1, line 4);
+        the compiled programs are shared.
+        """
+        idx = jnp.asarray(np.asarray(idx, np.int64))
+        out = copy.copy(self)
+        out.data = chunk(self._x[idx], self.batch_size)
+        out.targets = chunk(self._t[idx], self.batch_size).xs
+        out._x, out._t = self._x[idx], self._t[idx]
+        return out
 
     def _fn(self, kind: str) -> Callable[..., Any]:
         return compiled(self.graphdef, kind, self.group, self.loss_kind)

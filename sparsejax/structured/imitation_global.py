@@ -37,11 +37,13 @@ from sparsejax.models.groups import Gates, PrunableModel
 from sparsejax.structured.imitation import (
     Evaluator,
     ImitationResult,
+    MiniBatches,
     PerExample,
     check_budget,
     check_data,
     check_gates_for,
     check_group,
+    check_minibatch,
     check_model,
     check_steps,
     imitation_result,
@@ -69,6 +71,11 @@ def _first_pick(
     return a, [i0], [1.0], history, [1], met
 
 
+def _batch(evaluator: Evaluator, sampler: MiniBatches | None) -> Evaluator:
+    """The evaluator of one greedy step: all the data, or a fresh mini-batch of it."""
+    return evaluator if sampler is None else evaluator.subset(sampler.draw())
+
+
 def greedy_fixed_step(
     evaluator: Evaluator,
     *,
@@ -80,17 +87,22 @@ def greedy_fixed_step(
     stop_fn: Callable[[np.ndarray], bool] | None,
     method: str,
     replace: bool = True,
+    sampler: MiniBatches | None = None,
 ) -> ImitationResult:
     """The greedy loop shared by global imitation and forward selection.
 
     ``replace=True``: global imitation, ``a <- (1 - 1/(k+1)) a + e_i/(k+1)`` with
     repeats allowed. ``replace=False``: forward selection (GFS), each unit at
     most once, uniform weights ``1/|S|`` (the same update on distinct units).
+    With a ``sampler`` every step (the first pick included) is chosen on a
+    fresh mini-batch and ``history`` holds the discrepancy on that mini-batch.
     """
     size = evaluator.size
-    a, picks, gammas, history, support, met = _first_pick(evaluator, eps, stop_fn)
+    a, picks, gammas, history, support, met = _first_pick(_batch(evaluator, sampler), eps,
+                                                          stop_fn)
     k = 1  # picks so far
     while met is None and len(picks) <= max_steps:
+        ev = _batch(evaluator, sampler)
         chosen = a > 0
         if replace:
             allowed = chosen if chosen.sum() >= n else np.ones(size, bool)
@@ -101,11 +113,11 @@ def greedy_fixed_step(
         cand = np.flatnonzero(allowed)
         gamma = 1.0 / (k + 1)
         if taylor_start is not None and k > taylor_start and cand.size > taylor_top:
-            cand, losses = evaluator.taylor_candidates(a, gamma, allowed, taylor_top)
+            cand, losses = ev.taylor_candidates(a, gamma, allowed, taylor_top)
         else:
             gates = np.repeat(((1.0 - gamma) * a * size)[None, :], cand.size, axis=0)
             gates[np.arange(cand.size), cand] += gamma * size
-            losses = evaluator.losses(gates.astype(np.float32))
+            losses = ev.losses(gates.astype(np.float32))
         j = int(np.argmin(losses))
         i = int(cand[j])
         a = simplex_step(a, i, gamma)
@@ -130,6 +142,7 @@ def greedy_line_search(
     check_top: int,
     stop_fn: Callable[[np.ndarray], bool] | None,
     method: str,
+    sampler: MiniBatches | None = None,
 ) -> ImitationResult:
     """Global imitation with a step searched over ``U_i`` (eq. 7), by a Gauss-Newton model.
 
@@ -138,25 +151,33 @@ def greedy_line_search(
     ``[-a_i/(1-a_i), 1]`` for a chosen one); the ``check_top`` units with the
     largest predicted decrease are evaluated exactly and the best is taken.
     When none decreases the discrepancy their steps are halved (at most 4
-    times), then the iteration stops.
+    times), then the iteration stops. With a ``sampler`` every step is chosen
+    on a fresh mini-batch (compared with the current weights' discrepancy on
+    that mini-batch); a mini-batch on which no step decreases it is skipped
+    (it still counts as one of ``max_steps``) instead of stopping.
     """
     size = evaluator.size
-    a, picks, gammas, history, support, met = _first_pick(evaluator, eps, stop_fn)
+    a, picks, gammas, history, support, met = _first_pick(_batch(evaluator, sampler), eps,
+                                                          stop_fn)
     k = 1  # picks so far
-    while met is None and len(picks) <= max_steps:
+    tries = 0
+    while met is None and tries < max_steps:
+        tries += 1
+        ev = _batch(evaluator, sampler)
+        current = history[-1] if sampler is None else ev.loss(size * a)
         chosen = a > 0
         allowed = chosen if chosen.sum() >= n else np.ones(size, bool)
         lo_all = np.where(chosen & (a < 1.0), -a / np.maximum(1.0 - a, 1e-300), 0.0)
         cand = np.flatnonzero(allowed)
         if taylor_start is not None and k > taylor_start and cand.size > taylor_top:
             # first order: the best rate of decrease over the feasible signs of gamma
-            grad = evaluator.grad(size * a)
+            grad = ev.grad(size * a)
             slope = size * (grad - float(grad @ a))
             rate = np.where(slope < 0, -slope, np.where(lo_all < 0, slope, 0.0))
             cand = cand[np.argsort(-rate[cand], kind="stable")[:taylor_top]]
-        p, q = evaluator.quadratic(a, cand)
+        p, q = ev.quadratic(a, cand)
         lo = lo_all[cand]
-        curved = q > 1e-12 * max(abs(history[-1]), 1e-30)
+        curved = q > 1e-12 * max(abs(current), 1e-30)
         gamma = np.where(curved, np.clip(-p / np.where(curved, q, 1.0), lo, 1.0),
                          np.where(p < 0, 1.0, lo))
         predicted = gamma * p + 0.5 * gamma * gamma * q
@@ -167,14 +188,16 @@ def greedy_line_search(
             if top.size == 0:
                 break
             steps = [simplex_step(a, int(cand[j]), float(gamma[j])) for j in top]
-            losses = evaluator.losses(np.stack(steps).astype(np.float32) * size,
-                                      chunk_size=check_top)  # one shape: one compilation
+            losses = ev.losses(np.stack(steps).astype(np.float32) * size,
+                               chunk_size=check_top)  # one shape: one compilation
             j = int(np.argmin(losses))
-            if losses[j] < history[-1]:
+            if losses[j] < current:
                 best = (int(cand[top[j]]), float(gamma[top[j]]), steps[j], float(losses[j]))
                 break
             gamma[top] *= 0.5
         if best is None:
+            if sampler is not None:
+                continue  # not on this mini-batch: draw another
             break  # no step decreases the discrepancy: converged
         i, step, a, value = best
         picks.append(i)
@@ -204,6 +227,8 @@ def global_imitation(
     batch_size: int = 256,
     candidate_batch: int | None = None,
     stop_fn: Callable[[np.ndarray], bool] | None = None,
+    minibatch: int | None = None,
+    seed: int = 0,
 ) -> ImitationResult:
     r"""Prunes one group by greedy global imitation of the network output (eqs. 6-8).
 
@@ -250,6 +275,12 @@ def global_imitation(
     the feasible signs of :math:`\gamma`) picks the ``taylor_top`` units
     whose Gauss-Newton step is computed.
 
+    **Mini-batches** (Algorithm 1, line 4): with ``minibatch=b`` every greedy
+    step (the first pick of eq. 6 included) draws ``b`` fresh examples of
+    ``x`` and chooses its unit on them; ``history`` is then the discrepancy on
+    each step's mini-batch. ``minibatch=None`` uses all of ``x`` at every step.
+    The targets :math:`F(x)` are computed once on all of ``x``.
+
     Args:
       model: a :class:`~sparsejax.models.PrunableModel` (evaluated in eval mode).
       group: the group to prune.
@@ -270,6 +301,8 @@ def global_imitation(
       candidate_batch: candidate gate vectors per vmapped call (default
         ``8192 // batch`` capped at ``N``).
       stop_fn: optional ``stop_fn(gate) -> bool`` checked after every step.
+      minibatch: examples drawn afresh for every greedy step (``None``: all of ``x``).
+      seed: seed of the mini-batch draws.
 
     Returns:
       An :class:`~sparsejax.structured.ImitationResult` (``method`` ``'global'``,
@@ -315,6 +348,8 @@ def global_imitation(
         raise ValueError(f"criterion must be 'mse', 'cross_entropy' or a callable, got {criterion!r}")
     evaluator = Evaluator(model, group, x, loss=criterion, gates=other, batch_size=batch_size,
                           candidate_batch=candidate_batch)
+    minibatch = check_minibatch(minibatch)
+    sampler = None if minibatch is None else MiniBatches(evaluator.count, minibatch, seed)
     method = "global" if step == "fixed" else "global_line_search"
     if taylor_start is not None:
         method += "_taylor"
@@ -322,9 +357,9 @@ def global_imitation(
         return greedy_line_search(
             evaluator, n=n, eps=eps, max_steps=max_steps, taylor_start=taylor_start,
             taylor_top=int(taylor_top), check_top=int(check_top), stop_fn=stop_fn,
-            method=method,
+            method=method, sampler=sampler,
         )
     return greedy_fixed_step(
         evaluator, n=n, eps=eps, max_steps=max_steps, taylor_start=taylor_start,
-        taylor_top=int(taylor_top), stop_fn=stop_fn, method=method,
+        taylor_top=int(taylor_top), stop_fn=stop_fn, method=method, sampler=sampler,
     )

@@ -35,10 +35,12 @@ from sparsejax._validation import check_choice, check_number
 from sparsejax.models.groups import Gates, PrunableModel, UnitAxis, module_at
 from sparsejax.structured.imitation import (
     ImitationResult,
+    MiniBatches,
     check_budget,
     check_data,
     check_gates_for,
     check_group,
+    check_minibatch,
     check_model,
     check_steps,
     chunk,
@@ -194,17 +196,25 @@ def contribution_gram(
     spec = check_group(model, group)
     x = check_data(x)
     other = check_gates_for(model, gates, group)
-    data = chunk(x, batch_size)
     graphdef, state = functional(model)
     capture = compiled(graphdef, "capture", group, None)
+    hs = [capture(state, xb, other) for xb in chunk(x, batch_size).xs]
+    return _gram_of_activations(model, group, jnp.concatenate(hs)[: x.shape[0]], batch_size)
+
+
+def _gram_of_activations(model: PrunableModel, group: str, h_all: jax.Array,
+                         batch_size: int) -> np.ndarray:
+    """:func:`contribution_gram` from the group's captured activations ``(m, ..., N)``."""
+    spec = check_group(model, group)
     size = spec.size
+    if h_all.shape[-1] != size:
+        raise ValueError(f"group {group!r}: captured activations of shape {h_all.shape}, "
+                         f"expected {size} units on the last axis")
+    graphdef, state = functional(model)
+    data = chunk(h_all, batch_size)
     total = None
     fn = None
-    for xb, mb in zip(data.xs, data.masks):
-        h = capture(state, xb, other)
-        if h.shape[-1] != size:
-            raise ValueError(f"group {group!r}: captured activations of shape {h.shape}, "
-                             f"expected {size} units on the last axis")
+    for h, mb in zip(data.xs, data.masks):
         if fn is None:
             per = max(_contribution_size(model, c, tuple(h.shape), size) for c in spec.consumers)
             b = h.shape[0]
@@ -351,32 +361,74 @@ def local_imitation_from_gram(
       Ye, Wu, Liu. "Greedy Optimization Provably Wins the Lottery: Logarithmic
       Number of Winning Tickets is Enough", NeurIPS 2020, eqs. (2)-(5).
     """
-    g = np.asarray(gram, np.float64)
-    if g.ndim != 2 or g.shape[0] != g.shape[1] or g.shape[0] == 0:
-        raise ValueError(f"gram must be a square (N, N) matrix with N >= 1, got {g.shape}")
+    g = _check_gram(gram)
     size = g.shape[0]
     n = check_budget(n, size, group)
     check_number("eps", eps, ge=0.0)
     check_choice("step", step, ("line_search", "fixed"))
     max_steps = check_steps(max_steps, 2 * n)
-    g = 0.5 * (g + g.T)
-    u = np.full(size, 1.0 / size)
-    gu = g @ u
-    ugu = float(u @ gu)
-    diag = np.diag(g).copy()
-    scale = max(float(np.max(np.abs(diag))), 1e-300)
+    return _local_greedy(lambda: g, size, n=n, eps=eps, step=step, max_steps=max_steps,
+                         group=group, stop_fn=stop_fn, stochastic=False)
 
-    def disc(a: np.ndarray) -> float:
-        d = a - u
-        return max(float(d @ g @ d), 0.0)
 
-    i0 = int(np.argmin(diag - 2.0 * gu + ugu))
+def _check_gram(gram: Any) -> np.ndarray:
+    g = np.asarray(gram, np.float64)
+    if g.ndim != 2 or g.shape[0] != g.shape[1] or g.shape[0] == 0:
+        raise ValueError(f"gram must be a square (N, N) matrix with N >= 1, got {g.shape}")
+    return 0.5 * (g + g.T)
+
+
+class _Quadratic:
+    """The local discrepancy ``(a - u)^T G (a - u)`` of one Gram matrix and its pieces."""
+
+    def __init__(self, g: np.ndarray) -> None:
+        size = g.shape[0]
+        self.g = g
+        self.u = np.full(size, 1.0 / size)
+        self.gu = g @ self.u
+        self.ugu = float(self.u @ self.gu)
+        self.diag = np.diag(g).copy()
+        self.scale = max(float(np.max(np.abs(self.diag))), 1e-300)
+
+    def __call__(self, a: np.ndarray) -> float:
+        d = a - self.u
+        return max(float(d @ self.g @ d), 0.0)
+
+
+def _local_greedy(
+    grams: Callable[[], np.ndarray],
+    size: int,
+    *,
+    n: int,
+    eps: float,
+    step: str,
+    max_steps: int,
+    group: str,
+    stop_fn: Callable[[np.ndarray], bool] | None,
+    stochastic: bool,
+) -> ImitationResult:
+    """The greedy loop of local imitation; ``grams()`` gives the Gram matrix of each step.
+
+    ``stochastic=False``: one Gram matrix for every step (``grams`` is called once);
+    a line-search step that decreases nothing ends the run. ``stochastic=True``:
+    every step (the first pick included) calls ``grams()`` for the Gram matrix of a
+    fresh mini-batch, ``history`` holds the discrepancy on that mini-batch, and a
+    mini-batch on which no step decreases it is skipped (it counts as one of
+    ``max_steps``).
+    """
+    quad = _Quadratic(_check_gram(grams()))
+    i0 = int(np.argmin(quad.diag - 2.0 * quad.gu + quad.ugu))
     a = np.zeros(size)
     a[i0] = 1.0
-    picks, gammas, history, support = [i0], [1.0], [disc(a)], [1]
+    picks, gammas, history, support = [i0], [1.0], [quad(a)], [1]
     met = 0 if (history[0] <= eps or (stop_fn is not None and stop_fn(size * a))) else None
     k = 1
-    while met is None and len(picks) <= max_steps:
+    tries = 0
+    while met is None and tries < max_steps:
+        tries += 1
+        if stochastic:
+            quad = _Quadratic(_check_gram(grams()))
+        g, gu, diag = quad.g, quad.gu, quad.diag
         ga = g @ a
         r = ga - gu
         p = r - float(a @ r)
@@ -387,22 +439,26 @@ def local_imitation_from_gram(
             gamma = np.full(size, 1.0 / (k + 1))
         else:
             lo = np.where(chosen & (a < 1.0), -a / np.maximum(1.0 - a, 1e-300), 0.0)
-            safe_q = np.where(q > 1e-14 * scale, q, 1.0)
-            gamma = np.where(q > 1e-14 * scale, np.clip(-p / safe_q, lo, 1.0), 0.0)
+            curved = q > 1e-14 * quad.scale
+            safe_q = np.where(curved, q, 1.0)
+            gamma = np.where(curved, np.clip(-p / safe_q, lo, 1.0), 0.0)
         delta = np.where(allowed, 2.0 * gamma * p + gamma * gamma * q, np.inf)
         i = int(np.argmin(delta))
-        if step == "line_search" and not delta[i] < -1e-13 * max(history[-1], 1e-300):
+        current = quad(a)
+        if step == "line_search" and not delta[i] < -1e-13 * max(current, 1e-300):
+            if stochastic:
+                continue  # no decrease on this mini-batch: draw another
             break  # no step decreases the discrepancy: converged
         a = simplex_step(a, i, float(gamma[i]))
         picks.append(i)
         gammas.append(float(gamma[i]))
-        history.append(disc(a))
+        history.append(quad(a))
         support.append(int(np.count_nonzero(a)))
         k += 1
         if history[-1] <= eps or (stop_fn is not None and stop_fn(size * a)):
             met = len(history) - 1
     return imitation_result(group, size, "local" if step == "line_search" else "local_fixed",
-                   picks, gammas, history, support, met)
+                            picks, gammas, history, support, met)
 
 
 def local_imitation(
@@ -417,6 +473,8 @@ def local_imitation(
     gates: Gates | None = None,
     batch_size: int = 256,
     stop_fn: Callable[[np.ndarray], bool] | None = None,
+    minibatch: int | None = None,
+    seed: int = 0,
 ) -> ImitationResult:
     r"""Prunes one group by greedy local imitation of its layer output (eqs. 2-5).
 
@@ -431,6 +489,14 @@ def local_imitation(
     The weights :math:`a` of the result act as the gate ``N·a``
     (``result.gate``); :func:`sparsejax.structured.shrink` removes the other units.
 
+    **Mini-batches** (Algorithm 1, line 4): with ``minibatch=b`` every greedy
+    step (the first pick of eq. 3 included) draws ``b`` fresh examples of
+    ``x``, computes their Gram matrix (one forward pass of ``b`` examples) and
+    takes the closed-form step on it; ``history`` is then the discrepancy on
+    each step's mini-batch, and a mini-batch on which no step decreases it is
+    skipped (it counts as one of ``max_steps``) instead of ending the run.
+    ``minibatch=None`` uses one Gram matrix of all of ``x`` for every step.
+
     Args:
       model: a :class:`~sparsejax.models.PrunableModel` (evaluated in eval mode).
       group: the name of the group to prune (``model.prunable_groups()``).
@@ -442,6 +508,8 @@ def local_imitation(
       gates: fixed gates of other groups (layers pruned before this one).
       batch_size: examples per forward pass.
       stop_fn: optional ``stop_fn(gate) -> bool`` checked after every step.
+      minibatch: examples drawn afresh for every greedy step (``None``: all of ``x``).
+      seed: seed of the mini-batch draws.
 
     Returns:
       An :class:`~sparsejax.structured.ImitationResult`.
@@ -470,6 +538,28 @@ def local_imitation(
     model = check_model(model)
     spec = check_group(model, group)
     check_budget(n, spec.size, group)
-    g = contribution_gram(model, group, x, gates=gates, batch_size=batch_size)
-    return local_imitation_from_gram(g, n=n, eps=eps, step=step, max_steps=max_steps,
-                                     group=group, stop_fn=stop_fn)
+    minibatch = check_minibatch(minibatch)
+    if minibatch is None:
+        g = contribution_gram(model, group, x, gates=gates, batch_size=batch_size)
+        return local_imitation_from_gram(g, n=n, eps=eps, step=step, max_steps=max_steps,
+                                         group=group, stop_fn=stop_fn)
+    x = check_data(x)
+    n = check_budget(n, spec.size, group)
+    check_number("eps", eps, ge=0.0)
+    check_choice("step", step, ("line_search", "fixed"))
+    max_steps = check_steps(max_steps, 2 * n)
+    sampler = MiniBatches(int(x.shape[0]), minibatch, seed)
+    # The group's activations do not depend on its weights a: captured once, and
+    # every step's Gram matrix is that of a fresh mini-batch of them.
+    other = check_gates_for(model, gates, group)
+    graphdef, state = functional(model)
+    capture = compiled(graphdef, "capture", group, None)
+    h_all = jnp.concatenate([capture(state, xb, other)
+                             for xb in chunk(x, batch_size).xs])[: x.shape[0]]
+
+    def grams() -> np.ndarray:
+        idx = jnp.asarray(sampler.draw())
+        return _gram_of_activations(model, group, h_all[idx], batch_size)
+
+    return _local_greedy(grams, spec.size, n=n, eps=eps, step=step, max_steps=max_steps,
+                         group=group, stop_fn=stop_fn, stochastic=True)
