@@ -228,7 +228,11 @@ def _check_common(sparsity, distribution, erk_power_scale, seed):
     check_number("sparsity", sparsity, ge=0, lt=1)
     check_choice("distribution", distribution, ("uniform", "erk"))
     check_number("erk_power_scale", erk_power_scale, ge=0)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+    # optax.inject_hyperparams passes a numeric default as an integer array
+    if isinstance(seed, bool) or not (
+        isinstance(seed, (int, np.integer))
+        or (hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jnp.integer) and jnp.ndim(seed) == 0)
+    ):
         raise ValueError(f"seed must be an int, got {seed!r}")
 
 
@@ -321,7 +325,7 @@ class _DSTHyper(NamedTuple):
     drop_fraction: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("grow", "anneal", "pattern", "seed"))
+@functools.partial(jax.jit, static_argnames=("grow", "anneal", "pattern"))
 def _dst_mask_update(
     t: jax.Array,
     old: list[jax.Array],
@@ -331,7 +335,7 @@ def _dst_mask_update(
     grow: str,
     anneal: str,
     pattern: Pattern,
-    seed: int,
+    key: jax.Array,
 ) -> tuple[jax.Array, list[jax.Array], list[jax.Array], list[jax.Array]]:
     """``(due, new support, kept-after-drop, newly grown)`` after step ``t`` (0-based).
 
@@ -365,8 +369,8 @@ def _dst_mask_update(
         if grow == "gradient":
             raw = [group_scores(jnp.abs(g), pattern) for g in grads]
         else:
-            key = jax.random.fold_in(jax.random.PRNGKey(seed), t)
-            raw = [jax.random.uniform(jax.random.fold_in(key, i), s) for i, s in enumerate(gshapes)]
+            step_key = jax.random.fold_in(key, t)
+            raw = [jax.random.uniform(jax.random.fold_in(step_key, i), s) for i, s in enumerate(gshapes)]
         grow_scores = [jnp.where(k, -jnp.inf, r) for k, r in zip(kept, raw)]
         not_grown = pruned_entries(grow_scores, sizes - n_drop, True)
         grown = [~ng.reshape(s) & ~k for ng, k, s in zip(not_grown, kept, gshapes)]
@@ -438,7 +442,8 @@ def _dynamic(
             drop_fraction=jnp.asarray(drop_fraction, jnp.float32),
         )
         due, new, kept, fresh = _dst_mask_update(
-            state.count, old, weights, [g for _, g, _ in chosen], hyper, grow, anneal, structure, seed
+            state.count, old, weights, [g for _, g, _ in chosen], hyper, grow, anneal, structure,
+            jax.random.fold_in(jax.random.PRNGKey(seed), 1),
         )
         support = jax.tree.unflatten(treedef, new)
         fresh_tree = jax.tree.unflatten(treedef, fresh)
