@@ -316,25 +316,10 @@ CASES += [
         schedule_arg=None,
     ),
     Case(
-        "rigl_blocks_adam_uniform",
-        pruning.rigl,
-        dict(sparsity=0.5, end_step=10, update_freq=1, drop_fraction=0.5),
-        dict(inner=optax.adam(1e-2), mask=sj.tree.weights_only, pattern="2x2",
-             distribution="uniform"),
-        schedule_arg=None,
-    ),
-    Case(
         "ste_pruning",
         pruning.ste_pruning,
         dict(final_sparsity=0.5, begin_step=0, end_step=2, frequency=1, sr_ste_decay=0.01),
         dict(inner=optax.sgd(0.1, momentum=0.9), mask=sj.tree.weights_only),
-        schedule_arg=None,
-    ),
-    Case(
-        "ste_pruning_n_m",
-        pruning.ste_pruning,
-        dict(final_sparsity=0.5, begin_step=1, end_step=1),
-        dict(inner=optax.adamw(1e-2, weight_decay=1e-2), mask=sj.tree.weights_only, pattern="1:2"),
         schedule_arg=None,
     ),
 ]
@@ -377,6 +362,4 @@ VARIANT_OF: dict[str, str] = {
     "lats_prune_at_init_rewind": "lats_prune_at_init",
     "sfw_diameter": "sfw",
     "sfw_no_rescale_lp": "sfw",
-    "rigl_blocks_adam_uniform": "rigl",
-    "ste_pruning_n_m": "ste_pruning",
 }

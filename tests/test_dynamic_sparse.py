@@ -220,3 +220,72 @@ def test_reset_state_entries_resets_adam_moments():
     assert float(adam.mu["w"][0, 0]) == 0 and float(adam.nu["w"][0, 0]) == 0
     assert float(adam.mu["w"][0, 1]) != 0 and float(adam.mu["b"][0]) != 0
     assert int(adam.count) == 1
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAt:
+    """Batches that raise at batch ``b`` of epoch ``e`` (an in-process interruption)."""
+
+    def __init__(self, inner, e, b):
+        self.inner, self.at, self.batch_size = inner, (e, b), inner.batch_size
+
+    def __len__(self):
+        return len(self.inner)
+
+    def epoch(self, epoch, start=0):
+        for b, batch in enumerate(self.inner.epoch(epoch, start), start):
+            if (epoch, b) == self.at:
+                raise _Interrupt
+            yield batch
+
+
+def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
+    """The masks live in the optimizer state, which the Orbax checkpoint saves: a RigL run cut
+    after its step-4 checkpoint (the end of epoch 0) and resumed (a mask update at step 6 after
+    it) ends
+    exactly where the uninterrupted run does."""
+    from sparsejax.models import create
+    from sparsejax.train import fit
+    from tests._train_driver import make_data
+
+    train, _ = make_data(32, 128, 32, seed=0)  # 4 steps per epoch
+
+    def run(batches, wd):
+        tx = pruning.rigl(optax.sgd(0.05, momentum=0.9), 0.8, end_step=8, update_freq=2,
+                          mask=sj.tree.weights_only)
+        model = create("mlp", hidden=(16,), rngs=0)
+        return fit(model, tx, batches, epochs=2, workdir=wd, seed=1,
+                   checkpoint_every_steps=3, log=None)
+
+    reference = run(train, tmp_path / "ref")
+    with pytest.raises(_Interrupt):
+        run(_StopAt(train, 1, 1), tmp_path / "cut")  # after the step-4 checkpoint
+    resumed = run(train, tmp_path / "cut")
+    assert resumed.resumed_from == 4
+    for a, b in zip(jax.tree.leaves((resumed.params, resumed.opt_state)),
+                    jax.tree.leaves((reference.params, reference.opt_state))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    support = resumed.opt_state.support
+    kernels = [m for m in jax.tree.leaves(support) if m is not None]
+    assert kernels and all(m.dtype == jnp.bool_ for m in kernels)
+
+
+def test_cli_pattern_reaches_the_runs_that_have_one():
+    from sparsejax.train.cli.args import build_parser, compare_runs, with_pattern
+    from sparsejax.train.cli.settings import UsageError
+
+    args = build_parser().parse_args(
+        ["compare", "--methods", "sgd,rigl,ste", "--pattern", "2:4", "--model", "mlp",
+         "--dataset", "synthetic"])
+    runs = {r.name: r for r in compare_runs(args, {})}
+    assert "pattern" not in runs["sgd"].hparams
+    assert runs["rigl"].hparams["pattern"] == "2:4" and runs["ste"].hparams["pattern"] == "2:4"
+    args = build_parser().parse_args(["compare", "--methods", "sgd,grda", "--pattern", "2:4",
+                                      "--model", "mlp", "--dataset", "synthetic"])
+    with pytest.raises(UsageError, match="pattern"):
+        compare_runs(args, {})
+    args = build_parser().parse_args(["train", "--method", "rigl", "--pattern", "4x4"])
+    assert with_pattern(args, {"sparsity": "0.8"}) == {"sparsity": "0.8", "pattern": "4x4"}
