@@ -104,3 +104,29 @@ def test_gradual_n_m_reaches_a_valid_2_4_mask_through_3_4():
     # s_t = 0.5 t / 4: round(s_t * 4) = 0, 0, 1, 2, 2 entries removed per group of 4
     assert seen == [(False, False), (False, False), (True, False), (True, True), (True, True)]
     assert float(sj.sparsity(params, sj.tree.weights_only)) == 0.5
+
+
+def test_saliency_snip_and_random_scores_drive_prune():
+    params = _params(4)
+    grads = jax.tree.map(lambda p: jnp.sin(3.0 * p) + 0.1, params)
+    scores = pruning.saliency_scores(params, grads)
+    _, support = pruning.prune(params, 0.5, importance_scores=scores, mask=sj.tree.weights_only)
+    flat = np.concatenate([np.abs(np.asarray(params[n]["kernel"] * grads[n]["kernel"])).ravel()
+                           for n in ("conv", "dense")])  # jax.tree.leaves order: conv, dense
+    kept = np.concatenate([np.asarray(support[n]["kernel"]).ravel() for n in ("conv", "dense")])
+    ref = np.zeros(flat.size, bool)
+    ref[np.argsort(flat, kind="stable")[flat.size // 2:]] = True
+    np.testing.assert_array_equal(kept, ref)
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 8)), jnp.float32)
+    loss = lambda p, x: jnp.sum(jnp.tanh(x @ p["dense"]["kernel"]) ** 2)  # noqa: E731
+    snip = pruning.snip_scores(loss, params, x)
+    g = jax.grad(loss)(params, x)
+    raw = {n: np.abs(np.asarray(g[n]["kernel"] * params[n]["kernel"])) for n in ("conv", "dense")}
+    total = sum(r.sum() for r in raw.values())
+    for n in ("conv", "dense"):
+        np.testing.assert_allclose(snip[n]["kernel"], raw[n] / total, rtol=1e-5, atol=1e-9)
+    rand = pruning.random_scores(params, seed=3)
+    _, support = pruning.prune(params, 0.75, importance_scores=rand, mask=sj.tree.weights_only,
+                               pattern="channel", scope="layerwise")
+    assert kept_groups(support["dense"]["kernel"], parse_pattern("channel")) == (2, 6)

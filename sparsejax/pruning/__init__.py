@@ -63,6 +63,7 @@ from sparsejax.pruning.select import (
 )
 from sparsejax.summary import format_sparsity, sparsity_summary
 from sparsejax.patterns import is_n_m_sparse
+from sparsejax.pruning.saliency import random_scores, saliency_scores, snip_scores
 from sparsejax.pruning.dynamic import (
     STEState,
     SparseTrainingState,
@@ -116,8 +117,11 @@ __all__ = [
     "cosine_drop_fraction",
     "is_n_m_sparse",
     "reset_state_entries",
+    "random_scores",
     "rigl",
+    "saliency_scores",
     "set_",
+    "snip_scores",
     "static_sparse",
     "ste_dense_params",
     "ste_pruning",
