@@ -9,7 +9,7 @@ pure proximal operators in :mod:`sparsejax.prox`; Frank-Wolfe constraint sets
 :mod:`sparsejax.tree`; initialisers in :mod:`sparsejax.init`.
 """
 
-from sparsejax import constraints, directional, init, pruning, prox, tree
+from sparsejax import constraints, directional, init, patterns, pruning, prox, tree
 from sparsejax.optim import (
     ContinuationState,
     DualAveragingState,
@@ -87,6 +87,7 @@ __all__ = [
     "lats_prune_at_init",
     "loss_adaptive_learning_rate",
     "one_shot_fw",
+    "patterns",
     "pgh",
     "prox",
     "pytorch_sgd",

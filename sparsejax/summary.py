@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax.patterns import check_pattern_shape, kept_groups, parse_pattern
 from sparsejax.tree import Mask, PyTree, leaves_with_paths, resolve_mask
 
 __all__ = ["LeafSparsity", "format_sparsity", "sparsity", "sparsity_summary"]
@@ -92,8 +93,15 @@ def sparsity_summary(params: PyTree, mask: Mask = None) -> list[LeafSparsity]:
     return rows
 
 
-def format_sparsity(params: PyTree, mask: Mask = None) -> str:
+def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = None) -> str:
     """A plain-text table of :func:`sparsity_summary`, with a total row.
+
+    Args:
+      params: a pytree of concrete arrays.
+      mask: which leaves to list (default: all).
+      pattern: a block or channel pattern (:mod:`sparsejax.patterns`, e.g.
+        ``'4x4'`` or ``'channel'``) adds a column with each leaf's kept groups
+        (a group is kept where any of its entries is non-zero) out of its total.
 
     Example:
       >>> import jax.numpy as jnp
@@ -102,17 +110,36 @@ def format_sparsity(params: PyTree, mask: Mask = None) -> str:
       path    shape   nonzeros / size  sparsity
       kernel  (1, 2)         1 / 2       50.00%
       total                  1 / 2       50.00%
+      >>> print(sj.format_sparsity({'kernel': jnp.array([[0.0, 0.0, 1.0, 2.0]])}, pattern='1x2'))
+      path    shape   nonzeros / size  sparsity  blocks kept
+      kernel  (1, 4)         2 / 4       50.00%        1 / 2
+      total                  2 / 4       50.00%        1 / 2
     """
     rows = sparsity_summary(params, mask)
     total = sum(r.size for r in rows)
     nonzeros = sum(r.nonzeros for r in rows)
     table = [(r.path, str(r.shape), r.nonzeros, r.size, r.sparsity) for r in rows]
     table.append(("total", "", nonzeros, total, 1.0 - nonzeros / max(total, 1)))
+    groups: list[str] = []
+    structure = parse_pattern(pattern)
+    if structure.kind != "unstructured":
+        selected = jax.tree.leaves(resolve_mask(mask, params))
+        counts = []
+        for (path, x), keep in zip(leaves_with_paths(params), selected):
+            if keep:
+                check_pattern_shape(structure, tuple(np.shape(x)), path)
+                counts.append(kept_groups(np.asarray(x) != 0, structure))
+        counts.append((sum(c[0] for c in counts), sum(c[1] for c in counts)))
+        groups = [f"{k} / {n}" for k, n in counts]
     w_path = max(len("path"), *(len(t[0]) for t in table))
     w_shape = max(len("shape"), *(len(t[1]) for t in table))
     w_nz = max(len("nonzeros"), *(len(str(t[2])) for t in table))
     w_size = max(len("size"), *(len(str(t[3])) for t in table))
-    lines = [f"{'path':<{w_path}}  {'shape':<{w_shape}}  {'nonzeros':>{w_nz}} / {'size':<{w_size}}  sparsity"]
-    for path, shape, nz, size, sp in table:
-        lines.append(f"{path:<{w_path}}  {shape:<{w_shape}}  {nz:>{w_nz}} / {size:<{w_size}}  {sp:>8.2%}")
+    title = "blocks kept" if structure.kind == "block" else "channels kept"
+    w_g = max([len(title)] + [len(g) for g in groups]) if groups else 0
+    head = f"{'path':<{w_path}}  {'shape':<{w_shape}}  {'nonzeros':>{w_nz}} / {'size':<{w_size}}  sparsity"
+    lines = [head + (f"  {title:>{w_g}}" if groups else "")]
+    for i, (path, shape, nz, size, sp) in enumerate(table):
+        line = f"{path:<{w_path}}  {shape:<{w_shape}}  {nz:>{w_nz}} / {size:<{w_size}}  {sp:>8.2%}"
+        lines.append(line + (f"  {groups[i]:>{w_g}}" if groups else ""))
     return "\n".join(line.rstrip() for line in lines)

@@ -291,6 +291,39 @@ CASES += [
     ),
 ]
 
+# --- mask-based sparse training: static masks, SET, RigL, STE (sparsejax.pruning.dynamic) ---
+
+CASES += [
+    Case(
+        "static_sparse",
+        pruning.static_sparse,
+        dict(sparsity=0.5),
+        dict(inner=optax.sgd(0.1, momentum=0.9), mask=sj.tree.weights_only),
+        schedule_arg=None,
+    ),
+    Case(
+        "set_",
+        pruning.set_,
+        dict(sparsity=0.5, end_step=10, update_freq=2, drop_fraction=0.3),
+        dict(inner=optax.sgd(0.1, momentum=0.9), mask=sj.tree.weights_only),
+        schedule_arg=None,
+    ),
+    Case(
+        "rigl",
+        pruning.rigl,
+        dict(sparsity=0.5, end_step=10, update_freq=2, drop_fraction=0.5),
+        dict(inner=optax.sgd(0.1, momentum=0.9), mask=sj.tree.weights_only),
+        schedule_arg=None,
+    ),
+    Case(
+        "ste_pruning",
+        pruning.ste_pruning,
+        dict(final_sparsity=0.5, begin_step=0, end_step=2, frequency=1, sr_ste_decay=0.01),
+        dict(inner=optax.sgd(0.1, momentum=0.9), mask=sj.tree.weights_only),
+        schedule_arg=None,
+    ),
+]
+
 #: The cases the 8-device test (tests/test_interop.py) runs: one per kind of state and
 #: computation, because each costs seconds of compilation for 8 devices while the other
 #: battery checks stay cheap on every case. A case belongs here when its update holds
@@ -307,6 +340,7 @@ SHARDED_CASES: dict[str, str] = {
     "sfw": "K-sparse polytope LMO (top-k per leaf) with gradient rescaling (global norms)",
     "sfw_no_rescale_lp": "Lp-ball LMO (a norm per leaf)",
     "saga_fw": "a per-sample gradient table indexed by the sample",
+    "rigl": "per-layer drop/grow selections in a lax.cond and a reset of the momentum entries",
 }
 
 

@@ -13,6 +13,10 @@ as pure dicts) and never imports Flax:
 * retraining with a fixed support (:func:`fixed_support`), gradual magnitude
   pruning (:func:`gradual_pruning`) and pruning at initialisation
   (:func:`lats_prune_at_init`), all Optax transforms;
+* sparsity patterns (``pattern=``: unstructured, N:M, blocks, channels; see
+  :mod:`sparsejax.patterns`) and mask-based sparse training around any
+  optimizer: :func:`static_sparse`, :func:`set_`, :func:`rigl` and
+  :func:`ste_pruning` (:mod:`~sparsejax.pruning.dynamic`);
 * summaries (:func:`format_sparsity`, re-exported from :mod:`sparsejax.summary`)
   and plots (:func:`plot_layer_sparsity`, :func:`plot_weight_histogram`).
 
@@ -58,6 +62,19 @@ from sparsejax.pruning.select import (
     select_layerwise,
 )
 from sparsejax.summary import format_sparsity, sparsity_summary
+from sparsejax.patterns import is_n_m_sparse
+from sparsejax.pruning.saliency import random_scores, saliency_scores, snip_scores
+from sparsejax.pruning.dynamic import (
+    STEState,
+    SparseTrainingState,
+    cosine_drop_fraction,
+    reset_state_entries,
+    rigl,
+    set_,
+    static_sparse,
+    ste_dense_params,
+    ste_pruning,
+)
 
 # After fixed_support, which it builds on.
 from sparsejax.pruning.at_init import PruneAtInitState, lats_prune_at_init
@@ -94,6 +111,20 @@ __all__ = [
     "select_layerwise",
     "sparsity_summary",
     "unpack_support",
+    # sparsity patterns and mask-based sparse training (static, SET, RigL, STE)
+    "STEState",
+    "SparseTrainingState",
+    "cosine_drop_fraction",
+    "is_n_m_sparse",
+    "reset_state_entries",
+    "random_scores",
+    "rigl",
+    "saliency_scores",
+    "set_",
+    "snip_scores",
+    "static_sparse",
+    "ste_dense_params",
+    "ste_pruning",
 ]
 
 

@@ -124,6 +124,8 @@ def layer_remove_counts(
     num_remove: Any,
     distribution: str = "uniform",
     power_scale: Any = 1.0,
+    *,
+    erk_shapes: Sequence[tuple[int, ...]] | None = None,
 ) -> Any:
     r"""Splits a total of ``num_remove`` weights among leaves of the given shapes.
 
@@ -141,6 +143,12 @@ def layer_remove_counts(
       num_remove: :math:`K`, an integer in ``[0, N]`` (may be traced).
       distribution: ``'uniform'`` or ``'erk'``.
       power_scale: ERK's power scale (see :func:`erk_densities`).
+      erk_shapes: the shapes ERK's densities are computed from, when the
+        counted units are groups of weights (blocks or channels of a sparsity
+        pattern, :mod:`sparsejax.patterns`): ``shapes`` are then the shapes of
+        the group arrays and ``erk_shapes`` those of the leaves (default:
+        ``shapes``). Each leaf's density :math:`d_l` comes from its kernel's
+        shape, and :math:`n_l` counts its groups.
 
     Returns:
       The counts :math:`k_l`, as a NumPy int64 array (a ``jax.Array`` if
@@ -160,7 +168,8 @@ def layer_remove_counts(
         weights = sizes
     else:
         density = 1.0 - k / max(total_size, 1.0)
-        weights = (1.0 - _erk(list(shapes), density, power_scale, xp)) * sizes
+        erk_of = list(shapes) if erk_shapes is None else list(erk_shapes)
+        weights = (1.0 - _erk(erk_of, density, power_scale, xp)) * sizes
     norm = xp.sum(weights)
     targets = xp.where(norm > 0, k * weights / xp.where(norm > 0, norm, 1.0), 0.0)
     targets = xp.minimum(targets, sizes)

@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax._validation import check_choice, check_number, concrete_value, require_params
+from sparsejax.patterns import Pattern, parse_pattern
 from sparsejax.pruning.distribution import layer_remove_counts
+from sparsejax.pruning.pattern_masks import check_leaves, pattern_keep
 from sparsejax.pruning.support import Support
-from sparsejax.tree import Mask, resolve_mask
+from sparsejax.tree import Mask, leaves_with_paths, resolve_mask
 from sparsejax.pruning.retrain import masked_update
 from sparsejax.pruning.select import pruned_entries
 
@@ -102,7 +104,7 @@ class _Hyper(NamedTuple):
     erk_power_scale: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("scope", "distribution"))
+@functools.partial(jax.jit, static_argnames=("scope", "distribution", "pattern"))
 def _maybe_update_support(
     t: jax.Array,
     sparsity: jax.Array,
@@ -112,6 +114,7 @@ def _maybe_update_support(
     hyper: _Hyper,
     scope: str,
     distribution: str,
+    pattern: Pattern = Pattern("unstructured"),
 ) -> tuple[list[jax.Array], jax.Array]:
     """The support after step ``t``: recomputed on the steps of the schedule, else ``old``.
 
@@ -129,6 +132,10 @@ def _maybe_update_support(
             hyper.initial_sparsity, hyper.power,
         )(t)
         weights = [p.astype(jnp.float32) + u.astype(jnp.float32) for p, u in zip(params, updates)]
+        if pattern.kind != "unstructured":
+            keep = pattern_keep([jnp.abs(w) for w in weights], pattern, s, scope, distribution,
+                                hyper.erk_power_scale, keep_old=old)
+            return keep, s
         total = sum(int(w.size) for w in weights)
         k = jnp.round(s * jnp.float32(total)).astype(jnp.int32)
         # Weights pruned before score below everything, so they stay pruned.
@@ -157,6 +164,7 @@ def gradual_pruning(
     distribution: str = "uniform",
     erk_power_scale: float = 1.0,
     mask: Mask = None,
+    pattern: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Gradual magnitude pruning around any optimizer (Zhu & Gupta's schedule).
 
@@ -198,6 +206,11 @@ def gradual_pruning(
         a path regex, a pytree of booleans or a callable such as
         :func:`sparsejax.tree.weights_only` (the usual choice). With
         ``optax.inject_hyperparams``, list ``inner`` and ``mask`` in ``static_args``.
+      pattern: sparsity pattern (:mod:`sparsejax.patterns`): ``None``
+        (unstructured), blocks ``'RxC'`` or ``'channel'`` (the schedule then
+        counts blocks or channels), or ``'N:M'``, where ``final_sparsity`` must
+        be :math:`1 - N/M` and every group of :math:`M` loses
+        :math:`\operatorname{round}(s_t M)` entries (2:4 is reached through 3:4).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -232,6 +245,14 @@ def gradual_pruning(
         raise ValueError(
             f"distribution={distribution!r} sets per-layer sparsities and needs scope='layerwise'"
         )
+    structure = parse_pattern(pattern)
+    if structure.kind == "n:m":
+        s_f_value = concrete_value(final_sparsity)
+        target = 1.0 - structure.n / structure.m
+        if s_f_value is not None and abs(s_f_value - target) > 1e-6:
+            raise ValueError(
+                f"pattern {structure} has sparsity {target:g}; pass final_sparsity={target:g}"
+            )
     t0, t1 = concrete_value(begin_step), concrete_value(end_step)
     if t0 is not None and t1 is not None and t1 < t0:
         raise ValueError(f"end_step must be >= begin_step, got {end_step} < {begin_step}")
@@ -243,6 +264,9 @@ def gradual_pruning(
 
     def init_fn(params: optax.Params) -> GradualPruningState:
         selected = resolve_mask(mask, params, nonempty=True)
+        if structure.kind != "unstructured":
+            rows = [(path, x) for (path, x), f in zip(leaves_with_paths(params), jax.tree.leaves(selected)) if f]
+            check_leaves(structure, [tuple(jnp.shape(x)) for _, x in rows], [p for p, _ in rows])
         support = jax.tree.map(lambda p, s: jnp.ones(p.shape, bool) if s else None, params, selected)
         return GradualPruningState(
             count=jnp.zeros([], jnp.int32),
@@ -280,7 +304,7 @@ def gradual_pruning(
             )
             leaves, sparsity = _maybe_update_support(
                 t, state.sparsity, old, [p for p, _ in chosen], [u for _, u in chosen],
-                hyper, scope, distribution,
+                hyper, scope, distribution, structure,
             )
             support = jax.tree.unflatten(treedef, leaves)
         new_updates = masked_update(inner_updates, support, params)

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sparsejax._validation import check_choice
+from sparsejax.patterns import parse_pattern
 from sparsejax.pruning.distribution import layer_remove_counts
+from sparsejax.pruning.pattern_masks import check_leaves, pattern_keep
 from sparsejax.pruning.support import Support, apply_support, map_support
 from sparsejax.tree import Mask, resolve_mask
 from sparsejax.pruning.select import pruned_entries
@@ -89,13 +91,14 @@ def _check_scores(scores: PyTree, params: PyTree, selected: PyTree) -> list[jax.
 
 def prune(
     params: PyTree,
-    amount: float | int,
+    amount: float | int | None,
     scope: str = "global",
     distribution: str = "uniform",
     importance_scores: PyTree | None = None,
     mask: Mask = None,
     *,
     erk_power_scale: float = 1.0,
+    pattern: str | None = None,
 ) -> tuple[PyTree, Support]:
     r"""One-shot magnitude pruning: removes the weights with the smallest scores.
 
@@ -134,6 +137,14 @@ def prune(
         :func:`sparsejax.tree.weights_only` (kernels, not biases or norms: the
         usual choice).
       erk_power_scale: the power :math:`p` of ERK (1: ERK, 0: uniform).
+      pattern: the sparsity pattern (:mod:`sparsejax.patterns`): ``None``
+        (unstructured), ``'N:M'`` (e.g. ``'2:4'``: ``amount`` must then be
+        ``None`` or :math:`1 - N/M`; ``scope`` and ``distribution`` do not
+        apply), blocks ``'RxC'`` or ``'channel'`` / ``'channel:l1'`` (``amount``
+        is then the fraction of blocks or channels removed, rounded to whole
+        groups; a block's score is the sum of its scores, a channel's the L2 or
+        L1 norm). Every selected leaf must be a kernel the pattern tiles (else a
+        ``ValueError`` names it).
 
     Returns:
       ``(pruned_params, support)``: the params with the removed weights set to
@@ -171,7 +182,15 @@ def prune(
         )
     if isinstance(erk_power_scale, (int, float)) and not erk_power_scale >= 0:
         raise ValueError(f"erk_power_scale must be >= 0, got {erk_power_scale!r}")
+    structure = parse_pattern(pattern)
     selected = resolve_mask(mask, params, nonempty=True)
+    if structure.kind != "unstructured":
+        return _prune_pattern(
+            params, amount, scope, distribution, importance_scores, selected, erk_power_scale,
+            structure,
+        )
+    if amount is None:
+        raise ValueError("amount=None is only allowed with an N:M pattern (e.g. pattern='2:4')")
     leaves = jax.tree.leaves(params)
     flags = jax.tree.leaves(selected)
     chosen = [x for x, s in zip(leaves, flags) if s]
@@ -200,3 +219,47 @@ def prune(
     )
     return apply_support(params, support), support
 
+
+
+def _prune_pattern(
+    params: PyTree,
+    amount: Any,
+    scope: str,
+    distribution: str,
+    importance_scores: PyTree | None,
+    selected: PyTree,
+    erk_power_scale: float,
+    pattern: Any,
+) -> tuple[PyTree, Support]:
+    """:func:`prune` with a structured pattern (N:M, blocks, channels)."""
+    flags = jax.tree.leaves(selected)
+    rows = [(path, x) for (path, x), s in zip(leaves_with_paths(params), flags) if s]
+    check_leaves(pattern, [tuple(np.shape(x)) for _, x in rows], [p for p, _ in rows])
+    if pattern.kind == "n:m":
+        target = 1.0 - pattern.n / pattern.m
+        if amount is not None and not (
+            isinstance(amount, (int, float)) and not isinstance(amount, bool)
+            and abs(float(amount) - target) < 1e-9
+        ):
+            raise ValueError(
+                f"pattern {pattern} removes {target:g} of every group; pass amount=None "
+                f"(or amount={target:g}), got amount={amount!r}"
+            )
+        sparsity: Any = target
+    else:
+        if isinstance(amount, jax.core.Tracer) or not isinstance(amount, float) or not 0.0 <= amount < 1.0:
+            raise ValueError(
+                f"with pattern {pattern}, amount must be a fraction in [0, 1) of the "
+                f"{'blocks' if pattern.kind == 'block' else 'channels'}, got {amount!r}"
+            )
+        sparsity = amount
+    if importance_scores is None:
+        scores = [jnp.abs(x) for _, x in rows]
+    else:
+        scores = _check_scores(importance_scores, params, selected)
+    keep = pattern_keep(scores, pattern, sparsity, scope, distribution, erk_power_scale)
+    it = iter(keep)
+    support = jax.tree.unflatten(
+        jax.tree.structure(params), [next(it) if s else None for s in flags]
+    )
+    return apply_support(params, support), support

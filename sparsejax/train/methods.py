@@ -126,6 +126,16 @@ SPARSIFY = HParam(
     "the pruning literature's usual choice (kernels only); gRDA's reference code thresholds all",
     kind=("weights", "all"),
 )
+PATTERNS = ("unstructured", "1:2", "2:4", "1:4", "4:8", "2:8", "1:8", "1x4", "4x1", "2x2", "4x4",
+            "8x8", "channel", "channel:l1")
+PATTERN = HParam(
+    "pattern", "unstructured",
+    "sparsity pattern of the masks: 'unstructured', N:M along the input axis (e.g. '2:4'), "
+    "RxC blocks (e.g. '4x4') or 'channel' / 'channel:l1' (whole output units)",
+    "library default (unstructured, as in the papers)", kind=PATTERNS,
+)
+
+
 NESTEROV = HParam("nesterov", False, "Nesterov momentum", "the papers use heavy-ball momentum",
                   kind=bool)
 
@@ -190,6 +200,7 @@ def _build_gmp(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation
         power=hp["power"],
         scope=hp["scope"],
         mask=_mask(hp),
+        pattern=None if hp["pattern"] == "unstructured" else hp["pattern"],
     )
 
 
@@ -220,6 +231,7 @@ register(MethodSpec(
         NESTEROV,
         _wd(0.0, "as the sgd baseline"),
         SPARSIFY,
+        PATTERN,
     ),
     build=_build_gmp,
     metrics=_reads(target_sparsity="sparsity"),
@@ -662,6 +674,153 @@ register(MethodSpec(
     default_momentum=0.9,
     momentum_source="SFW study Sec. 7.6 table: momentum rho = 0.9",
     prepare=_sfw_prepare,
+))
+
+
+# --- mask-based sparse training: static masks, SET, RigL, STE (sparsejax.pruning.dynamic) -----
+
+def _pattern(hp: Mapping[str, Any]) -> str | None:
+    return None if hp["pattern"] == "unstructured" else hp["pattern"]
+
+
+def _dst_hparams(anneal_default: str, anneal_source: str, distribution_source: str) -> tuple[HParam, ...]:
+    return (
+        HParam("sparsity", 0.9, "the sparsity of the sparsified weights, from the first step",
+               "library default: 90% (RigL reports 80% and 90%)", ge=0, lt=1),
+        HParam("distribution", "erk", "per-layer densities: 'erk' or 'uniform'",
+               distribution_source, kind=("erk", "uniform")),
+        HParam("update_freq", 100, "steps between mask updates (Delta T)",
+               "RigL paper Sec. 4.1: Delta T = 100", kind=int, ge=1),
+        HParam("drop_fraction", 0.3, "fraction alpha of each layer's active weights dropped and "
+               "regrown at an update", "RigL paper Sec. 4.1: alpha = 0.3", ge=0, le=1),
+        HParam("end_fraction", 0.75, "fraction of training after which the mask is fixed (T_end)",
+               "RigL paper Sec. 4.1: T_end = 75% of training", gt=0, le=1),
+        HParam("anneal", anneal_default, "drop-fraction decay: 'cosine' or 'constant'",
+               anneal_source, kind=("cosine", "constant")),
+        HParam("mask_seed", 0, "seed of the random initial mask (and of SET's growth)",
+               "library default", kind=int, ge=0),
+        PATTERN,
+        NESTEROV,
+        _wd(0.0, "as the sgd baseline"),
+        SPARSIFY,
+    )
+
+
+def _build_static(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    return pruning.static_sparse(
+        _sgd(ctx, hp["weight_decay"], hp["nesterov"]), hp["sparsity"],
+        distribution=hp["distribution"], pattern=_pattern(hp), seed=hp["mask_seed"], mask=_mask(hp),
+    )
+
+
+def _dst_builder(factory: Callable[..., Any]) -> Callable[[Context, dict[str, Any]], Any]:
+    def build(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+        return factory(
+            _sgd(ctx, hp["weight_decay"], hp["nesterov"]), hp["sparsity"],
+            end_step=max(1, ctx.steps(hp["end_fraction"] * ctx.epochs)),
+            update_freq=hp["update_freq"], drop_fraction=hp["drop_fraction"],
+            anneal=hp["anneal"], distribution=hp["distribution"], pattern=_pattern(hp),
+            seed=hp["mask_seed"], mask=_mask(hp),
+        )
+
+    return build
+
+
+register(MethodSpec(
+    name="static",
+    summary="static sparse training: a fixed random mask (ERK densities) from the start.",
+    reference="Evci et al., Rigging the Lottery, ICML 2020 (the 'Static' baseline, Sec. 4)",
+    hparams=(
+        HParam("sparsity", 0.9, "the sparsity of the sparsified weights",
+               "library default: 90% (RigL reports 80% and 90%)", ge=0, lt=1),
+        HParam("distribution", "erk", "per-layer densities: 'erk' or 'uniform'",
+               "RigL paper Sec. 3: ERK for the static and dynamic methods", kind=("erk", "uniform")),
+        HParam("mask_seed", 0, "seed of the random mask", "library default", kind=int, ge=0),
+        PATTERN,
+        NESTEROV,
+        _wd(0.0, "as the sgd baseline"),
+        SPARSIFY,
+    ),
+    build=_build_static,
+    default_learning_rate=0.1,
+    learning_rate_source="as the sgd baseline",
+    default_momentum=0.9,
+    momentum_source="as the sgd baseline",
+))
+
+register(MethodSpec(
+    name="set",
+    summary="SET: every Delta T steps drop the smallest active weights and regrow as many "
+            "at random (momentum SGD inside).",
+    reference="Mocanu et al., Nature Communications 9:2383 (2018); run as in RigL's experiments",
+    hparams=_dst_hparams("cosine", "RigL paper Sec. 4.1: the dynamic methods share RigL's update "
+                         "schedule (Mocanu et al. drop a constant 0.3 per epoch: anneal=constant)",
+                         "RigL paper Sec. 4.1 (SET with ERK)"),
+    build=_dst_builder(pruning.set_),
+    default_learning_rate=0.1,
+    learning_rate_source="as the sgd baseline",
+    default_momentum=0.9,
+    momentum_source="as the sgd baseline",
+))
+
+register(MethodSpec(
+    name="rigl",
+    summary="RigL: every Delta T steps drop the smallest active weights and grow where the "
+            "dense gradient is largest; cosine-decayed drop fraction (momentum SGD inside).",
+    reference="Evci, Gale, Menick, Castro and Elsen, Rigging the Lottery: Making All Tickets "
+              "Winners, ICML 2020 (Algorithm 1, Sec. 4.1)",
+    hparams=_dst_hparams("cosine", "RigL paper Sec. 3: cosine decay of the drop fraction",
+                         "RigL paper Sec. 4.1: ERK"),
+    build=_dst_builder(pruning.rigl),
+    default_learning_rate=0.1,
+    learning_rate_source="as the sgd baseline",
+    default_momentum=0.9,
+    momentum_source="as the sgd baseline",
+))
+
+
+def _build_ste(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    begin = ctx.steps(hp["begin_fraction"] * ctx.epochs)
+    end = max(begin, ctx.steps(hp["end_fraction"] * ctx.epochs))
+    return pruning.ste_pruning(
+        _sgd(ctx, hp["weight_decay"], hp["nesterov"]),
+        final_sparsity=hp["final_sparsity"], begin_step=begin, end_step=end,
+        frequency=hp["frequency"], power=hp["power"], sr_ste_decay=hp["sr_ste_decay"],
+        scope=hp["scope"], pattern=_pattern(hp), mask=_mask(hp),
+    )
+
+
+register(MethodSpec(
+    name="ste",
+    summary="magnitude pruning with the straight-through estimator: the forward pass sees the "
+            "masked weights, the dense weights get its gradient (optional SR-STE decay).",
+    reference="Bengio et al. 2013 (STE); Zhou et al., ICLR 2021 (SR-STE); Zhu & Gupta 2018 "
+              "(schedule)",
+    hparams=(
+        HParam("final_sparsity", 0.9, "the sparsity s_f reached at end_fraction of training "
+               "(1 - N/M with an N:M pattern)", "as gmp", ge=0, lt=1),
+        HParam("begin_fraction", 0.0, "fraction of training before the mask starts",
+               "library default: STE masks from the start", ge=0, le=1),
+        HParam("end_fraction", 0.7, "fraction of training at which s_f is reached", "as gmp",
+               ge=0, le=1),
+        HParam("frequency", 1, "steps between mask recomputations",
+               "library default: every step (jaxpruner's STE)", kind=int, ge=1),
+        HParam("power", 3.0, "the exponent of the schedule", "Zhu & Gupta eq. (1): 3", gt=0),
+        HParam("sr_ste_decay", 0.0, "SR-STE's decay lambda_W of the masked-out weights "
+               "(0: plain STE)", "SR-STE (Zhou et al. 2021) uses 2e-4", ge=0),
+        HParam("scope", "layerwise", "'layerwise' or 'global'", "as gmp",
+               kind=("layerwise", "global")),
+        PATTERN,
+        NESTEROV,
+        _wd(0.0, "as the sgd baseline"),
+        SPARSIFY,
+    ),
+    build=_build_ste,
+    metrics=_reads(target_sparsity="sparsity"),
+    default_learning_rate=0.1,
+    learning_rate_source="as the sgd baseline",
+    default_momentum=0.9,
+    momentum_source="as the sgd baseline",
 ))
 
 

@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "taken from it; flags override")
     p.add_argument("--workdir", default=None,
                    help="run directory (default runs/<dataset>-<model>-<method>-s<seed>)")
+    p.add_argument("--pattern", default=None,
+                   help="sparsity pattern of the method's masks (methods with a 'pattern' "
+                        "hyperparameter: gmp, static, set, rigl, ste): 'unstructured', '2:4', "
+                        "'4x4', 'channel', ...; the same as --hp pattern=...")
     add_setting_flags(p, model_required=False)
     add_run_flags(p)
 
@@ -149,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "experiments/configs/fashion_mnist_lenet5.toml")
     p.add_argument("--hp", action="append", metavar="RUN.NAME=VALUE",
                    help="a hyperparameter of one run, e.g. --hp grda.c=0.02 (repeatable)")
+    p.add_argument("--pattern", default=None,
+                   help="sparsity pattern for every run whose method has a 'pattern' "
+                        "hyperparameter (gmp, static, set, rigl, ste), e.g. '2:4'; the others "
+                        "(dense or threshold-based methods) are left as they are")
     p.add_argument("--out", default=None, help="output directory (default runs/compare-<dataset>-"
                    "<model>)")
     p.add_argument("--ratios", default=None,
@@ -253,6 +261,13 @@ def compare_runs(args: argparse.Namespace, config: Mapping[str, Any]) -> list[Ru
             raise UsageError(f"compare's --hp takes RUN.NAME=VALUE with RUN one of "
                              f"{', '.join(names)}, got {key!r}")
         hp_by_run.setdefault(run, {})[hp] = value
+    if getattr(args, "pattern", None) is not None:
+        takes = [n for n in names if _has_pattern(dict(entries.get(n, {"method": n})).get("method", n))]
+        if not takes:
+            raise UsageError(f"--pattern: none of the runs ({', '.join(names)}) has a 'pattern' "
+                             "hyperparameter (gmp, static, set, rigl, ste have one)")
+        for n in takes:
+            hp_by_run.setdefault(n, {}).setdefault("pattern", args.pattern)
     flags = setting_flags(args)
     runs = []
     for name in names:
@@ -261,3 +276,20 @@ def compare_runs(args: argparse.Namespace, config: Mapping[str, Any]) -> list[Ru
     for r in runs:
         r.validate()  # every run is checked before the first one starts
     return runs
+
+
+def _has_pattern(method: str) -> bool:
+    """Whether the registered method ``method`` has a ``pattern`` hyperparameter."""
+    from sparsejax.train.methods import METHODS
+
+    spec = METHODS.get(method)
+    return spec is not None and any(h.name == "pattern" for h in spec.hparams)
+
+
+def with_pattern(args: argparse.Namespace, hp: dict[str, Any]) -> dict[str, Any]:
+    """``train``'s hyperparameters with ``--pattern`` folded in (as ``--hp pattern=...``)."""
+    if getattr(args, "pattern", None) is None:
+        return hp
+    if "pattern" in hp and hp["pattern"] != args.pattern:
+        raise UsageError(f"--pattern {args.pattern} and --hp pattern={hp['pattern']} disagree")
+    return {**hp, "pattern": args.pattern}

@@ -16,6 +16,7 @@ from sparsejax.train.cli.args import (
     compare_runs,
     init_distributed,
     key_values,
+    with_pattern,
     parse_floats,
     say_for,
     setting_flags,
@@ -74,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     entry = dict(entries.get(args.method, {"method": args.method}))
     entry.setdefault("method", args.method)
     settings = settings_from(config, entry, args.method, setting_flags(args),
-                              key_values(args.hp, "--hp", raw=True))
+                              with_pattern(args, key_values(args.hp, "--hp", raw=True)))
     settings.validate()
     workdir = Path(args.workdir) if args.workdir else settings.default_workdir()
     run = run_training(settings, workdir, data_dir=args.data_dir, source=args.source,

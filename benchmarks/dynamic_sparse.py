@@ -1,0 +1,171 @@
+"""Amortised step cost of the mask-based sparse-training transforms (RigL, SET, static, STE).
+
+Every candidate wraps ``optax.sgd(0.1, momentum=0.9)`` (the baseline) and is one
+jitted training-loop step ``step(params, opt_state, grads)`` doing ``tx.update``
+and ``optax.apply_updates`` with ``params`` and ``opt_state`` donated, on the
+ResNet-18-shaped tree of ``benchmarks/transforms.py`` (11.69M float32
+parameters, 62 leaves; the kernels are sparsified at 90%, ERK). RigL and SET
+update their masks every ΔT steps (default 100), so a window of ΔT steps
+holds exactly one mask update: the *amortised* cost is the wall time of whole
+windows divided by their steps, mask updates included. The candidates are timed
+in interleaved rounds (a window each, rotating order) and each figure is the
+median over rounds; the ratio is to the baseline's figure (goal of issue 17:
+at most 1.10 for RigL and SET at ΔT = 100). The cost of one mask-update step
+alone is also printed.
+
+Usage::
+
+  python benchmarks/dynamic_sparse.py            # ResNet-18 tree, ΔT = 100 (a few minutes on 2 busy cores)
+  python benchmarks/dynamic_sparse.py --quick    # tiny tree, ΔT = 10, seconds
+
+Timing figures are printed, never asserted: machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import device_description  # noqa: E402
+from transforms import SIZES, resnet18_params  # noqa: E402
+
+from sparsejax import pruning, tree  # noqa: E402
+
+__all__ = ["candidates", "main"]
+
+SPARSITY = 0.9
+
+
+def candidates(update_freq: int, end_step: int) -> dict[str, optax.GradientTransformation]:
+    """The transforms timed, each around momentum SGD."""
+
+    def inner() -> optax.GradientTransformation:
+        return optax.sgd(0.1, momentum=0.9)
+
+    kw = dict(mask=tree.weights_only)
+    return {
+        "sgd_momentum": inner(),
+        "sgd_momentum_again": inner(),
+        "static_sparse": pruning.static_sparse(inner(), SPARSITY, **kw),
+        "set": pruning.set_(inner(), SPARSITY, end_step=end_step, update_freq=update_freq, **kw),
+        "rigl": pruning.rigl(inner(), SPARSITY, end_step=end_step, update_freq=update_freq, **kw),
+        f"ste_every_{update_freq}": pruning.ste_pruning(
+            inner(), SPARSITY, begin_step=0, end_step=0, frequency=update_freq, **kw),
+    }
+
+
+def _make_step(tx: optax.GradientTransformation) -> Callable[..., Any]:
+    def step(params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+def _block(x: Any) -> None:
+    jax.tree.map(lambda a: a.block_until_ready(), x)
+
+
+class Runner:
+    """One candidate: its jitted step and its own params and state."""
+
+    def __init__(self, name: str, tx: optax.GradientTransformation, host_params: Any, grads: Any):
+        self.name, self.tx = name, tx
+        self.step = _make_step(tx)
+        self.params = jax.device_put(host_params)
+        self.state = jax.jit(tx.init)(self.params)
+        self.grads = grads
+        self.windows: list[float] = []
+        self.update_steps: list[float] = []
+
+    def window(self, steps: int) -> None:
+        _block((self.params, self.state))
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.params, self.state = self.step(self.params, self.state, self.grads)
+        _block((self.params, self.state))
+        self.windows.append((time.perf_counter() - start) / steps)
+
+    def update_step(self, update_freq: int) -> None:
+        """Times one step that updates the mask (RigL and SET: at the 0-based count ΔT - 1; STE:
+        at ΔT; static: an ordinary step)."""
+        if isinstance(self.state, pruning.STEState):
+            due = update_freq
+        elif isinstance(self.state, pruning.SparseTrainingState):
+            due = update_freq - 1
+        else:
+            return
+        saved = self.state.count
+        self.state = self.state._replace(count=jnp.asarray(due, jnp.int32))
+        _block((self.params, self.state))
+        start = time.perf_counter()
+        self.params, self.state = self.step(self.params, self.state, self.grads)
+        _block((self.params, self.state))
+        self.update_steps.append(time.perf_counter() - start)
+        self.state = self.state._replace(count=saved)
+
+
+def run(size: str, update_freq: int, rounds: int) -> list[dict[str, Any]]:
+    host = resnet18_params(0, **SIZES[size])
+    grads = jax.device_put(resnet18_params(1, **SIZES[size]))
+    # Windows start at a multiple of ΔT: exactly one mask update in each.
+    runners = [Runner(n, tx, host, grads) for n, tx in candidates(update_freq, 10**9).items()]
+    for r in runners:  # compile and warm up (one full window: the first mask update included)
+        r.window(update_freq)
+        r.windows.clear()
+    for k in range(rounds):
+        order = runners[k % len(runners):] + runners[: k % len(runners)]
+        for r in order:
+            r.window(update_freq)
+            r.update_step(update_freq)
+    base = float(np.median(runners[0].windows))
+    rows = []
+    for r in runners:
+        ms = 1e3 * float(np.median(r.windows))
+        upd = 1e3 * float(np.median(r.update_steps)) if r.update_steps else float("nan")
+        rows.append(dict(name=r.name, ms_per_step=ms, ratio=ms / (1e3 * base), update_step_ms=upd))
+    return rows
+
+
+def format_rows(rows: Sequence[dict[str, Any]], update_freq: int) -> str:
+    lines = [f"{'transform':<20} {'ms/step':>9} {'x sgd-m':>8} {'mask-update step ms':>20}",
+             "-" * 60]
+    for row in rows:
+        upd = "-" if np.isnan(row["update_step_ms"]) else f"{row['update_step_ms']:.1f}"
+        lines.append(f"{row['name']:<20} {row['ms_per_step']:>9.2f} {row['ratio']:>8.3f} {upd:>20}")
+    lines.append(f"(amortised over windows of {update_freq} steps, each with one mask update; "
+                 "goal for rigl and set: ratio <= 1.10)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny tree, ΔT = 10, 2 rounds")
+    parser.add_argument("--update-freq", type=int, default=None, help="ΔT (default 100)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    args = parser.parse_args(argv)
+    size = "tiny" if args.quick else "resnet18"
+    update_freq = args.update_freq or (10 if args.quick else 100)
+    rounds = args.rounds or (2 if args.quick else 5)
+    print(f"devices: {device_description()}; jax {jax.__version__}, optax {optax.__version__}")
+    print(f"tree: {size}; sparsity {SPARSITY} (ERK) of the kernels; ΔT = {update_freq}; "
+          f"{rounds} rounds")
+    start = time.perf_counter()
+    rows = run(size, update_freq, rounds)
+    print(format_rows(rows, update_freq))
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,837 @@
+r"""Mask-based sparse training around any optimizer: static masks, SET, RigL and STE.
+
+Each factory wraps an inner Optax optimizer and returns an
+:class:`optax.GradientTransformationExtraArgs` whose state holds the support
+(the mask: ``True`` = active, ``None`` for dense leaves). The mask is applied
+*as part of the update* (an inactive weight gets :math:`-w`, so it is exactly
+zero after ``optax.apply_updates``): no call after ``apply_updates``. Wrap the
+whole optimizer (``rigl(optax.chain(...), ...)``) or put the transform last.
+
+* :func:`static_sparse`: a fixed random mask, uniform or ERK per layer;
+* :func:`set_` (Mocanu et al. 2018): every :math:`\Delta T` steps drop the
+  smallest-magnitude active weights and regrow as many at random;
+* :func:`rigl` (Evci et al. 2020): drop by magnitude, grow by the magnitude of
+  the dense gradient, cosine-decayed drop fraction;
+* :func:`ste_pruning`: magnitude pruning with the straight-through estimator
+  (the forward pass sees masked weights, the dense weights get its gradient),
+  with the gradual schedule and optional SR-STE decay.
+
+Every mask has a sparsity pattern (``pattern=``, :mod:`sparsejax.patterns`):
+unstructured, blocks or channels for all of them (RigL and SET then drop and
+grow whole blocks or channels, with a block's score the sum of its entries'
+scores), and N:M for :func:`static_sparse` and :func:`ste_pruning`.
+
+References:
+  Mocanu, Mocanu, Stone, Nguyen, Gibescu and Liotta, *Scalable training of
+  artificial neural networks with adaptive sparse connectivity inspired by
+  network science*, Nature Communications 2018; Evci, Gale, Menick, Castro and
+  Elsen, *Rigging the Lottery: Making All Tickets Winners*, ICML 2020; Bengio,
+  Léonard and Courville 2013 (straight-through estimator); Zhou et al.,
+  *Learning N:M Fine-grained Structured Sparse Neural Networks From Scratch*,
+  ICLR 2021 (SR-STE).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sparsejax._validation import check_choice, check_number, concrete_value, require_params
+from sparsejax.patterns import Pattern, expand_groups, group_scores, parse_pattern
+from sparsejax.pruning.gradual import polynomial_sparsity
+from sparsejax.pruning.pattern_masks import check_leaves, group_any, pattern_keep
+from sparsejax.pruning.select import pruned_entries
+from sparsejax.pruning.support import Support
+from sparsejax.tree import Mask, PyTree, leaves_with_paths, resolve_mask
+
+__all__ = [
+    "STEState",
+    "SparseTrainingState",
+    "cosine_drop_fraction",
+    "reset_state_entries",
+    "rigl",
+    "set_",
+    "static_sparse",
+    "ste_dense_params",
+    "ste_pruning",
+]
+
+
+class SparseTrainingState(NamedTuple):
+    """State of :func:`static_sparse`, :func:`set_` and :func:`rigl`.
+
+    Attributes:
+      count: number of updates so far (int32).
+      support: the current mask (boolean arrays, ``None`` for dense leaves).
+      inner_state: the state of the wrapped optimizer.
+    """
+
+    count: jax.Array
+    support: Support
+    inner_state: optax.OptState
+
+
+def cosine_drop_fraction(alpha: Any, end_step: Any) -> optax.Schedule:
+    r"""RigL's drop fraction: cosine decay from :math:`\alpha` to 0 at :math:`T_\text{end}`.
+
+    .. math::
+
+      f(t) = \frac{\alpha}{2}\Big(1 + \cos\frac{\pi \min(t, T_\text{end})}{T_\text{end}}\Big).
+
+    Args:
+      alpha: the initial fraction :math:`\alpha` (0.3 in the paper).
+      end_step: :math:`T_\text{end}` (75% of training in the paper).
+
+    Returns:
+      A schedule ``t -> f(t)`` (float32).
+
+    Example:
+      >>> import sparsejax as sj
+      >>> f = sj.pruning.cosine_drop_fraction(0.3, 100)
+      >>> [round(float(f(t)), 4) for t in (0, 50, 100, 150)]
+      [0.3, 0.15, 0.0, 0.0]
+
+    References:
+      Evci et al., *Rigging the Lottery: Making All Tickets Winners*, ICML 2020, eq. (1).
+    """
+
+    def schedule(count: Any) -> jax.Array:
+        t = jnp.asarray(count, jnp.float32)
+        end = jnp.asarray(end_step, jnp.float32)
+        t = jnp.minimum(t, end)
+        alpha_ = jnp.asarray(alpha, jnp.float32)
+        return 0.5 * alpha_ * (1.0 + jnp.cos(jnp.pi * t / jnp.maximum(end, 1.0)))
+
+    return schedule
+
+
+def _state_matches(node: Any, treedef: Any, shapes: list[tuple[int, ...]]) -> bool:
+    """Whether a subtree of an optimizer state is a params-shaped buffer (momentum, Adam moments)."""
+    try:
+        if jax.tree.structure(node) != treedef:
+            return False
+    except Exception:  # noqa: BLE001 - exotic nodes simply do not match
+        return False
+    leaves = jax.tree.leaves(node)
+    return all(
+        hasattr(x, "shape") and tuple(x.shape) == s and jnp.issubdtype(x.dtype, jnp.inexact)
+        for x, s in zip(leaves, shapes)
+    )
+
+
+def reset_state_entries(inner_state: optax.OptState, params: PyTree, reset: PyTree) -> optax.OptState:
+    """Sets to zero the entries of every params-shaped buffer of an optimizer state where ``reset`` is True.
+
+    A buffer is a subtree of the state with the params' structure and leaf
+    shapes (floating dtype): SGD's momentum trace, Adam's two moments, and so
+    on, wherever they sit in a chain. This is RigL's reset of the optimizer's
+    accumulators for grown connections (reference code: every slot of the
+    wrapped optimizer is zeroed at the new connections). Buffers of another
+    structure (e.g. inside ``optax.masked`` with a different mask) are left alone.
+
+    Args:
+      inner_state: the optimizer state.
+      params: the params (for the structure and shapes).
+      reset: a pytree with the params' structure: boolean arrays, or ``None``
+        where nothing is reset.
+
+    Returns:
+      The state with those entries zeroed.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'w': jnp.ones(3)}
+      >>> tx = optax.sgd(0.1, momentum=0.9)
+      >>> _, state = tx.update({'w': jnp.ones(3)}, tx.init(params), params)
+      >>> new = sj.pruning.reset_state_entries(state, params, {'w': jnp.array([True, False, False])})
+      >>> new[0].trace['w']
+      Array([0., 1., 1.], dtype=float32)
+    """
+    treedef = jax.tree.structure(params)
+    shapes = [tuple(jnp.shape(x)) for x in jax.tree.leaves(params)]
+    flags = treedef.flatten_up_to(reset)
+    flags = [np.False_ if f is None else f for f in flags]
+
+    def zero(node: Any) -> Any:
+        if not _state_matches(node, treedef, shapes):
+            return node
+        leaves = treedef.flatten_up_to(node)
+        return treedef.unflatten(
+            [jnp.where(f, jnp.zeros_like(x), x) for x, f in zip(leaves, flags)]
+        )
+
+    return jax.tree.map(
+        zero, inner_state, is_leaf=lambda n: _state_matches(n, treedef, shapes)
+    )
+
+
+# --- helpers over the selected leaves -------------------------------------------------------
+
+
+def _selected(params: PyTree, mask: Mask) -> list[bool]:
+    return jax.tree.leaves(resolve_mask(mask, params, nonempty=True))
+
+
+def _check_pattern(pattern: Pattern, params: PyTree, flags: list[bool]) -> None:
+    rows = [(path, x) for (path, x), s in zip(leaves_with_paths(params), flags) if s]
+    check_leaves(pattern, [tuple(np.shape(x)) for _, x in rows], [p for p, _ in rows])
+
+
+def _random_support(
+    params: PyTree, flags: list[bool], sparsity: Any, distribution: str, power_scale: Any,
+    pattern: Pattern, seed: int,
+) -> Support:
+    """A random mask of the selected leaves at ``sparsity`` (per-leaf counts uniform or ERK)."""
+    leaves = jax.tree.leaves(params)
+    chosen = [x for x, s in zip(leaves, flags) if s]
+    key = jax.random.PRNGKey(seed)
+    scores = [jax.random.uniform(jax.random.fold_in(key, i), jnp.shape(x)) for i, x in enumerate(chosen)]
+    keep = pattern_keep(scores, pattern, sparsity, "layerwise", distribution, power_scale)
+    it = iter(keep)
+    return jax.tree.unflatten(
+        jax.tree.structure(params), [next(it) if s else None for s in flags]
+    )
+
+
+def _init_support(params, mask, pattern, sparsity, distribution, power_scale, seed):
+    flags = _selected(params, mask)
+    _check_pattern(pattern, params, flags)
+    if sum(int(np.size(x)) for x, s in zip(jax.tree.leaves(params), flags) if s) == 0:
+        raise ValueError("mask selects only empty leaves: there is no weight to sparsify; pass mask=")
+    return _random_support(params, flags, sparsity, distribution, power_scale, pattern, seed)
+
+
+def _masked(updates: PyTree, support: Support, params: PyTree, keep: PyTree | None = None) -> PyTree:
+    """Updates where the support keeps (``keep`` overrides ``support`` as the kept set), ``-params`` elsewhere."""
+    keep = support if keep is None else keep
+    treedef = jax.tree.structure(support, is_leaf=lambda x: x is None)
+    ks = treedef.flatten_up_to(keep)
+    us = treedef.flatten_up_to(updates)
+    ps = treedef.flatten_up_to(params)
+    out = []
+    for k, u, p in zip(ks, us, ps):
+        if k is None or u is None:
+            out.append(u)
+        else:
+            out.append(jnp.where(k, u, (-p).astype(u.dtype)))
+    return treedef.unflatten(out)
+
+
+def _check_common(sparsity, distribution, erk_power_scale, seed):
+    check_number("sparsity", sparsity, ge=0, lt=1)
+    check_choice("distribution", distribution, ("uniform", "erk"))
+    check_number("erk_power_scale", erk_power_scale, ge=0)
+    # optax.inject_hyperparams passes a numeric default as an integer array
+    if isinstance(seed, bool) or not (
+        isinstance(seed, (int, np.integer))
+        or (hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jnp.integer) and jnp.ndim(seed) == 0)
+    ):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+
+
+def static_sparse(
+    inner: optax.GradientTransformation,
+    sparsity: float,
+    *,
+    distribution: str = "erk",
+    erk_power_scale: float = 1.0,
+    pattern: str | None = None,
+    seed: int = 0,
+    mask: Mask = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Static sparse training: a fixed random mask from the start, around any optimizer.
+
+    ``init`` draws a random mask of the selected leaves with per-layer
+    densities :math:`d_l` (uniform, or ERK as in RigL's "Static" baseline:
+    :func:`~sparsejax.pruning.erk_densities`; the counts are rounded so that
+    the selected leaves keep exactly :math:`\operatorname{round}((1-s)N)`
+    weights). Every update is
+
+    .. math::
+
+      \text{update}_j = \begin{cases} u_j & m_j \\ -w_j & \lnot m_j \end{cases},
+
+    so the inactive weights are exactly zero after the first step and stay zero.
+
+    Args:
+      inner: the optimizer whose updates are masked.
+      sparsity: :math:`s \in [0, 1)` of the selected weights.
+      distribution: ``'erk'`` (the default, as in RigL's experiments) or ``'uniform'``.
+      erk_power_scale: ERK's power (1: ERK, 0: uniform).
+      pattern: sparsity pattern (:mod:`sparsejax.patterns`); for ``'N:M'`` every
+        group keeps :math:`N` random entries and ``sparsity`` must be :math:`1 - N/M`.
+      seed: seed of the random mask.
+      mask: which leaves are sparse (default: every leaf; usually
+        :func:`sparsejax.tree.weights_only`).
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'kernel': jnp.ones((10, 10)), 'bias': jnp.ones(10)}
+      >>> tx = sj.pruning.static_sparse(optax.sgd(0.1), 0.9, mask=sj.tree.weights_only)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+      >>> int(jnp.count_nonzero(optax.apply_updates(params, updates)['kernel']))
+      10
+
+    References:
+      Evci et al., *Rigging the Lottery: Making All Tickets Winners*, ICML 2020
+      (the "Static" baseline and ERK).
+    """
+    _check_common(sparsity, distribution, erk_power_scale, seed)
+    structure = _check_nm_sparsity(parse_pattern(pattern), sparsity)
+
+    def init_fn(params: optax.Params) -> SparseTrainingState:
+        support = _init_support(params, mask, structure, sparsity, distribution, erk_power_scale, seed)
+        return SparseTrainingState(jnp.zeros([], jnp.int32), support, inner.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        require_params(params, "pruning.static_sparse")
+        u, inner_state = optax.with_extra_args_support(inner).update(
+            updates, state.inner_state, params, **extra_args
+        )
+        return _masked(u, state.support, params), SparseTrainingState(
+            optax.safe_increment(state.count), state.support, inner_state
+        )
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_nm_sparsity(structure: Pattern, sparsity: Any) -> Pattern:
+    if structure.kind == "n:m":
+        s = concrete_value(sparsity)
+        target = 1.0 - structure.n / structure.m
+        if s is not None and abs(s - target) > 1e-6:
+            raise ValueError(
+                f"pattern {structure} has sparsity {target:g}; pass sparsity={target:g}, got {sparsity!r}"
+            )
+    return structure
+
+
+class _DSTHyper(NamedTuple):
+    update_freq: jax.Array
+    begin_step: jax.Array
+    end_step: jax.Array
+    drop_fraction: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("grow", "anneal", "pattern"))
+def _dst_mask_update(
+    t: jax.Array,
+    old: list[jax.Array],
+    weights: list[jax.Array],
+    grads: list[jax.Array],
+    hyper: _DSTHyper,
+    grow: str,
+    anneal: str,
+    pattern: Pattern,
+    key: jax.Array,
+) -> tuple[jax.Array, list[jax.Array], list[jax.Array], list[jax.Array]]:
+    """``(due, new support, kept-after-drop, newly grown)`` after step ``t`` (0-based).
+
+    Jitted at module level, so that eager training loops compile it once.
+    """
+    tau = t + 1  # the paper's 1-based step
+    due = (
+        (tau >= hyper.begin_step)
+        & (tau < hyper.end_step)
+        & (((tau - hyper.begin_step) % hyper.update_freq) == 0)
+    )
+    if anneal == "cosine":
+        fraction = cosine_drop_fraction(hyper.drop_fraction, hyper.end_step)(tau)
+    else:
+        fraction = jnp.asarray(hyper.drop_fraction, jnp.float32)
+
+    def update() -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+        shapes = [m.shape for m in old]
+        active = [group_any(m, pattern) for m in old]
+        gshapes = [a.shape for a in active]
+        sizes = jnp.asarray([math.prod(s) for s in gshapes], jnp.int32)
+        n_active = jnp.stack([jnp.sum(a, dtype=jnp.int32) for a in active])
+        n_drop = jnp.floor(n_active.astype(jnp.float32) * fraction).astype(jnp.int32)
+        # Drop: keep the n_active - n_drop largest |w| among the active groups.
+        drop_scores = [
+            jnp.where(a, group_scores(jnp.abs(w), pattern), -jnp.inf) for a, w in zip(active, weights)
+        ]
+        dropped = pruned_entries(drop_scores, sizes - n_active + n_drop, True)
+        kept = [~d.reshape(s) for d, s in zip(dropped, gshapes)]
+        # Grow n_drop groups among those not kept, by |gradient| (RigL) or at random (SET).
+        if grow == "gradient":
+            raw = [group_scores(jnp.abs(g), pattern) for g in grads]
+        else:
+            step_key = jax.random.fold_in(key, t)
+            raw = [jax.random.uniform(jax.random.fold_in(step_key, i), s) for i, s in enumerate(gshapes)]
+        grow_scores = [jnp.where(k, -jnp.inf, r) for k, r in zip(kept, raw)]
+        not_grown = pruned_entries(grow_scores, sizes - n_drop, True)
+        grown = [~ng.reshape(s) & ~k for ng, k, s in zip(not_grown, kept, gshapes)]
+        new = [expand_groups(k | g, pattern, s) for k, g, s in zip(kept, grown, shapes)]
+        kept_e = [expand_groups(k, pattern, s) for k, s in zip(kept, shapes)]
+        fresh = [expand_groups(g, pattern, s) & ~m for g, s, m in zip(grown, shapes, old)]
+        return new, kept_e, fresh
+
+    def skip() -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+        return list(old), list(old), [jnp.zeros_like(m) for m in old]
+
+    new, kept, fresh = jax.lax.cond(due, update, skip)
+    return due, new, kept, fresh
+
+
+def _dynamic(
+    name: str,
+    grow: str,
+    inner: optax.GradientTransformation,
+    sparsity: float,
+    update_freq: int,
+    drop_fraction: float,
+    end_step: int,
+    begin_step: int,
+    anneal: str,
+    distribution: str,
+    erk_power_scale: float,
+    pattern: str | None,
+    seed: int,
+    mask: Mask,
+) -> optax.GradientTransformationExtraArgs:
+    _check_common(sparsity, distribution, erk_power_scale, seed)
+    check_number("update_freq", update_freq, ge=1, integer=True)
+    check_number("drop_fraction", drop_fraction, ge=0, le=1)
+    check_number("end_step", end_step, ge=1, integer=True)
+    check_number("begin_step", begin_step, ge=0, integer=True)
+    check_choice("anneal", anneal, ("cosine", "constant"))
+    structure = parse_pattern(pattern)
+    if structure.kind == "n:m":
+        raise ValueError(
+            f"{name} does not support N:M patterns (dropping and growing would break the "
+            "per-group count); use pattern=None, a block ('4x4') or 'channel', or "
+            "static_sparse / ste_pruning for N:M"
+        )
+
+    def init_fn(params: optax.Params) -> SparseTrainingState:
+        support = _init_support(params, mask, structure, sparsity, distribution, erk_power_scale, seed)
+        return SparseTrainingState(jnp.zeros([], jnp.int32), support, inner.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        require_params(params, f"pruning.{name}")
+        u, inner_state = optax.with_extra_args_support(inner).update(
+            updates, state.inner_state, params, **extra_args
+        )
+        old, treedef = jax.tree.flatten(state.support)
+        flags = _selected(params, mask)
+        chosen = [(p, g, du) for p, g, du, s in zip(
+            jax.tree.leaves(params), jax.tree.leaves(updates), jax.tree.leaves(u), flags) if s]
+        if grow == "gradient":
+            # RigL: the mask update replaces the step; scores are taken at the current weights.
+            weights = [p for p, _, _ in chosen]
+        else:
+            # SET: the step is taken, then the smallest of the new weights are dropped.
+            weights = [(p + du).astype(p.dtype) for p, _, du in chosen]
+        hyper = _DSTHyper(
+            update_freq=jnp.asarray(update_freq, jnp.int32),
+            begin_step=jnp.asarray(begin_step, jnp.int32),
+            end_step=jnp.asarray(end_step, jnp.int32),
+            drop_fraction=jnp.asarray(drop_fraction, jnp.float32),
+        )
+        due, new, kept, fresh = _dst_mask_update(
+            state.count, old, weights, [g for _, g, _ in chosen], hyper, grow, anneal, structure,
+            jax.random.fold_in(jax.random.PRNGKey(seed), 1),
+        )
+        support = jax.tree.unflatten(treedef, new)
+        fresh_tree = jax.tree.unflatten(treedef, fresh)
+        if grow == "gradient":
+            # Mask update steps: kept weights stay, every other one (dropped, grown) is zero;
+            # no gradient step anywhere and the inner state does not advance.
+            stay = jax.tree.unflatten(treedef, [n & o for n, o in zip(new, old)])
+            on_update = _masked(jax.tree.map(jnp.zeros_like, u), support, params, keep=stay)
+            on_step = _masked(u, state.support, params)
+            new_updates = jax.tree.map(lambda a, b: jnp.where(due, a, b), on_update, on_step)
+            inner_state = jax.tree.map(
+                lambda a, b: jnp.where(due, a, b), state.inner_state, inner_state
+            )
+        else:
+            new_updates = _masked(u, support, params, keep=jax.tree.unflatten(treedef, kept))
+        inner_state = reset_state_entries(inner_state, params, fresh_tree)
+        return new_updates, SparseTrainingState(optax.safe_increment(state.count), support, inner_state)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+_DST_ARGS = """
+    Args:
+      inner: the optimizer whose updates are masked (wrap the whole chain).
+      sparsity: :math:`s \\in [0, 1)` of the selected weights, kept throughout.
+      update_freq: :math:`\\Delta T \\ge 1`, steps between mask updates.
+      drop_fraction: :math:`\\alpha \\in [0, 1]`, the fraction of each layer's
+        active weights dropped (and regrown) at an update.
+      end_step: :math:`T_\\text{end}`: the last mask update is before it.
+      begin_step: no mask update before this (1-based) step.
+      anneal: ``'cosine'`` (:func:`cosine_drop_fraction`) or ``'constant'``.
+      distribution: per-layer densities, ``'erk'`` or ``'uniform'``.
+      erk_power_scale: ERK's power (1: ERK, 0: uniform).
+      pattern: ``None`` (unstructured), blocks ``'RxC'`` or ``'channel'``
+        (whole groups are dropped and grown; a group's score is the sum of its
+        entries' scores). N:M is not supported (a ``ValueError``).
+      seed: seed of the initial random mask (and of SET's random growth).
+      mask: which leaves are sparse (default: every leaf; usually
+        :func:`sparsejax.tree.weights_only`).
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs` with state
+      :class:`SparseTrainingState`; ``update`` requires ``params``.
+"""
+
+
+def rigl(
+    inner: optax.GradientTransformation,
+    sparsity: float,
+    end_step: int,
+    update_freq: int = 100,
+    drop_fraction: float = 0.3,
+    *,
+    begin_step: int = 0,
+    anneal: str = "cosine",
+    distribution: str = "erk",
+    erk_power_scale: float = 1.0,
+    pattern: str | None = None,
+    seed: int = 0,
+    mask: Mask = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""RigL: drop the smallest weights, grow where the dense gradient is largest.
+
+    The mask starts random (ERK densities by default). At the 1-based step
+    :math:`t` with :math:`t \bmod \Delta T = 0` and :math:`t < T_\text{end}`,
+    instead of the optimizer step, every sparse layer with :math:`a_l` active
+    weights drops :math:`k_l = \lfloor f(t)\, a_l \rfloor` of them and grows
+    as many:
+
+    .. math::
+
+      \mathbb{I}_\text{drop} = \operatorname{ArgTopK}(-|w| \text{ over active}, k_l), \qquad
+      \mathbb{I}_\text{grow} = \operatorname{ArgTopK}(|\nabla_w L| \text{ over not kept}, k_l),
+
+    with :math:`f(t) = \frac{\alpha}{2}(1 + \cos(\pi t / T_\text{end}))`.
+    :math:`\nabla_w L` is the gradient passed to ``update`` (the dense
+    gradient of the sparse network: JAX differentiates every entry). Grown
+    weights start at zero and their entries of the inner optimizer's buffers
+    (momentum, Adam moments: :func:`reset_state_entries`) are reset to zero;
+    a weight dropped and regrown at once keeps its value. Every layer keeps
+    exactly its number of active weights. On other steps the inner update is
+    applied to the active weights and the inactive ones stay exactly zero.
+""" + _DST_ARGS + r"""
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'kernel': jax.random.normal(jax.random.key(0), (8, 8)), 'bias': jnp.zeros(8)}
+      >>> tx = sj.pruning.rigl(optax.sgd(0.1), 0.75, end_step=6, update_freq=2,
+      ...                      mask=sj.tree.weights_only)
+      >>> state = tx.init(params)
+      >>> for step in range(5):
+      ...   grads = jax.tree.map(lambda p: jnp.full_like(p, step + 1.0), params)
+      ...   updates, state = tx.update(grads, state, params)
+      ...   params = optax.apply_updates(params, updates)
+      >>> int(jnp.count_nonzero(state.support['kernel'])), int(jnp.count_nonzero(params['kernel'])) <= 16
+      (16, True)
+
+    References:
+      Evci, Gale, Menick, Castro and Elsen, *Rigging the Lottery: Making All
+      Tickets Winners*, ICML 2020 (Algorithm 1; reference code google-research/rigl,
+      ``SparseRigLOptimizer``).
+    """
+    return _dynamic("rigl", "gradient", inner, sparsity, update_freq, drop_fraction, end_step,
+                    begin_step, anneal, distribution, erk_power_scale, pattern, seed, mask)
+
+
+def set_(
+    inner: optax.GradientTransformation,
+    sparsity: float,
+    end_step: int,
+    update_freq: int = 100,
+    drop_fraction: float = 0.3,
+    *,
+    begin_step: int = 0,
+    anneal: str = "constant",
+    distribution: str = "erk",
+    erk_power_scale: float = 1.0,
+    pattern: str | None = None,
+    seed: int = 0,
+    mask: Mask = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""SET (sparse evolutionary training): drop the smallest weights, regrow at random.
+
+    The mask starts random (ERK by default; Mocanu et al. use Erdős–Rényi).
+    At the 1-based step :math:`t` with :math:`t \bmod \Delta T = 0` and
+    :math:`t < T_\text{end}`, after the optimizer step, every sparse layer with
+    :math:`a_l` active weights drops the :math:`k_l = \lfloor \zeta a_l
+    \rfloor` of smallest magnitude (:math:`\zeta` = ``drop_fraction``, 0.3 in
+    the paper, constant unless ``anneal='cosine'``) and activates as many
+    uniformly at random among the others. Grown weights start at zero with
+    their inner optimizer buffers reset (as in RigL's reference code); every
+    layer keeps exactly its number of active weights.
+""" + _DST_ARGS + r"""
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'kernel': jax.random.normal(jax.random.key(0), (8, 8))}
+      >>> tx = sj.pruning.set_(optax.sgd(0.1), 0.5, end_step=10, update_freq=2)
+      >>> state = tx.init(params)
+      >>> for _ in range(4):
+      ...   updates, state = tx.update({'kernel': jnp.ones((8, 8))}, state, params)
+      ...   params = optax.apply_updates(params, updates)
+      >>> int(jnp.count_nonzero(state.support['kernel']))
+      32
+
+    References:
+      Mocanu et al., *Scalable training of artificial neural networks with
+      adaptive sparse connectivity inspired by network science*, Nature
+      Communications 9, 2383 (2018); reference code google-research/rigl
+      (``SparseSETOptimizer``).
+    """
+    return _dynamic("set_", "random", inner, sparsity, update_freq, drop_fraction, end_step,
+                    begin_step, anneal, distribution, erk_power_scale, pattern, seed, mask)
+
+
+# --- STE --------------------------------------------------------------------------------------
+
+
+class STEState(NamedTuple):
+    """State of :func:`ste_pruning`.
+
+    Attributes:
+      count: number of updates so far (int32).
+      sparsity: the target sparsity of the last mask update (float32).
+      support: the current mask (the forward pass sees ``params``, which are
+        the dense weights times this mask).
+      hidden: the dense weights at the masked-out entries (zero elsewhere),
+        ``None`` for dense leaves: the dense weights are
+        ``where(support, params, hidden)``.
+      inner_state: the state of the wrapped optimizer.
+    """
+
+    count: jax.Array
+    sparsity: jax.Array
+    support: Support
+    hidden: PyTree
+    inner_state: optax.OptState
+
+
+class _STEHyper(NamedTuple):
+    final_sparsity: jax.Array
+    initial_sparsity: jax.Array
+    begin_step: jax.Array
+    end_step: jax.Array
+    frequency: jax.Array
+    power: jax.Array
+    erk_power_scale: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("pattern", "scope", "distribution"))
+def _ste_mask(t, sparsity, old, dense, hyper: _STEHyper, pattern, scope, distribution):
+    due = (t >= hyper.begin_step) & (((t - hyper.begin_step) % hyper.frequency) == 0)
+
+    def recompute():
+        s = polynomial_sparsity(
+            hyper.final_sparsity, hyper.begin_step, hyper.end_step,
+            hyper.initial_sparsity, hyper.power,
+        )(t)
+        keep = pattern_keep([jnp.abs(w) for w in dense], pattern, s, scope, distribution,
+                            hyper.erk_power_scale)
+        return keep, s
+
+    return jax.lax.cond(due, recompute, lambda: (list(old), sparsity))
+
+
+def ste_pruning(
+    inner: optax.GradientTransformation,
+    final_sparsity: float,
+    begin_step: int,
+    end_step: int,
+    frequency: int = 1,
+    initial_sparsity: float = 0.0,
+    power: float = 3,
+    sr_ste_decay: float = 0.0,
+    *,
+    scope: str = "layerwise",
+    distribution: str = "uniform",
+    erk_power_scale: float = 1.0,
+    pattern: str | None = None,
+    mask: Mask = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Magnitude pruning with the straight-through estimator (STE), optionally SR-STE.
+
+    The transform keeps dense weights :math:`\tilde w` (the params at the
+    active entries, the rest in its state) and makes the params equal to the
+    masked weights :math:`w = m \odot \tilde w`, so the forward pass (and the
+    gradient :math:`g = \nabla L(w)` the caller computes at the params) sees
+    the sparse network. The gradient goes straight through to the dense weights:
+
+    .. math::
+
+      \tilde w_{t+1} = \tilde w_t + \text{inner}\big(g_t + \lambda_W (\lnot m_t) \odot
+      \tilde w_t\big), \qquad
+      m_{t+1} = \operatorname{TopK}(|\tilde w_{t+1}|, s_t), \qquad
+      w_{t+1} = m_{t+1} \odot \tilde w_{t+1},
+
+    with :math:`\lambda_W` = ``sr_ste_decay`` (SR-STE's decay of the pruned
+    weights; 0 is plain STE) and :math:`s_t` Zhu & Gupta's schedule
+    (:func:`~sparsejax.pruning.polynomial_sparsity`), the mask recomputed every
+    ``frequency`` steps from ``begin_step`` on (and going on after
+    ``end_step`` at :math:`s_f`). Unlike gradual pruning, masked weights keep
+    training and come back when they grow. The inner optimizer sees the dense
+    weights as its ``params`` (weight decay acts on them). The dense weights are
+    :func:`ste_dense_params` of the params and the state.
+
+    Args:
+      inner: the optimizer (wrap the whole chain).
+      final_sparsity: :math:`s_f \in [0, 1)`; with an ``'N:M'`` pattern it must
+        be :math:`1 - N/M` (then :math:`\operatorname{round}(s_t M)` entries of
+        every group are masked).
+      begin_step: first step (0-based) of the mask.
+      end_step: step at which :math:`s_f` is reached.
+      frequency: steps between mask updates (1: every step).
+      initial_sparsity: :math:`s_i`.
+      power: the schedule's exponent (3).
+      sr_ste_decay: :math:`\lambda_W \ge 0` (SR-STE uses 2e-4).
+      scope: ``'layerwise'`` or ``'global'``.
+      distribution: ``'uniform'`` or ``'erk'`` (layer-wise).
+      erk_power_scale: ERK's power.
+      pattern: sparsity pattern (:mod:`sparsejax.patterns`), N:M included.
+      mask: which leaves are sparse (default: every leaf).
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs` with state :class:`STEState`;
+      ``update`` requires ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'kernel': jnp.array([[1.0, -2.0], [0.5, 3.0]])}
+      >>> tx = sj.pruning.ste_pruning(optax.sgd(1.0), 0.5, begin_step=0, end_step=0)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({'kernel': jnp.array([[0.0, 0.0], [-1.0, 0.0]])}, state, params)
+      >>> optax.apply_updates(params, updates)['kernel']
+      Array([[ 0., -2.],
+             [ 0.,  3.]], dtype=float32)
+      >>> sj.pruning.ste_dense_params(optax.apply_updates(params, updates), state)['kernel']
+      Array([[ 1. , -2. ],
+             [ 1.5,  3. ]], dtype=float32)
+
+    References:
+      Bengio, Léonard and Courville, *Estimating or Propagating Gradients
+      Through Stochastic Neurons*, 2013 (STE); Zhu and Gupta 2018 (schedule);
+      Zhou et al., *Learning N:M Fine-grained Structured Sparse Neural Networks
+      From Scratch*, ICLR 2021 (SR-STE, eq. 6).
+    """
+    check_number("final_sparsity", final_sparsity, ge=0, lt=1)
+    check_number("initial_sparsity", initial_sparsity, ge=0, lt=1)
+    check_number("begin_step", begin_step, ge=0, integer=True)
+    check_number("end_step", end_step, ge=0, integer=True)
+    check_number("frequency", frequency, ge=1, integer=True)
+    check_number("power", power, gt=0)
+    check_number("sr_ste_decay", sr_ste_decay, ge=0)
+    check_number("erk_power_scale", erk_power_scale, ge=0)
+    check_choice("scope", scope, ("global", "layerwise"))
+    check_choice("distribution", distribution, ("uniform", "erk"))
+    if scope == "global" and distribution != "uniform":
+        raise ValueError(f"distribution={distribution!r} needs scope='layerwise'")
+    structure = _check_nm_sparsity(parse_pattern(pattern), final_sparsity)
+
+    def init_fn(params: optax.Params) -> STEState:
+        flags = _selected(params, mask)
+        _check_pattern(structure, params, flags)
+        support = jax.tree.unflatten(
+            jax.tree.structure(params),
+            [jnp.ones(jnp.shape(x), bool) if s else None for x, s in zip(jax.tree.leaves(params), flags)],
+        )
+        hidden = jax.tree.map(lambda m, p: None if m is None else jnp.zeros_like(p), support, params,
+                              is_leaf=lambda x: x is None)
+        return STEState(jnp.zeros([], jnp.int32), jnp.zeros([], jnp.float32), support, hidden,
+                        inner.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        require_params(params, "pruning.ste_pruning")
+        treedef = jax.tree.structure(state.support, is_leaf=lambda x: x is None)
+        ms = treedef.flatten_up_to(state.support)
+        hs = treedef.flatten_up_to(state.hidden)
+        ps = treedef.flatten_up_to(params)
+        gs = treedef.flatten_up_to(updates)
+        dense = [p if m is None else jnp.where(m, p, h) for m, p, h in zip(ms, ps, hs)]
+        decay = jnp.asarray(sr_ste_decay, jnp.float32)
+        grads = [
+            g if m is None or g is None
+            else (g + (decay * jnp.where(m, 0.0, d.astype(jnp.float32))).astype(g.dtype))
+            for m, g, d in zip(ms, gs, dense)
+        ]
+        u, inner_state = optax.with_extra_args_support(inner).update(
+            treedef.unflatten(grads), state.inner_state, treedef.unflatten(dense), **extra_args
+        )
+        us = treedef.flatten_up_to(u)
+        new_dense = [None if m is None else (d + du).astype(d.dtype) for m, d, du in zip(ms, dense, us)]
+        hyper = _STEHyper(
+            final_sparsity=jnp.asarray(final_sparsity, jnp.float32),
+            initial_sparsity=jnp.asarray(initial_sparsity, jnp.float32),
+            begin_step=jnp.asarray(begin_step, jnp.int32),
+            end_step=jnp.asarray(end_step, jnp.int32),
+            frequency=jnp.asarray(frequency, jnp.int32),
+            power=jnp.asarray(power, jnp.float32),
+            erk_power_scale=jnp.asarray(erk_power_scale, jnp.float32),
+        )
+        old = [m for m in ms if m is not None]
+        chosen = [d for d in new_dense if d is not None]
+        keep, s = _ste_mask(state.count, state.sparsity, old, chosen, hyper, structure, scope,
+                            distribution)
+        it = iter(keep)
+        out_u, out_m, out_h = [], [], []
+        for m, p, du, nd in zip(ms, ps, us, new_dense):
+            if m is None:
+                out_u.append(du)
+                out_m.append(None)
+                out_h.append(None)
+                continue
+            k = next(it)
+            # Active before and after: the inner update itself (p + du is the dense weight);
+            # newly active: the dense value (p is 0); masked: -p.
+            step = jnp.where(m, du, nd.astype(du.dtype))
+            out_u.append(jnp.where(k, step, (-p).astype(du.dtype)))
+            out_m.append(k)
+            out_h.append(jnp.where(k, jnp.zeros_like(nd), nd))
+        return treedef.unflatten(out_u), STEState(
+            optax.safe_increment(state.count), jnp.asarray(s, jnp.float32),
+            treedef.unflatten(out_m), treedef.unflatten(out_h), inner_state,
+        )
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def ste_dense_params(params: PyTree, state: Any) -> PyTree:
+    """The dense weights of :func:`ste_pruning`: the params where active, the state's hidden values elsewhere.
+
+    ``state`` may be the :class:`STEState` or any optimizer state containing
+    exactly one (e.g. inside ``optax.chain`` or ``inject_hyperparams``).
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> tx = sj.pruning.ste_pruning(optax.sgd(1.0), 0.5, begin_step=0, end_step=0)
+      >>> state = tx.init({'w': jnp.array([1.0, 2.0])})
+      >>> sj.pruning.ste_dense_params({'w': jnp.array([1.0, 2.0])}, state)['w']
+      Array([1., 2.], dtype=float32)
+    """
+    found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, STEState))
+             if isinstance(s, STEState)]
+    if len(found) != 1:
+        raise ValueError(f"state must contain exactly one STEState, found {len(found)}")
+    st = found[0]
+    treedef = jax.tree.structure(st.support, is_leaf=lambda x: x is None)
+    ms = treedef.flatten_up_to(st.support)
+    hs = treedef.flatten_up_to(st.hidden)
+    ps = treedef.flatten_up_to(params)
+    return treedef.unflatten([p if m is None else jnp.where(m, p, h) for m, p, h in zip(ms, ps, hs)])

@@ -1,0 +1,291 @@
+"""Mask-based sparse training (static, SET, RigL, STE) against hand and argsort references."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sparsejax as sj
+from sparsejax import pruning
+
+pytestmark = pytest.mark.xdist_group("test_dynamic_sparse")
+
+
+def _tree(seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "a": {"kernel": jnp.asarray(rng.normal(size=(8, 6)), jnp.float32),
+              "bias": jnp.asarray(rng.normal(size=6), jnp.float32)},
+        "b": {"kernel": jnp.asarray(rng.normal(size=(2, 2, 4, 8)), jnp.float32)},
+        "none": None,
+    }
+
+
+def _grads(params, k):
+    rng = np.random.default_rng(100 + k)
+    return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+
+
+KERNELS = ("a", "b")
+
+
+def _ref_drop_grow(w, g, m, fraction):
+    """Argsort reference of one RigL layer update: (kept, grown) boolean arrays."""
+    w, g, m = np.ravel(np.asarray(w)), np.ravel(np.asarray(g)), np.ravel(np.asarray(m))
+    n_active = int(m.sum())
+    k = int(math.floor(np.float32(n_active) * np.float32(fraction)))
+    drop_score = np.where(m, np.abs(w), -np.inf)
+    order = np.argsort(drop_score, kind="stable")
+    removed = order[: m.size - n_active + k]  # the inactive, then the k smallest active
+    kept = np.ones(m.size, bool)
+    kept[removed] = False
+    grow_score = np.where(kept, -np.inf, np.abs(g))
+    grown = np.zeros(m.size, bool)
+    grown[np.argsort(grow_score, kind="stable")[m.size - k:]] = True
+    return kept, grown, k
+
+
+@pytest.fixture(scope="module")
+def rigl_run():
+    """Six steps of RigL (ΔT=2, T_end=6, α=0.5, cosine) with momentum SGD, recording everything."""
+    tx = pruning.rigl(optax.sgd(0.05, momentum=0.9), 0.7, end_step=6, update_freq=2,
+                      drop_fraction=0.5, mask=sj.tree.weights_only)
+    step = jax.jit(tx.update)
+    params = _tree()
+    state = tx.init(params)
+    records = []
+    for t in range(6):
+        grads = _grads(params, t)
+        updates, new_state = step(grads, state, params)
+        new_params = optax.apply_updates(params, updates)
+        records.append((params, grads, state, new_params, new_state))
+        params, state = new_params, new_state
+    return tx, records
+
+
+def test_rigl_keeps_exact_counts_and_matches_argsort_reference(rigl_run):
+    tx, records = rigl_run
+    init_counts = {n: int(records[0][2].support[n]["kernel"].sum()) for n in KERNELS}
+    shapes = [records[0][0][n]["kernel"].shape for n in KERNELS]
+    expected = pruning.layer_remove_counts(shapes, round(0.7 * sum(math.prod(s) for s in shapes)), "erk")
+    assert [math.prod(s) - init_counts[n] for s, n in zip(shapes, KERNELS)] == list(expected)
+    updates_seen = 0
+    for t, (params, grads, state, new_params, new_state) in enumerate(records):
+        tau = t + 1
+        for n in KERNELS:
+            m_old = np.asarray(state.support[n]["kernel"])
+            m_new = np.asarray(new_state.support[n]["kernel"])
+            w_new = np.asarray(new_params[n]["kernel"])
+            # exact count of active weights, and nothing outside the mask
+            assert int(m_new.sum()) == init_counts[n]
+            assert np.all(w_new[~m_new] == 0)
+            assert int(np.count_nonzero(w_new)) <= init_counts[n]
+            if tau % 2 == 0 and tau < 6:
+                fraction = 0.5 * 0.5 * (1 + math.cos(math.pi * tau / 6))
+                kept, grown, k = _ref_drop_grow(params[n]["kernel"], grads[n]["kernel"], m_old, fraction)
+                assert k > 0
+                np.testing.assert_array_equal(m_new.ravel(), kept | grown)
+                fresh = grown & ~m_old.ravel()
+                assert fresh.any()
+                # grown weights start at zero; kept ones do not move (the update replaces the step)
+                assert np.all(w_new.ravel()[fresh] == 0)
+                np.testing.assert_array_equal(w_new.ravel()[kept], np.asarray(params[n]["kernel"]).ravel()[kept])
+                # the momentum of the grown entries is reset, the rest is unchanged
+                trace_old = np.asarray(state.inner_state[0].trace[n]["kernel"]).ravel()
+                trace_new = np.asarray(new_state.inner_state[0].trace[n]["kernel"]).ravel()
+                assert np.all(trace_new[fresh] == 0)
+                np.testing.assert_array_equal(trace_new[~fresh], trace_old[~fresh])
+                updates_seen += 1
+            else:
+                np.testing.assert_array_equal(m_new, m_old)
+        if not (tau % 2 == 0 and tau < 6):
+            # ordinary steps: momentum SGD on the active weights and on the dense bias
+            np.testing.assert_allclose(
+                new_params["a"]["bias"],
+                params["a"]["bias"] - 0.05 * np.asarray(new_state.inner_state[0].trace["a"]["bias"]),
+                rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(new_params["a"]["bias"], params["a"]["bias"])
+    assert updates_seen == 4  # two layers at steps 2 and 4 (the step 6 = T_end is not updated)
+
+
+def test_cosine_drop_fraction_formula():
+    f = pruning.cosine_drop_fraction(0.3, 75)
+    for t in (0, 1, 10, 37, 74, 75, 100):
+        expected = 0.15 * (1 + math.cos(math.pi * min(t, 75) / 75))
+        np.testing.assert_allclose(float(f(t)), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_set_drops_smallest_new_weights_and_regrows_at_random():
+    tx = pruning.set_(optax.sgd(0.1, momentum=0.9), 0.6, end_step=100, update_freq=1,
+                      drop_fraction=0.3, mask=sj.tree.weights_only, distribution="uniform")
+    params = _tree(1)
+    state = tx.init(params)
+    grads = _grads(params, 0)
+    updates, new_state = tx.update(grads, state, params)
+    new_params = optax.apply_updates(params, updates)
+    inner_updates, _ = optax.sgd(0.1, momentum=0.9).update(grads, state.inner_state, params)
+    for n in KERNELS:
+        m_old = np.asarray(state.support[n]["kernel"]).ravel()
+        m_new = np.asarray(new_state.support[n]["kernel"]).ravel()
+        v = np.asarray(params[n]["kernel"] + inner_updates[n]["kernel"]).ravel()
+        kept, _, k = _ref_drop_grow(v, np.zeros_like(v), m_old, 0.3)
+        assert int(m_new.sum()) == int(m_old.sum()) and k > 0
+        np.testing.assert_array_equal(m_new & kept, kept)  # the kept ones are the largest |w + u|
+        grown = m_new & ~kept
+        assert int(grown.sum()) == k
+        w = np.asarray(new_params[n]["kernel"]).ravel()
+        np.testing.assert_allclose(w[kept], v[kept], rtol=1e-6)
+        assert np.all(w[~kept] == 0)  # dropped and grown weights are zero
+        assert np.all(np.asarray(new_state.inner_state[0].trace[n]["kernel"]).ravel()[grown & ~m_old] == 0)
+
+
+def test_static_sparse_mask_is_fixed_and_n_m_static_is_valid():
+    params = _tree(2)
+    tx = pruning.static_sparse(optax.adam(1e-2), 0.5, pattern="2:4", mask=sj.tree.weights_only)
+    state = tx.init(params)
+    first = state.support
+    for t in range(2):
+        updates, state = tx.update(_grads(params, t), state, params)
+        params = optax.apply_updates(params, updates)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), first, state.support))
+    assert pruning.is_n_m_sparse(params, 2, 4, mask=sj.tree.weights_only)
+    with pytest.raises(ValueError, match="sparsity=0.5"):
+        pruning.static_sparse(optax.sgd(0.1), 0.7, pattern="2:4")
+    with pytest.raises(ValueError, match="N:M"):
+        pruning.rigl(optax.sgd(0.1), 0.5, end_step=10, pattern="2:4")
+
+
+def test_rigl_with_blocks_drops_and_grows_whole_blocks():
+    tx = pruning.rigl(optax.sgd(0.1), 0.5, end_step=10, update_freq=1, drop_fraction=0.5,
+                      pattern="2x2", distribution="uniform", mask=sj.tree.weights_only)
+    params = _tree(3)
+    state = tx.init(params)
+    updates, new_state = tx.update(_grads(params, 0), state, params)
+    pat = sj.patterns.parse_pattern("2x2")
+    for n in KERNELS:
+        m_old, m_new = state.support[n]["kernel"], new_state.support[n]["kernel"]
+        assert not bool(jnp.all(m_old == m_new))
+        for m in (m_old, m_new):
+            kept, total = sj.patterns.kept_groups(m, pat)
+            assert kept * 4 == int(m.sum()) and kept == total // 2  # whole blocks, half of them
+
+
+def test_ste_matches_hand_computation():
+    """Loss 0.5·||x w̃ − y||² with w̃ = m ⊙ w: the forward pass sees the masked weights and the
+    dense weights take the gradient at them (straight through), by hand in NumPy."""
+    rng = np.random.default_rng(5)
+    w0 = rng.normal(size=(4, 2)).astype(np.float32)
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    y = rng.normal(size=(3, 2)).astype(np.float32)
+    lr, decay = 0.1, 0.05
+    tx = pruning.ste_pruning(optax.sgd(lr), 0.5, begin_step=0, end_step=0, sr_ste_decay=decay)
+
+    def loss(p):
+        return 0.5 * jnp.sum((x @ p["w"] - y) ** 2)
+
+    params = {"w": jnp.asarray(w0)}
+    state = tx.init(params)
+    dense, mask = w0.copy(), np.ones_like(w0, bool)
+    for _ in range(3):
+        grads = jax.grad(loss)(params)
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        # by hand: gradient at the masked weights, SR-STE decay of the masked-out ones
+        masked = dense * mask
+        g = x.T @ (x @ masked - y) + decay * (~mask) * dense
+        dense = dense - lr * g
+        keep = np.zeros(dense.size, bool)
+        keep[np.argsort(np.abs(dense).ravel(), kind="stable")[4:]] = True
+        mask = keep.reshape(dense.shape)
+        np.testing.assert_allclose(np.asarray(params["w"]), dense * mask, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(state.support["w"]), mask)
+        np.testing.assert_allclose(np.asarray(pruning.ste_dense_params(params, state)["w"]), dense,
+                                   rtol=1e-5, atol=1e-6)
+    assert int(np.count_nonzero(np.asarray(params["w"]))) == 4
+
+
+def test_reset_state_entries_resets_adam_moments():
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    tx = optax.chain(optax.add_decayed_weights(1e-3), optax.adam(1e-2))
+    _, state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    reset = {"w": jnp.array([[True, False], [False, False]]), "b": None}
+    new = pruning.reset_state_entries(state, params, reset)
+    adam = new[1][0]
+    assert float(adam.mu["w"][0, 0]) == 0 and float(adam.nu["w"][0, 0]) == 0
+    assert float(adam.mu["w"][0, 1]) != 0 and float(adam.mu["b"][0]) != 0
+    assert int(adam.count) == 1
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAt:
+    """Batches that raise at batch ``b`` of epoch ``e`` (an in-process interruption)."""
+
+    def __init__(self, inner, e, b):
+        self.inner, self.at, self.batch_size = inner, (e, b), inner.batch_size
+
+    def __len__(self):
+        return len(self.inner)
+
+    def epoch(self, epoch, start=0):
+        for b, batch in enumerate(self.inner.epoch(epoch, start), start):
+            if (epoch, b) == self.at:
+                raise _Interrupt
+            yield batch
+
+
+def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
+    """The masks live in the optimizer state, which the Orbax checkpoint saves: a RigL run cut
+    after its step-4 checkpoint (the end of epoch 0) and resumed (a mask update at step 6 after
+    it) ends
+    exactly where the uninterrupted run does."""
+    from sparsejax.models import create
+    from sparsejax.train import fit
+    from tests._train_driver import make_data
+
+    train, _ = make_data(32, 128, 32, seed=0)  # 4 steps per epoch
+
+    def run(batches, wd):
+        tx = pruning.rigl(optax.sgd(0.05, momentum=0.9), 0.8, end_step=8, update_freq=2,
+                          mask=sj.tree.weights_only)
+        model = create("mlp", hidden=(16,), rngs=0)
+        return fit(model, tx, batches, epochs=2, workdir=wd, seed=1,
+                   checkpoint_every_steps=3, log=None)
+
+    reference = run(train, tmp_path / "ref")
+    with pytest.raises(_Interrupt):
+        run(_StopAt(train, 1, 1), tmp_path / "cut")  # after the step-4 checkpoint
+    resumed = run(train, tmp_path / "cut")
+    assert resumed.resumed_from == 4
+    for a, b in zip(jax.tree.leaves((resumed.params, resumed.opt_state)),
+                    jax.tree.leaves((reference.params, reference.opt_state))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    support = resumed.opt_state.support
+    kernels = [m for m in jax.tree.leaves(support) if m is not None]
+    assert kernels and all(m.dtype == jnp.bool_ for m in kernels)
+
+
+def test_cli_pattern_reaches_the_runs_that_have_one():
+    from sparsejax.train.cli.args import build_parser, compare_runs, with_pattern
+    from sparsejax.train.cli.settings import UsageError
+
+    args = build_parser().parse_args(
+        ["compare", "--methods", "sgd,rigl,ste", "--pattern", "2:4", "--model", "mlp",
+         "--dataset", "synthetic"])
+    runs = {r.name: r for r in compare_runs(args, {})}
+    assert "pattern" not in runs["sgd"].hparams
+    assert runs["rigl"].hparams["pattern"] == "2:4" and runs["ste"].hparams["pattern"] == "2:4"
+    args = build_parser().parse_args(["compare", "--methods", "sgd,grda", "--pattern", "2:4",
+                                      "--model", "mlp", "--dataset", "synthetic"])
+    with pytest.raises(UsageError, match="pattern"):
+        compare_runs(args, {})
+    args = build_parser().parse_args(["train", "--method", "rigl", "--pattern", "4x4"])
+    assert with_pattern(args, {"sparsity": "0.8"}) == {"sparsity": "0.8", "pattern": "4x4"}

@@ -1,0 +1,132 @@
+"""Sparsity patterns: N:M, blocks and channels in one-shot and gradual pruning."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sparsejax as sj
+from sparsejax import pruning
+from sparsejax.patterns import kept_groups, parse_pattern
+
+
+def _params(seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "dense": {"kernel": jnp.asarray(rng.normal(size=(8, 6)), jnp.float32),
+                  "bias": jnp.asarray(rng.normal(size=6), jnp.float32)},
+        "conv": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 4, 8)), jnp.float32)},
+    }
+
+
+def test_n_m_prune_keeps_the_n_largest_of_every_group_along_the_input_axis():
+    params = _params()
+    pruned, support = pruning.prune(params, None, mask=sj.tree.weights_only, pattern="2:4")
+    assert pruning.is_n_m_sparse(pruned, 2, 4, mask=sj.tree.weights_only)
+    assert not pruning.is_n_m_sparse(pruned, 1, 4, mask=sj.tree.weights_only)
+    for name in ("dense", "conv"):
+        w = np.asarray(params[name]["kernel"])
+        groups = np.moveaxis(w, -2, -1).reshape(-1, w.shape[-2] // 4, 4)
+        kept = np.moveaxis(np.asarray(support[name]["kernel"]), -2, -1).reshape(groups.shape)
+        reference = np.zeros_like(kept)
+        order = np.argsort(np.abs(groups), axis=-1, kind="stable")
+        np.put_along_axis(reference, order[..., 2:], True, axis=-1)
+        np.testing.assert_array_equal(kept, reference)
+    assert pruned["dense"]["bias"] is params["dense"]["bias"] or bool(
+        jnp.all(pruned["dense"]["bias"] == params["dense"]["bias"]))
+
+
+def test_pattern_errors_are_clear():
+    params = {"k": jnp.ones((6, 4))}
+    with pytest.raises(ValueError, match=r"'k' has input dimension 6 .*not divisible by M=4"):
+        pruning.prune(params, None, pattern="2:4")
+    with pytest.raises(ValueError, match="amount=None"):
+        pruning.prune({"k": jnp.ones((8, 4))}, 0.3, pattern="2:4")
+    with pytest.raises(ValueError, match="not divisible by the block"):
+        pruning.prune(params, 0.5, pattern="4x4")
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        pruning.prune({"b": jnp.ones(8)}, 0.5, pattern="channel")
+    with pytest.raises(ValueError, match="unknown pattern"):
+        parse_pattern("2-4")
+    with pytest.raises(ValueError, match="input dimension 6"):
+        pruning.is_n_m_sparse(params, 2, 4)
+
+
+def test_block_prune_removes_whole_blocks_with_the_smallest_sums():
+    params = _params(1)
+    pruned, support = pruning.prune(params, 0.5, scope="layerwise", mask=sj.tree.weights_only,
+                                    pattern="2x2")
+    pat = parse_pattern("2x2")
+    for name in ("dense", "conv"):
+        w = np.abs(np.asarray(params[name]["kernel"]))
+        *lead, n_in, n_out = w.shape
+        sums = w.reshape(*lead, n_in // 2, 2, n_out // 2, 2).sum(axis=(-3, -1)).ravel()
+        m = np.asarray(support[name]["kernel"])
+        blocks = m.reshape(*lead, n_in // 2, 2, n_out // 2, 2)
+        assert np.all(blocks.all(axis=(-3, -1)) == blocks.any(axis=(-3, -1)))  # whole blocks
+        kept_ref = np.zeros(sums.size, bool)
+        kept_ref[np.argsort(sums, kind="stable")[sums.size // 2:]] = True
+        np.testing.assert_array_equal(blocks.any(axis=(-3, -1)).ravel(), kept_ref)
+        assert kept_groups(m, pat) == (sums.size // 2, sums.size)
+    table = sj.format_sparsity(pruned, sj.tree.weights_only, pattern="2x2")
+    assert "blocks kept" in table and "6 / 12" in table and "36 / 72" in table and "42 / 84" in table
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+def test_channel_prune_removes_output_units_with_the_smallest_norm(norm):
+    params = _params(2)
+    _, support = pruning.prune(params, 0.5, scope="layerwise", mask=sj.tree.weights_only,
+                               pattern=f"channel:l{norm}")
+    for name in ("dense", "conv"):
+        w = np.asarray(params[name]["kernel"]).reshape(-1, params[name]["kernel"].shape[-1])
+        norms = np.linalg.norm(w, ord=norm, axis=0)
+        kept = np.asarray(support[name]["kernel"]).reshape(w.shape)
+        assert np.all(kept.all(axis=0) == kept.any(axis=0))
+        ref = np.zeros(norms.size, bool)
+        ref[np.argsort(norms, kind="stable")[norms.size // 2:]] = True
+        np.testing.assert_array_equal(kept.any(axis=0), ref)
+
+
+def test_gradual_n_m_reaches_a_valid_2_4_mask_through_3_4():
+    params = _params(3)
+    tx = pruning.gradual_pruning(optax.sgd(0.01), 0.5, begin_step=0, end_step=4, frequency=1,
+                                 mask=sj.tree.weights_only, pattern="2:4", power=1)
+    state = tx.init(params)
+    seen = []
+    for t in range(5):
+        updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+        params = optax.apply_updates(params, updates)
+        seen.append(tuple(pruning.is_n_m_sparse(params, n, 4, mask=sj.tree.weights_only)
+                          for n in (3, 2)))
+    # s_t = 0.5 t / 4: round(s_t * 4) = 0, 0, 1, 2, 2 entries removed per group of 4
+    assert seen == [(False, False), (False, False), (True, False), (True, True), (True, True)]
+    assert float(sj.sparsity(params, sj.tree.weights_only)) == 0.5
+
+
+def test_saliency_snip_and_random_scores_drive_prune():
+    params = _params(4)
+    grads = jax.tree.map(lambda p: jnp.sin(3.0 * p) + 0.1, params)
+    scores = pruning.saliency_scores(params, grads)
+    _, support = pruning.prune(params, 0.5, importance_scores=scores, mask=sj.tree.weights_only)
+    flat = np.concatenate([np.abs(np.asarray(params[n]["kernel"] * grads[n]["kernel"])).ravel()
+                           for n in ("conv", "dense")])  # jax.tree.leaves order: conv, dense
+    kept = np.concatenate([np.asarray(support[n]["kernel"]).ravel() for n in ("conv", "dense")])
+    ref = np.zeros(flat.size, bool)
+    ref[np.argsort(flat, kind="stable")[flat.size // 2:]] = True
+    np.testing.assert_array_equal(kept, ref)
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 8)), jnp.float32)
+    loss = lambda p, x: jnp.sum(jnp.tanh(x @ p["dense"]["kernel"]) ** 2)  # noqa: E731
+    snip = pruning.snip_scores(loss, params, x)
+    g = jax.grad(loss)(params, x)
+    raw = {n: np.abs(np.asarray(g[n]["kernel"] * params[n]["kernel"])) for n in ("conv", "dense")}
+    total = sum(r.sum() for r in raw.values())
+    for n in ("conv", "dense"):
+        np.testing.assert_allclose(snip[n]["kernel"], raw[n] / total, rtol=1e-5, atol=1e-9)
+    rand = pruning.random_scores(params, seed=3)
+    _, support = pruning.prune(params, 0.75, importance_scores=rand, mask=sj.tree.weights_only,
+                               pattern="channel", scope="layerwise")
+    assert kept_groups(support["dense"]["kernel"], parse_pattern("channel")) == (2, 6)
