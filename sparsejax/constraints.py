@@ -35,11 +35,21 @@ so that its L2 diameter equals :math:`D` (:meth:`Constraint.with_diameter`):
 set                                  L2 diameter (n entries)    radius for diameter :math:`D`
 ===================================  =========================  =============================
 K-sparse polytope :math:`C(K, r)`    :math:`2r\sqrt K`          :math:`D/(2\sqrt K)`
-Lp ball, :math:`1\le p\le 2`         :math:`2r`                 :math:`D/2`
-Lp ball, :math:`p > 2`               :math:`2r\,n^{1/2-1/p}`    :math:`D/(2\,n^{1/2-1/p})`
+L1 and L2 balls                      :math:`2r`                 :math:`D/2`
+Lp ball, :math:`1 < p < \infty` (*)  :math:`2r\,n^{1/2-1/p}`    :math:`D/(2\,n^{1/2-1/p})`
 L∞ ball                              :math:`2r\sqrt n`          :math:`D/(2\sqrt n)`
 simplex :math:`\{x\ge0, \sum x=r\}`  :math:`r\sqrt2 \ (n\ge2)`  :math:`D/\sqrt2`
 ===================================  =========================  =============================
+
+(*) The Lp-ball entry is the reference code's convention (``convert_lp_radius``
+of ZIB-IOL/StochasticFrankWolfe, used by SFW pruning): the L2 norm of the
+ball's diagonal points :math:`\pm r n^{-1/p}(1,\dots,1)`, times 2. It is the
+set's true L2 diameter for :math:`p \ge 2`, but for :math:`1 < p < 2` the true
+diameter is :math:`2r` (attained at the vertices :math:`\pm r e_i`), larger by
+:math:`n^{1/p-1/2}`; :meth:`LpBall.diameter` returns the reference's value, so
+radii from diameters and the ``'diameter'`` step-size rescaling match the
+reference (at :math:`p = 1.5`, :math:`n = 1000` the radius is
+:math:`1000^{1/6} \approx 3.16` times the true-diameter radius :math:`D/2`).
 
 References:
   Miao, Luo, Chen, Liu, Wang, *Learning Pruning-Friendly Networks via
@@ -71,6 +81,7 @@ __all__ = [
     "Simplex",
     "Unconstrained",
     "constraints_from_init",
+    "sfw_pruning_constraints",
     "expected_norms",
     "fw_gap",
     "is_feasible",
@@ -284,13 +295,19 @@ class LpBall(Constraint):
         return (v + 0.0).reshape(g.shape).astype(g.dtype)  # + 0.0: no negative zeros
 
     def _diameter_per_radius(self, n: int) -> float:
-        if self.p <= 2:
+        if self.p == 1 or self.p == 2:
             return 2.0
         if self.p == math.inf:
             return 2.0 * math.sqrt(n)
         return 2.0 * n ** (0.5 - 1.0 / self.p)
 
     def diameter(self, shape: Shape) -> float:
+        r"""The reference's L2 diameter :math:`2r\,n^{1/2-1/p}` (:math:`2r` at :math:`p = 1`).
+
+        The true L2 diameter for :math:`p = 1` and :math:`p \ge 2`; for
+        :math:`1 < p < 2` it is smaller than the true :math:`2r` (see the
+        module docstring).
+        """
         return self.radius * self._diameter_per_radius(_size(shape))
 
     def with_diameter(self, diameter: float, shape: Shape) -> LpBall:
@@ -457,8 +474,11 @@ def k_sparse_polytope(
 def lp_ball(p: float, radius: float = 1.0) -> LpBall:
     r"""The Lp ball :math:`\{x: \|x\|_p \le r\}` for :math:`1 \le p \le \infty`.
 
-    L2 diameter :math:`2r` for :math:`p \le 2` and :math:`2r\,n^{1/2-1/p}` for
-    :math:`p > 2` (:math:`2r\sqrt n` for L∞), n the leaf's size.
+    L2 diameter (:meth:`LpBall.diameter`, the reference code's convention)
+    :math:`2r` for :math:`p = 1` and :math:`2r\,n^{1/2-1/p}` for
+    :math:`p > 1` (:math:`2r\sqrt n` for L∞), n the leaf's size; for
+    :math:`1 < p < 2` the set's true L2 diameter is :math:`2r` (see the module
+    docstring).
 
     Args:
       p: the order, ``>= 1`` (``float('inf')`` or ``'inf'`` for L∞).
@@ -824,6 +844,14 @@ def _mean_norms(draws: list[PyTree]) -> PyTree:
 
 _KINDS = ("k_sparse", "l1", "l2", "linf", "lp", "simplex")
 
+#: SFW pruning's K-sparse polytope defaults (``--k_sparseness 10 --k_frac 0.05``):
+#: :math:`K = \min(\max(10, \lfloor 0.05\,n\rfloor), n)` per leaf of n entries.
+SFW_K, SFW_K_FRAC = 10, 0.05
+#: SFW pruning's diameter multiplier :math:`\tau` (``--tau 15``).
+SFW_TAU = 15.0
+#: The first seed of the fresh initialisations that :func:`sfw_pruning_constraints` draws.
+INIT_NORM_SEED = 10_000
+
 
 def constraints_from_init(
     sample_params: Callable[[int], PyTree],
@@ -854,7 +882,9 @@ def constraints_from_init(
       sample_params: ``seed -> params``, a fresh initialisation for each seed.
         For a zoo model: ``lambda s: nnx.to_pure_dict(nnx.state(
         sparsejax.models.create(name, rngs=s), nnx.Param))``.
-      kind: ``'k_sparse'`` (needs ``k`` or ``k_frac``), ``'l1'``, ``'l2'``,
+      kind: ``'k_sparse'`` (with neither ``k`` nor ``k_frac`` the SFW pruning
+        defaults ``k=10, k_frac=0.05``: :math:`K = \min(\max(10,
+        \lfloor 0.05 n\rfloor), n)`), ``'l1'``, ``'l2'``,
         ``'linf'``, ``'lp'`` (needs ``p``), ``'simplex'``, or a constraint used
         as a template (only its radius is replaced).
       value: the diameter multiplier, ``> 0`` (the :math:`\tau` of SFW
@@ -895,6 +925,8 @@ def constraints_from_init(
             raise ValueError("kind=unconstrained() has no radius to set; use mask= instead")
         template = kind
     elif kind == "k_sparse" or kind == "k_sparse_polytope":
+        if k is None and k_frac is None:
+            k, k_frac = SFW_K, SFW_K_FRAC
         template = k_sparse_polytope(k=k, k_frac=k_frac)
     elif kind in ("l1", "l2", "linf"):
         template = {"l1": l1_ball, "l2": l2_ball, "linf": linf_ball}[kind]()
@@ -919,3 +951,67 @@ def constraints_from_init(
         norm = n if n > 0 else 1.0
         out.append(template.with_diameter(2.0 * float(value) * norm, np.shape(x)))
     return treedef.unflatten(out)
+
+
+def sfw_pruning_constraints(
+    sample_params: Callable[[int], PyTree],
+    *,
+    value: float = SFW_TAU,
+    k: int | None = SFW_K,
+    k_frac: float | None = SFW_K_FRAC,
+    mask: Mask = None,
+    num_samples: int = 5,
+    seed: int = INIT_NORM_SEED,
+) -> PyTree:
+    r"""SFW pruning's constraints: a K-sparse polytope per leaf, sized from fresh initialisations.
+
+    For every selected leaf :math:`\ell` of :math:`n_\ell` entries
+
+    .. math::
+
+      K_\ell = \min\big(\max(k, \lfloor k_{\rm frac}\, n_\ell\rfloor), n_\ell\big),
+      \qquad D_\ell = 2\,\tau\,\overline{\|W_\ell^{\rm init}\|_2},
+      \qquad r_\ell = D_\ell / (2\sqrt{K_\ell}),
+
+    with the mean norm over ``num_samples`` fresh initialisations (seeds
+    ``seed, seed + 1, ...``; a zero mean norm counts as 1), as the reference's
+    ``create_k_sparse_constraints(model, K, K_frac, value, mode='initialization')``
+    (which averages over 100 re-initialisations of each layer). Every leaf is
+    constrained by default, biases and normalisation parameters included, as
+    in the reference. This is the one construction used by the registry's
+    ``sfw`` method and the experiment scripts.
+
+    Args:
+      sample_params: ``seed -> params``, a fresh initialisation for each seed.
+      value: :math:`\tau > 0` (reference default 15).
+      k: the absolute floor of K (reference default 10), or ``None``.
+      k_frac: K as a fraction of each leaf's size (reference default 0.05), or ``None``.
+      mask: which leaves get a polytope (``None``: all, the reference's
+        choice; e.g. :func:`sparsejax.tree.weights_only` for the kernels
+        only); the others get ``None`` (train them with another optimizer,
+        see :func:`partition_labels`).
+      num_samples: number of fresh initialisations, ``>= 1``.
+      seed: the first of their seeds.
+
+    Returns:
+      A constraint pytree like ``sample_params(seed)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import sparsejax as sj
+      >>> sample = lambda s: {'w': jax.random.normal(jax.random.key(s), (8, 9)), 'b': jnp.zeros(8)}
+      >>> cons = sj.constraints.sfw_pruning_constraints(sample)
+      >>> cons['w'].k_for(72), cons['b'].k_for(8)  # max(10, int(0.05 n)) capped at n
+      (10, 8)
+
+    References:
+      Miao et al., *Learning Pruning-Friendly Networks via Frank-Wolfe:
+      One-Shot, Any-Sparsity, and No Retraining*, ICLR 2022 (code:
+      VITA-Group/SFW-Once-for-All-Pruning, ``train_prune.py`` defaults);
+      Pokutta, Spiegel, Zimmer, *Deep Neural Network Training with
+      Frank-Wolfe*, 2020.
+    """
+    if k is None and k_frac is None:
+        raise ValueError("sfw_pruning_constraints needs k or k_frac (reference: k=10, k_frac=0.05)")
+    return constraints_from_init(sample_params, "k_sparse", value=value, k=k, k_frac=k_frac,
+                                 mask=mask, num_samples=num_samples, seed=seed)

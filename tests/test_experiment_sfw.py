@@ -26,7 +26,8 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     res = job.main(argv)
     out = capsys.readouterr().out
 
-    names = ["sfw global", "sgd global", "sfw layerwise", "sgd layerwise", "sgd global + retrain"]
+    names = ["sfw global", "sgd global", "sfw layerwise", "sgd layerwise", "sgd global + retrain",
+             "sfw global + retrain"]
     assert list(res["curves"]) == names
     for name, points in res["curves"].items():
         # retraining only from --retrain-from (0.9) on
@@ -42,8 +43,9 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     # K-sparse polytopes; SGD learns something in 8 steps.
     facts = res["facts"]["sfw"]
     scales = facts["sfw_init_scales"]
-    assert sorted(scales) == ["convs/0/kernel", "convs/1/kernel", "fcs/0/kernel", "fcs/1/kernel",
-                              "fcs/2/kernel"]
+    # every leaf is constrained (the reference's default), biases included
+    assert sorted(scales) == sorted(f"{layer}/{leaf}" for layer in (
+        "convs/0", "convs/1", "fcs/0", "fcs/1", "fcs/2") for leaf in ("bias", "kernel"))
     assert all(0.01 <= v for v in scales.values()) and any(v != 1.0 for v in scales.values())
     assert facts["init_feasible"] and facts["final_feasible"]
     assert res["dense"]["sgd"] > 0.2, res["dense"]
@@ -52,7 +54,7 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     table = res["table"].splitlines()
     assert table[0] == "| ratio | " + " | ".join(names) + " |"
     assert table[2].startswith("| 0 (dense) |") and len(table) == 5
-    assert table[3].startswith("| 0.5 |") and table[3].endswith(" | - |")
+    assert table[3].startswith("| 0.5 |") and table[3].endswith(" | - | - |")
     assert table[4].startswith("| 0.9 |") and "-" not in table[4]
     assert res["table"] in out
     plot = Path(res["plot"])
@@ -60,8 +62,10 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(Path(res["json"]).read_text())
     assert saved["dense"] == res["dense"] and saved["table"] == res["table"]
-    for name in ("sfw", "sgd"):
+    for name in ("sfw", "sgd", "sfw_retrain_0.9", "sgd_retrain_0.9"):
         assert (tmp_path / "work_quick" / name / "result.json").exists()
+    # the retrained SFW net keeps the pruned support: 90% zeros at least
+    assert res["curves"]["sfw global + retrain"][0][2] >= 0.9 - 1e-3
 
     # Same command again: every run is reused from its workdir, same numbers.
     again = job.main(argv)
@@ -106,17 +110,19 @@ def test_check_wants_a_higher_kept_ratio_a_margin_and_a_close_dense_accuracy(
     assert len(failures) == 2 and all(f.startswith("layerwise:") for f in failures), failures
 
 
-def test_the_papers_schedule_is_scaled_to_the_run(job: ModuleType) -> None:
-    # 180 epochs: /10 at 61 and 121, loss test after 10 epochs; shorter runs in proportion
-    assert job.decay_epochs(180) == (61, 121) and job.warmup_epochs(180) == 10
-    assert job.decay_epochs(3) == (1, 2) and job.decay_epochs(6) == (2, 4)
-    assert job.decay_epochs(2) == (1,) and job.decay_epochs(1) == ()
-    assert job.warmup_epochs(2) == 1 and job.warmup_epochs(36) == 2
+def test_the_reference_scheme_spans_the_run(job: ModuleType) -> None:
+    # the run is cut into the reference's 180 epochs: /10 at 1/3 and 2/3 of it
+    assert job.scheme_steps_per_epoch(702) == 3 and job.scheme_steps_per_epoch(100) == 1
+    assert job.PAPER_DECAYS == (60, 120)
+    args = job.parse_args([])
+    assert (args.k, args.k_frac, args.biases, args.lr_sfw, args.momentum) == (
+        10, 0.05, "constrained", 1.0, 0.9)
 
 
 def test_command_line_is_validated(job: ModuleType) -> None:
     for bad in (["--ratios", "0.5,1.0"], ["--ratios", "x"], ["--k-frac", "0"], ["--value", "0"],
-                ["--epochs", "0"], ["--momentum", "1"], ["--features", "8"],
+                ["--epochs", "0"], ["--momentum", "1"], ["--features", "8"], ["--k", "0"],
+                ["--biases", "adam"],
                 ["--train-subset", "100"], ["--scope", "rows"], ["--retrain-from", "2"]):
         with pytest.raises(SystemExit):
             job.parse_args(bad)

@@ -263,12 +263,13 @@ def test_sfw_keeps_the_kernels_in_their_polytopes_and_trains_biases_by_sgd() -> 
     from sparsejax import constraints as C
 
     model = nnx.Sequential(nnx.Linear(20, 8, rngs=nnx.Rngs(0)), nnx.Linear(8, 3, rngs=nnx.Rngs(1)))
-    methods.prepare_model("sfw", model, {}, seed=0)
+    ours = {"k_frac": 0.1, "biases": "sgd"}  # the option of ours: biases by momentum SGD
+    methods.prepare_model("sfw", model, ours, seed=0)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    hp = methods.resolve_hparams("sfw", {"k_frac": 0.1})
+    hp = methods.resolve_hparams("sfw", ours)
     cons = methods._sfw_constraints(params, hp)
     assert cons["layers"][0]["bias"] is None and cons["layers"][0]["kernel"].k_frac == 0.1
-    tx, extra = methods.make_optimizer("sfw", {"k_frac": 0.1}, learning_rate=0.5, momentum=None,
+    tx, extra = methods.make_optimizer("sfw", ours, learning_rate=0.5, momentum=None,
                                        steps_per_epoch=3, epochs=1, params=params)
     assert extra is None
     state = tx.init(params)

@@ -441,7 +441,9 @@ def svrf(
       v_t = \arg\min_{v \in C}\langle d_t, v\rangle, \qquad
       x_{t+1} = (1-\eta_t) x_t + \eta_t v_t .
 
-    The caller owns the snapshot (it is data-dependent): every few steps set
+    The caller owns the snapshot (it is data-dependent; Hazan and Luo's whole
+    algorithm, with its schedules, is
+    :func:`sparsejax.optim.fw_finite_sum.svrf_run`): every few steps set
     :math:`\tilde x` to the current params and compute the full gradient
     there; at every step compute the minibatch gradient at :math:`\tilde x`
     too (two gradient evaluations per step). Pass both as extra arguments::
@@ -529,9 +531,10 @@ def saga_fw(
 
     The first term uses the transform's input ``grads`` (the minibatch mean
     :math:`\frac1b\sum_{i\in I}\nabla f_i(x_t)`). The table starts at zero,
-    which keeps the estimate unbiased; to start from the full gradient as
+    which keeps the estimate unbiased; to start from :math:`\nabla f_i(x_0)` as
     Reddi et al. do, replace ``table`` and ``table_mean`` in the state after
-    ``init``. The table costs ``num_samples`` copies of the params.
+    ``init`` (:func:`sparsejax.optim.fw_finite_sum.saga_fw_run` runs the whole
+    algorithm that way). The table costs ``num_samples`` copies of the params.
 
     Args:
       learning_rate: :math:`\eta_t`, a scalar or a schedule.

@@ -1,7 +1,7 @@
 r"""A loss-driven learning-rate scheme (SFW pruning's): step decays plus a 5-vs-10-epoch loss test.
 
 The wrapper holds ``optax.inject_hyperparams(optimizer_factory)`` state and
-sets its ``learning_rate`` before every update from the running epoch-mean
+sets its ``learning_rate`` before every update from the recorded per-epoch
 training losses, which it reads from the extra argument ``value=`` (the way
 :func:`optax.contrib.reduce_on_plateau` does). Everything lives in the jitted
 state; no Python branch looks at a traced value.
@@ -10,16 +10,18 @@ state; no Python branch looks at a traced value.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sparsejax._validation import as_schedule, check_number
+from sparsejax._validation import as_schedule, check_choice, check_number
 
 __all__ = ["LossAdaptiveState", "loss_adaptive_learning_rate"]
+
+EpochLoss = Literal["last", "mean"]
 
 
 class LossAdaptiveState(NamedTuple):
@@ -27,13 +29,14 @@ class LossAdaptiveState(NamedTuple):
 
     Attributes:
       count: number of updates so far (int32).
-      epoch: number of completed epochs (int32).
+      epoch: number of completed epochs (int32), i.e. the 0-based index of
+        the epoch in progress.
       multiplier: the factor applied to the base learning rate in the current
         epoch (float32; starts at 1).
       learning_rate: the learning rate used by the last update (float32).
       loss_sum: sum of the losses seen so far in the current epoch (float32).
-      epoch_losses: the last ``long_window`` epoch-mean losses, newest last
-        (float32; unused slots are 0 before that many epochs).
+      epoch_losses: the last ``long_window + lag`` recorded epoch losses,
+        newest last (float32; unused slots are 0).
       inner_state: the ``optax.inject_hyperparams`` state of the optimizer.
     """
 
@@ -58,56 +61,69 @@ def loss_adaptive_learning_rate(
     learning_rate: optax.ScalarOrSchedule,
     *,
     steps_per_epoch: int,
-    decay_epochs: Sequence[int] = (61, 121),
+    decay_epochs: Sequence[int] = (60, 120),
     decay_factor: float = 0.1,
-    warmup_epochs: int = 10,
+    warmup_epochs: int = 20,
+    adapt_every: int = 5,
     short_window: int = 5,
     long_window: int = 10,
+    lag: int = 1,
     decrease_factor: float = 0.7,
     increase_factor: float = 1.06,
+    epoch_loss: EpochLoss = "last",
     **optimizer_kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Wraps an optimizer so its learning rate follows SFW pruning's loss-driven scheme.
 
-    Let :math:`\bar L_e` be the mean of the losses passed during epoch
-    :math:`e` (epochs are ``steps_per_epoch`` updates; :math:`e = 1, 2,\dots`
-    counts completed epochs). The learning rate of every step is
-    :math:`\alpha_t = \alpha^{\rm base}_t \cdot \mu`, and at the end of epoch
-    :math:`e` the multiplier :math:`\mu` (initially 1) becomes
+    Epochs are ``steps_per_epoch`` updates and are numbered from 0. Let
+    :math:`L_j` be the loss recorded for epoch :math:`j` (``epoch_loss``:
+    the loss of its last update, as the reference code records it, or the
+    mean over the epoch). The learning rate of every step is
+    :math:`\alpha_t = \alpha^{\rm base}_t \cdot \mu`; at the start of epoch
+    :math:`e \ge 1` the multiplier :math:`\mu` (initially 1) becomes
 
     .. math::
 
-      \mu \leftarrow \mu \cdot
-      \underbrace{\gamma^{[e \in \mathcal D]}}_{\text{step decay}} \cdot
+      \mu \leftarrow \mu \cdot \gamma^{[e \in \mathcal D]} \cdot
       \begin{cases}
-        1 & e < E_{\rm warm}\\
-        0.7 & \mathrm{mean}(\bar L_{e-4..e}) > \mathrm{mean}(\bar L_{e-9..e})\\
-        1.06 & \text{otherwise,}
+        0.7 & A_e \wedge S_e > \Lambda_e\\
+        1.06 & A_e \wedge S_e < \Lambda_e\\
+        1 & \text{otherwise,}
       \end{cases}
+      \qquad
+      S_e = \operatorname{mean}_{j=e-\ell-s}^{e-\ell-1} L_j,\quad
+      \Lambda_e = \operatorname{mean}_{j=e-\ell-w}^{e-\ell-1} L_j,
 
-    with the windows (5 and 10) over the last :math:`\min(e, w)` epochs.
-    :math:`\mathcal D` holds 0-based epoch indices: with
-    ``decay_epochs=(61, 121)`` epochs 0-60 run at the full rate, 61-120 at a
-    tenth of it and so on (as PyTorch's ``MultiStepLR(milestones=[61, 121])``
-    stepped once per epoch). The loss test uses epoch means, not the last
-    batch's loss as the reference code did.
+    with :math:`A_e = (e > E_{\rm warm}) \wedge (e \bmod P = 0) \wedge
+    (e \ge w + \ell)`. With the defaults (:math:`\mathcal D = \{60, 120\}`,
+    :math:`E_{\rm warm} = 20`, :math:`P = 5`, :math:`s = 5`, :math:`w = 10`,
+    lag :math:`\ell = 1`) this is the ``dynamic_change`` scheme of the SFW
+    pruning code: the rate is divided by 10 at the start of epochs 60 and 120
+    (``int(E/3)``, ``int(2E/3)`` of its 180 epochs) and, at the start of every
+    5th epoch after epoch 20, multiplied by 0.7 or 1.06 after comparing the
+    mean recorded loss of epochs :math:`e-6..e-2` with that of
+    :math:`e-11..e-2` (the epoch just finished is not used).
 
     Args:
       optimizer_factory: a factory taking ``learning_rate`` (e.g.
         :func:`sparsejax.optim.frank_wolfe.sfw` or :func:`optax.sgd`).
       learning_rate: the base rate :math:`\alpha^{\rm base}_t`, a number or a
-        schedule of the step count. SFW pruning uses 1.0 (0.1 on small nets).
+        schedule of the step count. SFW pruning uses 1.0.
       steps_per_epoch: updates per epoch, ``>= 1``.
       decay_epochs: 0-based epochs at whose start the rate is multiplied by
-        ``decay_factor`` (the paper trains 180 epochs with ``(61, 121)``).
+        ``decay_factor`` (each ``>= 1``).
       decay_factor: :math:`\gamma \in (0, 1]`.
-      warmup_epochs: :math:`E_{\rm warm} \ge 1`, the first epoch count at
-        which the loss test applies (default 10, when the long window is
-        first full; see ``FIDELITY.md``).
-      short_window: the short window, ``>= 1`` epochs.
-      long_window: the long window, ``>= short_window`` epochs.
+      warmup_epochs: :math:`E_{\rm warm} \ge 0`: the loss test runs only at
+        epochs :math:`e > E_{\rm warm}`.
+      adapt_every: :math:`P \ge 1`: the loss test runs only at epochs that
+        are multiples of it.
+      short_window: :math:`s \ge 1` epochs.
+      long_window: :math:`w \ge s` epochs.
+      lag: :math:`\ell \ge 0`, the newest epochs left out of both windows.
       decrease_factor: applied when the short-window mean is larger, ``> 0``.
-      increase_factor: applied otherwise, ``> 0``.
+      increase_factor: applied when it is smaller, ``> 0``.
+      epoch_loss: ``'last'`` (the epoch's last batch loss, what the reference
+        code records although it names it the epoch mean) or ``'mean'``.
       **optimizer_kwargs: other arguments of ``optimizer_factory`` (passed as
         static arguments of :func:`optax.inject_hyperparams`; constraint
         pytrees, masks and callables are fine).
@@ -121,7 +137,7 @@ def loss_adaptive_learning_rate(
       >>> import jax.numpy as jnp, optax
       >>> import sparsejax as sj
       >>> tx = sj.loss_adaptive_learning_rate(optax.sgd, 0.1, steps_per_epoch=2,
-      ...                                  decay_epochs=(1,), warmup_epochs=5)
+      ...                                  decay_epochs=(1,))
       >>> params = {'w': jnp.ones(2)}
       >>> state = tx.init(params)
       >>> for loss in [1.0, 1.0, 0.5, 0.5]:
@@ -132,13 +148,15 @@ def loss_adaptive_learning_rate(
     References:
       Miao et al., *Learning Pruning-Friendly Networks via Frank-Wolfe:
       One-Shot, Any-Sparsity, and No Retraining*, ICLR 2022 (training
-      details); Pokutta, Spiegel, Zimmer, *Deep Neural Network Training with
-      Frank-Wolfe*, 2020.
+      details; code: VITA-Group/SFW-Once-for-All-Pruning, ``train_prune.py``,
+      ``--lr_scheme dynamic_change``).
     """
     spe = _check_int("steps_per_epoch", steps_per_epoch, 1)
-    warmup = _check_int("warmup_epochs", warmup_epochs, 1)
+    warmup = _check_int("warmup_epochs", warmup_epochs, 0)
+    every = _check_int("adapt_every", adapt_every, 1)
     short = _check_int("short_window", short_window, 1)
     long = _check_int("long_window", long_window, 1)
+    lag_ = _check_int("lag", lag, 0)
     if long < short:
         raise ValueError(
             f"long_window must be >= short_window, got long_window={long}, short_window={short}"
@@ -148,6 +166,7 @@ def loss_adaptive_learning_rate(
     check_number("decay_factor", decay_factor, gt=0, le=1)
     check_number("decrease_factor", decrease_factor, gt=0)
     check_number("increase_factor", increase_factor, gt=0)
+    check_choice("epoch_loss", epoch_loss, ("last", "mean"))
     if "learning_rate" in optimizer_kwargs:
         raise ValueError("pass learning_rate once, as loss_adaptive_learning_rate's argument")
     base = as_schedule(learning_rate)
@@ -155,12 +174,7 @@ def loss_adaptive_learning_rate(
         optimizer_factory, static_args=tuple(optimizer_kwargs), hyperparam_dtype=jnp.float32
     )(learning_rate=0.0, **optimizer_kwargs)
     decay_table = jnp.asarray(decays, jnp.int32) if decays else jnp.zeros([0], jnp.int32)
-
-    def window_mean(history: jax.Array, epochs: jax.Array, width: int) -> jax.Array:
-        used = jnp.minimum(epochs, width).astype(jnp.float32)
-        slot = jnp.arange(long)
-        weights = (slot >= long - jnp.minimum(epochs, width)).astype(jnp.float32)
-        return jnp.sum(history * weights) / jnp.maximum(used, 1.0)
+    size = long + lag_  # history slots: [e-long-lag, ..., e-1], newest last
 
     def init_fn(params: optax.Params) -> LossAdaptiveState:
         f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
@@ -171,7 +185,7 @@ def loss_adaptive_learning_rate(
             multiplier=f32(1.0),
             learning_rate=f32(base(zero)),
             loss_sum=f32(0.0),
-            epoch_losses=jnp.zeros([long], jnp.float32),
+            epoch_losses=jnp.zeros([size], jnp.float32),
             inner_state=inner.init(params),
         )
 
@@ -195,19 +209,25 @@ def loss_adaptive_learning_rate(
 
         loss_sum = state.loss_sum + loss
         end = (state.count + 1) % spe == 0
+        recorded = loss if epoch_loss == "last" else loss_sum / spe
         history = jnp.where(
-            end,
-            jnp.concatenate([state.epoch_losses[1:], (loss_sum / spe)[None]]),
-            state.epoch_losses,
+            end, jnp.concatenate([state.epoch_losses[1:], recorded[None]]), state.epoch_losses
         )
-        epochs = state.epoch + end.astype(jnp.int32)
-        decay = jnp.where(jnp.any(decay_table == epochs), decay_factor, 1.0)
-        worse = window_mean(history, epochs, short) > window_mean(history, epochs, long)
-        adapt = jnp.where(epochs >= warmup, jnp.where(worse, decrease_factor, increase_factor), 1.0)
+        e = state.epoch + end.astype(jnp.int32)  # the 0-based index of the next epoch
+        decay = jnp.where(jnp.any(decay_table == e), decay_factor, 1.0)
+        used = history[: long]  # epochs e-long-lag .. e-lag-1
+        s_mean = jnp.mean(used[long - short:])
+        l_mean = jnp.mean(used)
+        active = (e > warmup) & (e % every == 0) & (e >= size)
+        adapt = jnp.where(
+            active & (s_mean > l_mean),
+            decrease_factor,
+            jnp.where(active & (s_mean < l_mean), increase_factor, 1.0),
+        )
         multiplier = jnp.where(end, state.multiplier * decay * adapt, state.multiplier)
         new_state = LossAdaptiveState(
             count=optax.safe_increment(state.count),
-            epoch=epochs,
+            epoch=e,
             multiplier=multiplier.astype(jnp.float32),
             learning_rate=lr,
             loss_sum=jnp.where(end, 0.0, loss_sum).astype(jnp.float32),

@@ -265,8 +265,10 @@ register(MethodSpec(
 ))
 
 
-def _irda_prepare(model: Any, hp: dict[str, Any], seed: int) -> None:
+def _irda_prepare(model: Any, hp: dict[str, Any], seed: int,
+                  sample_params: Callable[[int], PyTree] | None = None) -> None:
     """Re-initialises the model's kernels with :func:`sparsejax.init.irda_uniform` (in place)."""
+    del sample_params
     scale = hp["init_scale"]
     if not scale:
         return
@@ -610,34 +612,49 @@ _register_reparam(
 # --- sfw: stochastic Frank-Wolfe (Miao et al., ICLR 2022) -------------------------------------
 
 
-def _sfw_constraints(params: PyTree, hp: Mapping[str, Any]) -> PyTree:
-    """K-sparse polytopes with diameters from the initial params (one per selected leaf)."""
-    return constraints.constraints_from_init(
-        lambda seed: params, "k_sparse", value=hp["radius_scale"], k_frac=hp["k_frac"],
-        mask=_mask(hp), num_samples=1)
+def _sfw_constraints(params: PyTree, hp: Mapping[str, Any],
+                     sample_params: Callable[[int], PyTree] | None = None) -> PyTree:
+    """SFW pruning's K-sparse polytopes (:func:`sparsejax.constraints.sfw_pruning_constraints`).
+
+    The radii come from fresh initialisations when ``sample_params`` is given
+    (the CLI passes the zoo model's initialiser), otherwise from ``params``
+    alone (one draw). Every leaf is constrained with ``biases='constrained'``
+    (the reference's choice); with ``'sgd'`` only the leaves ``sparsify``
+    selects.
+    """
+    constrain_all = hp["biases"] == "constrained" or hp["sparsify"] == "all"
+    if sample_params is None:
+        sample, num_samples = (lambda seed: params), 1
+    else:
+        sample, num_samples = sample_params, hp["init_samples"]
+    return constraints.sfw_pruning_constraints(
+        sample, value=hp["radius_scale"], k=hp["k"], k_frac=hp["k_frac"],
+        mask=None if constrain_all else _mask(hp), num_samples=num_samples)
 
 
 def _build_sfw(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
-    cons = _sfw_constraints(ctx.params, hp)
+    cons = _sfw_constraints(ctx.params, hp, ctx.sample_params)
     rescale = None if hp["rescale"] == "none" else hp["rescale"]
     fw = sj.sfw(ctx.learning_rate, cons, momentum=ctx.momentum or 0.0, rescale=rescale)
     labels = constraints.partition_labels(cons, ctx.params)
     if all(label == "frank_wolfe" for label in jax.tree.leaves(labels)):
         return fw
-    # The leaves without a constraint (biases, normalisation scales) are trained by momentum
-    # SGD at bias_lr_scale times the (scheduled) Frank-Wolfe learning rate.
+    # biases='sgd' (ours): the leaves without a constraint (biases, normalisation scales) are
+    # trained by momentum SGD at bias_lr_scale times the (scheduled) Frank-Wolfe learning rate.
     other = optax.sgd(ctx.learning_rate * hp["bias_lr_scale"], momentum=ctx.momentum or None)
     return optax.partition({"frank_wolfe": fw, "unconstrained": other}, labels)
 
 
-def _sfw_prepare(model: Any, hp: dict[str, Any], seed: int) -> None:
-    """Moves the model's initial weights into their K-sparse polytopes (usually a no-op)."""
+def _sfw_prepare(model: Any, hp: dict[str, Any], seed: int,
+                 sample_params: Callable[[int], PyTree] | None = None) -> None:
+    """Moves the model's initial params into their K-sparse polytopes (usually a no-op)."""
     del seed
     from flax import nnx
 
     state = nnx.state(model, nnx.Param)
     pure = nnx.to_pure_dict(state)
-    nnx.replace_by_pure_dict(state, constraints.make_feasible(pure, _sfw_constraints(pure, hp)))
+    cons = _sfw_constraints(pure, hp, sample_params)
+    nnx.replace_by_pure_dict(state, constraints.make_feasible(pure, cons))
     nnx.update(model, state)
 
 
@@ -649,6 +666,9 @@ register(MethodSpec(
               "Any-Sparsity, and No Retraining, ICLR 2022 (hyperparameters: the SFW "
               "study's Sec. 7.5-7.6 table)",
     hparams=(
+        HParam("k", 10, "the absolute floor of K: K = min(max(k, int(k_frac * n)), n) per "
+                        "tensor of n entries",
+               "SFW pruning code (train_prune.py): --k_sparseness 10", kind=int, ge=1),
         HParam("k_frac", 0.05, "K of each layer's K-sparse polytope, as a fraction of its "
                                "size", "SFW study Sec. 7.5-7.6: K = 5% of the weights", gt=0,
                le=1),
@@ -660,11 +680,21 @@ register(MethodSpec(
                "step-size rescaling: 'gradient' (||m|| / ||w - v||), 'diameter' or 'none'",
                "SFW study Sec. 7.6: the learning rate is rescaled by the gradient norm",
                kind=("gradient", "diameter", "none")),
+        HParam("biases", "constrained",
+               "'constrained': every leaf (biases and normalisation parameters too) in its own "
+               "K-sparse polytope; 'sgd' (ours): only the leaves sparsify selects, the rest by "
+               "momentum SGD at bias_lr_scale times the learning rate",
+               "SFW pruning code: create_k_sparse_constraints covers every parameter",
+               kind=("constrained", "sgd")),
         HParam("bias_lr_scale", 0.1,
-               "the unconstrained leaves (biases, norms) train with momentum SGD at this "
-               "times the Frank-Wolfe learning rate",
-               "library default: the papers constrain every layer's weights and are silent on "
-               "biases", ge=0),
+               "biases='sgd': the unconstrained leaves (biases, norms) train with momentum SGD "
+               "at this times the Frank-Wolfe learning rate",
+               "library default (an option of ours, not the reference's)", ge=0),
+        HParam("init_samples", 5,
+               "fresh initialisations averaged for the polytopes' radii (when the caller "
+               "provides an initialiser, as the CLI does)",
+               "the reference averages 100 re-initialisations per layer; 5 keep start-up cheap",
+               kind=int, ge=1),
         SPARSIFY,
     ),
     build=_build_sfw,
@@ -828,20 +858,24 @@ register(MethodSpec(
 
 
 def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = None, *,
-                  seed: int = 0) -> None:
+                  seed: int = 0, sample_params: Callable[[int], PyTree] | None = None) -> None:
     """Applies a method's own initialisation to a freshly built model, in place.
 
-    Only ``irda`` (and ``rda`` with ``init_scale > 0``) does something: the
-    conv and dense kernels are re-drawn from
-    :func:`sparsejax.init.irda_uniform` with scale ``init_scale`` (iRDA paper,
-    Section 3.5), from ``seed``. Call it before the optimizer is initialised;
-    it is deterministic, so a resumed run rebuilds the same initial model.
+    ``irda`` (and ``rda`` with ``init_scale > 0``): the conv and dense
+    kernels are re-drawn from :func:`sparsejax.init.irda_uniform` with scale
+    ``init_scale`` (iRDA paper, Section 3.5), from ``seed``. ``sfw``: the
+    params are moved into their K-sparse polytopes (built as
+    :func:`make_optimizer` builds them, from ``sample_params``). Call it
+    before the optimizer is initialised; it is deterministic, so a resumed
+    run rebuilds the same initial model.
 
     Args:
       method: a registered method name.
       model: a Flax NNX model (changed in place).
       hparams: the method's hyperparameters (defaults filled in).
       seed: seed of the re-initialisation.
+      sample_params: ``seed -> params``, fresh initialisations of the model
+        (``sfw``; the same as given to :func:`make_optimizer`).
 
     Example:
       >>> import jax.numpy as jnp
@@ -854,7 +888,7 @@ def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = N
     """
     spec = get_method(method)
     if spec.prepare is not None:
-        spec.prepare(model, resolve_hparams(method, hparams), seed)
+        spec.prepare(model, resolve_hparams(method, hparams), seed, sample_params)
 
 
 def make_optimizer(
@@ -870,6 +904,7 @@ def make_optimizer(
     warmup_steps: int = 0,
     decay_at: Sequence[float] = (0.5, 0.75),
     decay_factor: float = 0.1,
+    sample_params: Callable[[int], PyTree] | None = None,
 ) -> tuple[optax.GradientTransformation, ExtraMetrics | None]:
     """Builds the Optax transform of a registered method and its ``extra_metrics``.
 
@@ -892,6 +927,9 @@ def make_optimizer(
       decay_at: ``step`` schedule: fractions of training where the learning
         rate is multiplied by ``decay_factor``.
       decay_factor: ``step`` schedule: the factor.
+      sample_params: ``seed -> params``, fresh initialisations of the model
+        (``sfw`` sizes its polytopes from their mean norms; pass the same to
+        :func:`prepare_model`); ``None``: ``params`` is the only draw.
 
     Returns:
       ``(optimizer, extra_metrics)``: the transform (wrapped in
@@ -921,7 +959,7 @@ def make_optimizer(
     momentum = spec.resolve_momentum(momentum)
     lr = spec.resolve_learning_rate(learning_rate)
     ctx = Context(learning_rate=None, momentum=momentum, steps_per_epoch=int(steps_per_epoch),
-                  epochs=int(epochs), params=params)
+                  epochs=int(epochs), params=params, sample_params=sample_params)
     if spec.uses_learning_rate:
         lr_schedule = make_schedule(schedule, lr, steps_per_epoch=ctx.steps_per_epoch,
                                     epochs=ctx.epochs, warmup_steps=warmup_steps,

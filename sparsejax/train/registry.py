@@ -133,6 +133,9 @@ class Context:
       steps_per_epoch: training steps per epoch.
       epochs: number of epochs.
       params: the params the optimizer will be initialised with (a pure dict).
+      sample_params: ``seed -> params`` (pure dict), fresh initialisations of
+        the model, for methods that size something from the expected init
+        (``sfw``'s polytopes); ``None`` when the caller has none.
     """
 
     learning_rate: Any
@@ -140,6 +143,7 @@ class Context:
     steps_per_epoch: int
     epochs: int
     params: PyTree
+    sample_params: Callable[[int], PyTree] | None = None
 
     @property
     def total_steps(self) -> int:
@@ -168,8 +172,9 @@ class MethodSpec:
       default_momentum: the momentum used when none is given; ``None``: the
         method has no momentum (a given momentum is ignored).
       momentum_source: where that value comes from.
-      prepare: ``prepare(model, hparams, seed)``, changing the freshly built
-        model in place before training (e.g. iRDA's init), or ``None``.
+      prepare: ``prepare(model, hparams, seed, sample_params)``, changing the
+        freshly built model in place before training (e.g. iRDA's init;
+        ``sample_params`` as in :class:`Context`, possibly ``None``), or ``None``.
       sparse: whether the method produces exact zeros.
     """
 

@@ -67,13 +67,22 @@ def run_training(
     train_ds, train_b, test_b = load_data(settings, data_dir, source, download)
     model = models.create(settings.model, num_classes=train_ds.num_classes,
                           input_shape=train_ds.image_shape, rngs=settings.seed)
-    methods.prepare_model(settings.method, model, hp, seed=settings.seed)
+
+    def sample_params(seed: int) -> Any:
+        """A fresh initialisation of the run's model (for sfw's polytope radii)."""
+        fresh = models.create(settings.model, num_classes=train_ds.num_classes,
+                              input_shape=train_ds.image_shape, rngs=seed)
+        return nnx.to_pure_dict(nnx.state(fresh, nnx.Param))
+
+    methods.prepare_model(settings.method, model, hp, seed=settings.seed,
+                          sample_params=sample_params)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     tx, extra = methods.make_optimizer(
         settings.method, hp, learning_rate=settings.learning_rate, momentum=settings.momentum,
         steps_per_epoch=len(train_b), epochs=settings.epochs, params=params,
         schedule=settings.schedule, warmup_steps=settings.warmup_steps,
         decay_at=settings.decay_at, decay_factor=settings.decay_factor,
+        sample_params=sample_params,
     )
     result = fit(model, tx, train_b, epochs=settings.epochs, eval_data=test_b, workdir=workdir,
                  config=settings.config(), seed=settings.seed, keep_checkpoints=keep_checkpoints,
