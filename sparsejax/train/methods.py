@@ -627,9 +627,12 @@ def _sfw_constraints(params: PyTree, hp: Mapping[str, Any],
         sample, num_samples = (lambda seed: params), 1
     else:
         sample, num_samples = sample_params, hp["init_samples"]
-    return constraints.sfw_pruning_constraints(
-        sample, value=hp["radius_scale"], k=hp["k"], k_frac=hp["k_frac"],
-        mask=None if constrain_all else _mask(hp), num_samples=num_samples)
+    # optax.inject_hyperparams rebuilds the transform inside the jitted step: the radii are
+    # numbers computed from concrete initialisations, so the fresh draws must run eagerly.
+    with jax.ensure_compile_time_eval():
+        return constraints.sfw_pruning_constraints(
+            sample, value=hp["radius_scale"], k=hp["k"], k_frac=hp["k_frac"],
+            mask=None if constrain_all else _mask(hp), num_samples=num_samples)
 
 
 def _build_sfw(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
