@@ -136,6 +136,12 @@ def test_command_line_is_validated(job: ModuleType) -> None:
     os.environ.get("SPARSEJAX_FULL_EXPERIMENTS") != "1",
     reason="the full default run takes minutes; set SPARSEJAX_FULL_EXPERIMENTS=1 to run it",
 )
+@pytest.mark.xfail(
+    strict=True,
+    reason="with the reference defaults (K = 10, 5%, constrained biases, dynamic_change) the full "
+    "run of 2026-12-05 keeps SFW's global one-shot accuracy only to 90%, as SGD's "
+    "(experiments/results/fashion_mnist_sfw/); if it passes, update the README and FIDELITY.md",
+)
 def test_defaults_keep_accuracy_to_higher_ratios_than_sgd(job: ModuleType, tmp_path: Path) -> None:
     """The paper's claim with the defaults: --check passes (it exits 1 otherwise)."""
     res = job.main(["--check", "--out", str(tmp_path), "--quiet"])
