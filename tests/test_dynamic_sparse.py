@@ -12,6 +12,7 @@ import pytest
 
 import sparsejax as sj
 from sparsejax import pruning
+from tests.interruption import Interrupt, StopAt
 
 pytestmark = pytest.mark.xdist_group("test_dynamic_sparse")
 
@@ -222,26 +223,6 @@ def test_reset_state_entries_resets_adam_moments():
     assert int(adam.count) == 1
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAt:
-    """Batches that raise at batch ``b`` of epoch ``e`` (an in-process interruption)."""
-
-    def __init__(self, inner, e, b):
-        self.inner, self.at, self.batch_size = inner, (e, b), inner.batch_size
-
-    def __len__(self):
-        return len(self.inner)
-
-    def epoch(self, epoch, start=0):
-        for b, batch in enumerate(self.inner.epoch(epoch, start), start):
-            if (epoch, b) == self.at:
-                raise _Interrupt
-            yield batch
-
-
 def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
     """The masks live in the optimizer state, which the Orbax checkpoint saves: a RigL run cut
     after its step-4 checkpoint (the end of epoch 0) and resumed (a mask update at step 6 after
@@ -261,8 +242,8 @@ def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
                    checkpoint_every_steps=3, log=None)
 
     reference = run(train, tmp_path / "ref")
-    with pytest.raises(_Interrupt):
-        run(_StopAt(train, 1, 1), tmp_path / "cut")  # after the step-4 checkpoint
+    with pytest.raises(Interrupt):
+        run(StopAt(train, 1, 1), tmp_path / "cut")  # after the step-4 checkpoint
     resumed = run(train, tmp_path / "cut")
     assert resumed.resumed_from == 4
     for a, b in zip(jax.tree.leaves((resumed.params, resumed.opt_state)),

@@ -41,6 +41,7 @@ from sparsejax.train.step import (
 )
 from sparsejax.tree import leaves_with_paths
 from tests._train_driver import ArrayBatches, make_data, synthetic
+from tests.interruption import Interrupt, StopAt
 
 BATCH = 32  # 4 rows per simulated device
 N_TRAIN = 256  # 8 steps per epoch
@@ -312,26 +313,6 @@ def test_workdir_files_resume_and_finished_run(data, tmp_path):
     assert jax.tree.structure(again.opt_state) == jax.tree.structure(first.opt_state)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAt:
-    """Batches that raise at batch ``b`` of epoch ``e`` (an in-process interruption)."""
-
-    def __init__(self, inner, e, b):
-        self.inner, self.at, self.batch_size = inner, (e, b), inner.batch_size
-
-    def __len__(self):
-        return len(self.inner)
-
-    def epoch(self, epoch, start=0):
-        for b, batch in enumerate(self.inner.epoch(epoch, start), start):
-            if (epoch, b) == self.at:
-                raise _Interrupt
-            yield batch
-
-
 def test_interrupted_run_resumes_mid_epoch_to_the_same_result(data, tmp_path):
     train, test = data
 
@@ -343,8 +324,8 @@ def test_interrupted_run_resumes_mid_epoch_to_the_same_result(data, tmp_path):
                    checkpoint_every_steps=5, log=None)
 
     reference = run(train, tmp_path / "ref")
-    with pytest.raises(_Interrupt):
-        run(_StopAt(train, 1, 4), tmp_path / "cut")  # after the step-10 checkpoint
+    with pytest.raises(Interrupt):
+        run(StopAt(train, 1, 4), tmp_path / "cut")  # after the step-10 checkpoint
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1
     resumed = run(train, tmp_path / "cut")
     assert resumed.resumed_from == 10
