@@ -2,13 +2,14 @@
 # Sets up everything sparsejax needs, idempotently: a virtual environment on Python >= 3.12 in
 # .venv (or $SPARSEJAX_VENV) with sparsejax installed in editable mode plus its extras (all, dev, tf),
 # and the offline Fashion-MNIST files (Debian package dataset-fashion-mnist) when they are missing.
-# A second run only checks (about a second): pip runs again only when pyproject.toml or the extras
-# change.
+# A second run only checks (about a second): the installer runs again only when pyproject.toml or
+# the extras change. Installs with uv when it can (much faster), else with pip.
 #
 # Environment: PYTHON=/path/to/python3.12 to choose the interpreter; SPARSEJAX_EXTRAS to choose the
 # extras (default: all,dev,tf: all brings the models, data, trainer and plots, dev the test tools,
 # tf TensorFlow, which TFDS needs to prepare datasets; the core alone needs only jax, optax, numpy);
-# SPARSEJAX_DATA_DIR=dir to use IDX files from another place.
+# SPARSEJAX_DATA_DIR=dir to use IDX files from another place; SPARSEJAX_INSTALLER=pip to install
+# with pip only.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,13 +49,28 @@ fi
 
 stamp="$VENV/.sparsejax-installed"
 want="$(cat "$ROOT/pyproject.toml" <(echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)"
+# uv (from PyPI, into the venv) resolves and installs the same requirements as pip about six
+# times faster (2026-12-05, empty caches: 10 s against 60 s); pip is the fallback when uv cannot be
+# installed or fails, and SPARSEJAX_INSTALLER=pip forces it.
+install_with_uv() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q uv >>"$pip_log" 2>&1 &&
+    "$VENV/bin/python" -m uv pip install --python "$VENV/bin/python" -e "$ROOT[$EXTRAS]" >>"$pip_log" 2>&1
+}
+install_with_pip() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]" >>"$pip_log" 2>&1
+}
+
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing sparsejax[$EXTRAS] and its dependencies (first run: about a minute)"
+  log "installing sparsejax[$EXTRAS] and its dependencies (first run: 10 s to a minute)"
   pip_log="$VENV/pip-install.log"
-  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]" \
-       >"$pip_log" 2>&1; then
+  : >"$pip_log"
+  installed=0
+  if [ "${SPARSEJAX_INSTALLER:-uv}" = uv ]; then
+    if install_with_uv; then installed=1; else log "uv could not install; falling back to pip"; fi
+  fi
+  if [ "$installed" = 0 ] && ! install_with_pip; then
     tail -n 40 "$pip_log" >&2
-    log "error: pip install failed; the full log is in $pip_log"
+    log "error: installation failed; the full log is in $pip_log"
     exit 1
   fi
   echo "$want" > "$stamp"
