@@ -197,15 +197,15 @@ def _replicated(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
                                       jax.sharding.PartitionSpec())
 
 
-def _pack_leaf(x: jax.Array) -> jax.Array:
+def _pack_stored(x: jax.Array) -> jax.Array:
     """:func:`~sparsejax.pruning.pack_bits`, with one zero byte for an empty array (Orbax
     cannot save arrays of size zero)."""
     packed = pack_bits(x)
     return packed if packed.size else jnp.zeros(1, jnp.uint8)
 
 
-def _unpack_leaf(packed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Inverse of :func:`_pack_leaf`."""
+def _unpack_stored(packed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Inverse of :func:`_pack_stored`."""
     return unpack_bits(packed[: (math.prod(shape) + 7) // 8], shape)
 
 
@@ -215,7 +215,7 @@ def _stored_abstract(tree: Any) -> Any:
     def leaf(x: Any) -> jax.ShapeDtypeStruct:
         if not _is_bool(x):
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
-        packed = jax.eval_shape(_pack_leaf, jax.ShapeDtypeStruct(x.shape, x.dtype))
+        packed = jax.eval_shape(_pack_stored, jax.ShapeDtypeStruct(x.shape, x.dtype))
         return jax.ShapeDtypeStruct(packed.shape, packed.dtype, sharding=_replicated(x.sharding))
 
     return jax.tree.map(leaf, tree)
@@ -223,12 +223,12 @@ def _stored_abstract(tree: Any) -> Any:
 
 @functools.lru_cache(maxsize=32)
 def _packer(shardings: tuple[jax.sharding.Sharding, ...]) -> Callable:
-    return jax.jit(lambda leaves: [_pack_leaf(x) for x in leaves], out_shardings=list(shardings))
+    return jax.jit(lambda leaves: [_pack_stored(x) for x in leaves], out_shardings=list(shardings))
 
 
 @functools.lru_cache(maxsize=32)
 def _unpacker(specs: tuple[tuple[tuple[int, ...], jax.sharding.Sharding], ...]) -> Callable:
-    return jax.jit(lambda leaves: [_unpack_leaf(p, shape) for p, (shape, _) in zip(leaves, specs)],
+    return jax.jit(lambda leaves: [_unpack_stored(p, shape) for p, (shape, _) in zip(leaves, specs)],
                    out_shardings=[sharding for _, sharding in specs])
 
 
