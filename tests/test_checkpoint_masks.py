@@ -123,7 +123,7 @@ def test_a_large_support_is_smaller_packed_and_unpacked_checkpoints_still_restor
     rep = NamedSharding(mesh, PartitionSpec())
     support = {"big": jax.device_put(np.random.default_rng(0).random(1_000_000) < 0.2, rep)}
     state, totals = _state(support, mesh), zero_totals(mesh)
-    packed, unpacked = Workdir(tmp_path / "packed", {}, {}, keep=3), Workdir(tmp_path / "unpacked", {}, {}, keep=3)
+    packed, unpacked = (Workdir(tmp_path / n, {}, {}, keep=3) for n in ("packed", "unpacked"))
     for wd in (packed, unpacked):
         wd.prepare("new")
     packed.save(1, state, totals, META)
