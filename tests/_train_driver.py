@@ -100,6 +100,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--static-sparsity", type=float, default=None,
+                   help="wrap the optimizer in static_sparse (boolean supports in the state)")
     return p.parse_args(argv)
 
 
@@ -114,6 +116,11 @@ def build(args: argparse.Namespace):
     train, test = make_data(args.batch_size, args.n_train, args.n_test, seed=args.seed)
     config = {"model": "mlp", "hidden": args.hidden, "dropout": args.dropout, "lr": args.lr,
               "n_train": args.n_train}
+    if args.static_sparsity is not None:
+        from sparsejax import pruning, tree
+
+        optimizer = pruning.static_sparse(optimizer, args.static_sparsity, mask=tree.weights_only)
+        config["static_sparsity"] = args.static_sparsity
     return model, optimizer, train, test, config
 
 

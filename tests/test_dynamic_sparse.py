@@ -224,12 +224,21 @@ def test_reset_state_entries_resets_adam_moments():
 
 
 def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
-    """The masks live in the optimizer state, which the Orbax checkpoint saves: a RigL run cut
-    after its step-4 checkpoint (the end of epoch 0) and resumed (a mask update at step 6 after
-    it) ends
-    exactly where the uninterrupted run does."""
+    """The masks live in the optimizer state, which the Orbax checkpoint saves bit-packed: a RigL
+    run cut after its step-4 checkpoint (the end of epoch 0; mask updates at steps 2 and 4 before
+    it) and resumed (a mask update at step 6 after it) ends exactly where the uninterrupted run
+    does. The step-4 checkpoint holds each support as ``ceil(n / 8)`` uint8 bytes whose NumPy
+    unpacking has the checksums of the in-memory support at the save, and restores to exactly
+    those booleans."""
+    import json
+    import warnings
+
+    import orbax.checkpoint as ocp
+
     from sparsejax.models import create
-    from sparsejax.train import fit
+    from sparsejax.train import data_mesh, fit
+    from sparsejax.train.checkpoint import Workdir, checksums
+    from sparsejax.train.step import TrainState, zero_totals
     from tests._train_driver import make_data
 
     train, _ = make_data(32, 128, 32, seed=0)  # 4 steps per epoch
@@ -252,6 +261,32 @@ def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
     support = resumed.opt_state.support
     kernels = [m for m in jax.tree.leaves(support) if m is not None]
     assert kernels and all(m.dtype == jnp.bool_ for m in kernels)
+
+    # The step-4 checkpoint, read without sparsejax: packed bits, unpacked here with NumPy.
+    step_dir = tmp_path / "cut" / "checkpoints" / "4"
+    with warnings.catch_warnings(), ocp.PyTreeCheckpointer() as c:
+        warnings.filterwarnings("ignore", "Sharding info not provided when restoring")
+        stored = c.restore(step_dir / "state")
+    saved_sums = json.loads((step_dir / "meta" / "metadata").read_text())["checksums"]["state"]
+
+    stored = {sj.tree.path_str(p): x for p, x in jax.tree_util.tree_leaves_with_path(stored)}
+
+    def from_disk(path, m):
+        raw = stored["opt_state/support/" + sj.tree.path_str(path)]
+        assert raw.dtype == np.uint8 and raw.shape == (-(-m.size // 8),), (path, raw.shape)
+        return np.unpackbits(raw, count=m.size).reshape(m.shape).astype(bool)
+
+    on_disk = jax.tree_util.tree_map_with_path(from_disk, support)
+    sums = checksums({"opt_state": {"support": on_disk}})
+    assert len(sums) == len(kernels) and all(saved_sums[k] == v for k, v in sums.items()), sums
+    step = jax.device_put(jnp.int32(0), jax.tree.leaves(resumed.params)[0].sharding)
+    template = TrainState(step, resumed.params, resumed.opt_state, resumed.model_state)
+    wd = Workdir(tmp_path / "cut", {}, {}, keep=3)
+    restored = wd.restore(4, template, zero_totals(data_mesh()))[0].opt_state.support
+    wd.close()
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(on_disk), strict=True):
+        assert a.dtype == jnp.bool_
+        np.testing.assert_array_equal(np.asarray(a), b)
 
 
 def test_cli_pattern_reaches_the_runs_that_have_one():

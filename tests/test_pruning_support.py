@@ -114,3 +114,26 @@ def test_structure_mismatch_is_a_clear_error():
         pruning.check_support(bad, params())
     with pytest.raises(ValueError, match="different shapes"):
         pruning.support_union({"w": jnp.ones(2, bool)}, {"w": jnp.ones(3, bool)})
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0), (13,), (2, 3), (5, 7), (4, 4)])
+def test_pack_bits_is_numpys_big_endian_layout_and_unpack_bits_inverts_it(shape):
+    m = np.random.default_rng(len(shape) + sum(shape)).random(shape) < 0.5
+    packed = pruning.pack_bits(jnp.asarray(m))
+    n = m.size
+    assert packed.dtype == jnp.uint8 and packed.shape == ((n + 7) // 8,)
+    # b_k = sum_j m_{8k+j} 2^(7-j), the missing entries of the last byte zero
+    flat = np.concatenate([m.ravel(), np.zeros(-n % 8, bool)]).reshape(-1, 8)
+    np.testing.assert_array_equal(np.asarray(packed), (flat * 2 ** np.arange(7, -1, -1)).sum(1))
+    back = jax.jit(pruning.unpack_bits, static_argnums=1)(packed, shape)
+    assert back.dtype == jnp.bool_ and back.shape == shape
+    np.testing.assert_array_equal(np.asarray(back), m)
+
+
+def test_pack_bits_and_unpack_bits_reject_wrong_dtypes_and_lengths():
+    with pytest.raises(ValueError, match="boolean"):
+        pruning.pack_bits(jnp.ones(3))
+    with pytest.raises(ValueError, match="uint8"):
+        pruning.unpack_bits(jnp.ones(1), (3,))
+    with pytest.raises(ValueError, match=r"\(3,\) do not fit .* shape \(13,\) \(expected \(2,\)\)"):
+        pruning.unpack_bits(jnp.zeros(3, jnp.uint8), (13,))

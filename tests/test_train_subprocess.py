@@ -15,10 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from sparsejax.train import fit
+from sparsejax.train.checkpoint import Workdir
 from sparsejax.tree import leaves_with_paths
 from tests._train_driver import KILL_ENV, build, parse_args
 
@@ -106,9 +109,11 @@ def test_sigkill_mid_run_then_the_same_command_ends_like_an_uninterrupted_run(tm
 
 
 def test_two_processes_with_four_devices_each_match_one_process_with_eight(tmp_path):
+    """Also: the boolean supports of static sparse training are saved bit-packed by the two
+    processes, and the final checkpoint restores in one process."""
     workdir = tmp_path / "run"
     args = ["--workdir", str(workdir), "--epochs", "2", "--checkpoint-every", "5",
-            "--dropout", "0.2"]
+            "--dropout", "0.2", "--static-sparsity", "0.5"]
     port = free_port()
     procs = [
         driver(["--out", str(tmp_path / f"out{i}.json"), *args],
@@ -134,3 +139,17 @@ def test_two_processes_with_four_devices_each_match_one_process_with_eight(tmp_p
     for path, value in params_of(one).items():
         np.testing.assert_allclose(np.asarray(two["params"][path]), value, rtol=0, atol=1e-5,
                                    err_msg=path)
+    # The checkpoint of the two processes, restored here: the run is finished, the supports
+    # (packed on disk) are those of the one-process run, and so is the sparsity.
+    done = reference(args[2:], workdir=workdir)
+    assert done.resumed_from == 16 and done.history == two["history"]
+    supports = [jax.tree.leaves(r.opt_state.support) for r in (done, one)]
+    assert len(supports[0]) == 2 and all(m.dtype == jnp.bool_ for m in supports[0])
+    for a, b in zip(*supports, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    wd = Workdir(workdir, {}, {}, keep=3)
+    stored = [m for m in jax.tree.leaves(wd.manager.item_metadata(16)["state"])
+              if getattr(m, "dtype", None) == np.uint8]
+    wd.close()
+    assert sorted(tuple(m.shape) for m in stored) == sorted(
+        (-(-m.size // 8),) for m in supports[0])

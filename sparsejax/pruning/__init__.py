@@ -51,6 +51,8 @@ from sparsejax.pruning.support import (
     support_from_zeros,
     pack_support,
     unpack_support,
+    pack_bits,
+    unpack_bits,
 )
 from sparsejax.pruning.one_shot import CurvePoint, one_shot_curve
 from sparsejax.pruning.plots import plot_layer_sparsity, plot_weight_histogram
@@ -111,6 +113,8 @@ __all__ = [
     "select_layerwise",
     "sparsity_summary",
     "unpack_support",
+    "pack_bits",
+    "unpack_bits",
     # sparsity patterns and mask-based sparse training (static, SET, RigL, STE)
     "STEState",
     "SparseTrainingState",

@@ -14,10 +14,13 @@ leaf, a path regex, a pytree of booleans or a callable such as
 
 Supports can be *packed* (:func:`pack_support`): each boolean array becomes a
 flat ``uint8`` array of bits, 8x smaller; :func:`apply_support` takes either form.
+The bit layout is :func:`pack_bits`/:func:`unpack_bits`, also used by the
+trainer's checkpoints (:mod:`sparsejax.train.checkpoint`) for every boolean leaf.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -37,6 +40,8 @@ __all__ = [
     "support_from_zeros",
     "pack_support",
     "unpack_support",
+    "pack_bits",
+    "unpack_bits",
 ]
 
 Support: TypeAlias = PyTree
@@ -78,9 +83,9 @@ def _check_shape(m: Any, x: Any, path: str = "") -> None:
             f"the params hold {type(x).__name__} there"
         )
     if jnp.result_type(m) == jnp.uint8:  # packed
-        if m.shape != ((x.size + 7) // 8,):
+        if m.shape != (_packed_size(x.shape),):
             raise ValueError(
-                f"packed mask{where} has shape {m.shape}, expected ({(x.size + 7) // 8},) "
+                f"packed mask{where} has shape {m.shape}, expected ({_packed_size(x.shape)},) "
                 f"for a leaf of shape {x.shape}"
             )
         return
@@ -108,9 +113,88 @@ def check_support(support: Support, params: PyTree) -> None:
     )
 
 
+def _packed_size(shape: tuple[int, ...]) -> int:
+    """The length of :func:`pack_bits` of a boolean array of ``shape``: ``ceil(size / 8)``."""
+    return (math.prod(shape) + 7) // 8
+
+
+def pack_bits(mask: jax.Array) -> jax.Array:
+    r"""A boolean array as a flat ``uint8`` array of bits, 8 entries per byte (big-endian).
+
+    .. math::
+
+      b_k = \sum_{j=0}^{7} m_{8k + j} \, 2^{7 - j}, \qquad k = 0, \dots, \lceil n / 8 \rceil - 1
+
+    over the row-major (C-order) flat index of ``mask`` (:math:`n` entries); the
+    missing entries of the last byte count as ``False`` (zero bits). The shape is
+    not stored: :func:`unpack_bits` takes it back from the caller. Scalars pack to
+    one byte, empty arrays to zero bytes. Works under ``jit``.
+
+    Args:
+      mask: a boolean array of any shape.
+
+    Returns:
+      A ``uint8`` array of shape ``(ceil(mask.size / 8),)``.
+
+    Raises:
+      ValueError: if ``mask`` is not boolean.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax.pruning import pack_bits
+      >>> pack_bits(jnp.array([[True, False, True], [True, True, True]]))
+      Array([188], dtype=uint8)
+
+    References:
+      NumPy's ``packbits`` (``bitorder='big'``), the layout used.
+    """
+    if jnp.result_type(mask) != jnp.bool_:
+        raise ValueError(f"pack_bits packs boolean arrays, got {jnp.result_type(mask)}")
+    return jnp.packbits(jnp.ravel(mask))
+
+
+def unpack_bits(packed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    r"""Inverse of :func:`pack_bits`: the boolean array of ``shape`` whose bits ``packed`` holds.
+
+    .. math::
+
+      m_i = \left\lfloor b_{\lfloor i/8 \rfloor} / 2^{7 - (i \bmod 8)} \right\rfloor \bmod 2,
+      \qquad i = 0, \dots, n - 1
+
+    (the padding bits of the last byte are ignored). Works under ``jit``.
+
+    Args:
+      packed: a ``uint8`` array of shape ``(ceil(prod(shape) / 8),)``.
+      shape: the shape of the boolean array.
+
+    Returns:
+      A boolean array of ``shape``.
+
+    Raises:
+      ValueError: if ``packed`` is not ``uint8`` or its length does not fit ``shape``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from sparsejax.pruning import unpack_bits
+      >>> unpack_bits(jnp.array([188], jnp.uint8), (2, 3))
+      Array([[ True, False,  True],
+             [ True,  True,  True]], dtype=bool)
+
+    References:
+      NumPy's ``unpackbits`` (``bitorder='big'``, ``count``), the layout used.
+    """
+    shape = tuple(int(d) for d in shape)
+    if jnp.result_type(packed) != jnp.uint8:
+        raise ValueError(f"unpack_bits takes packed uint8 arrays, got {jnp.result_type(packed)}")
+    if jnp.shape(packed) != (_packed_size(shape),):
+        raise ValueError(f"packed bits of shape {jnp.shape(packed)} do not fit a boolean array of "
+                         f"shape {shape} (expected ({_packed_size(shape)},))")
+    return jnp.unpackbits(packed, count=math.prod(shape)).reshape(shape).astype(bool)
+
+
 def _unpack_leaf(m: jax.Array, like: Any) -> jax.Array:
     if jnp.result_type(m) == jnp.uint8:
-        return jnp.unpackbits(m, count=like.size).reshape(like.shape).astype(bool)
+        return unpack_bits(m, like.shape)
     return m
 
 
@@ -232,7 +316,7 @@ def pack_support(support: Support) -> Support:
       >>> sj.pruning.pack_support({'w': jnp.array([[True, False], [False, True]])})
       {'w': Array([144], dtype=uint8)}
     """
-    return jax.tree.map(lambda m: jnp.packbits(jnp.ravel(m)), support)
+    return jax.tree.map(pack_bits, support)
 
 
 def unpack_support(packed: Support, params: PyTree) -> Support:

@@ -26,13 +26,41 @@ with them: Orbax does not notice flipped bits in compressed array data) raises
 to ``damaged_checkpoints/`` and tries the next older checkpoint. A checkpoint
 that does not fit (another model or optimizer) raises
 :class:`WorkdirMismatchError` and nothing is moved.
+
+Boolean leaves (the supports of RigL, SET, static sparse training, STE,
+gradual pruning and retraining, held in the optimizer state) are stored
+bit-packed, 8 entries per byte (:func:`sparsejax.pruning.pack_bits`, flat
+``uint8``; an empty array as one zero byte, since Orbax cannot save arrays of
+size zero), and unpacked on restore to the shape, dtype and sharding of the
+restore target; callers see boolean arrays only. A packed leaf is stored
+*fully replicated* over the devices of its boolean array: the bytes of the
+packed vector mix 8 entries that a sharded array may hold on different devices,
+a replicated array needs no layout rule of its own, Orbax writes it once (from
+its primary replica) in a multi-process run, and it restores the same on any
+number of processes or devices. It costs ``size / 8`` bytes of device memory per
+device while saving and restoring, no more than the replicated boolean arrays
+of the data-parallel trainer. The checksums (:func:`checksums`) are those of
+the unpacked state, so a bit lost in packing or unpacking is reported like damage.
+Checkpoints written before packing (one byte per boolean entry: their metadata
+holds ``bool`` arrays) still restore, unpacked as they were saved.
+
+Packing makes the masks 8x smaller before compression (host memory and bytes
+serialised during a save); on disk the gain is smaller, since Orbax compresses
+array data with zstd, which already squeezes one-byte booleans. Measured with
+``benchmarks/checkpoint_size.py`` for RigL at 90% sparsity (ERK) on a
+ResNet-18-sized tree (11.7M parameters): masks 11.68 MB unpacked against
+1.46 MB packed before compression, 1.25 MB against 0.70 MB on disk (1.8x);
+the whole checkpoint 49.0 MB against 48.4 MB (1.2% smaller: the float params
+and momentum dominate).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -45,6 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from sparsejax.pruning.support import pack_bits, unpack_bits
 from sparsejax.train.distributed import is_primary
 from sparsejax.train.step import Totals, TrainState
 from sparsejax.tree import path_str
@@ -151,6 +180,82 @@ def _barrier(name: str) -> None:
 
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def _is_bool(x: Any) -> bool:
+    return x.dtype == jnp.bool_
+
+
+def _replicated(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
+    """The fully replicated sharding over the devices of ``sharding`` (see the module docstring)."""
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    if sharding.is_fully_replicated:
+        return sharding
+    devices = np.array(sorted(sharding.device_set, key=lambda d: d.id))
+    return jax.sharding.NamedSharding(jax.sharding.Mesh(devices, ("devices",)),
+                                      jax.sharding.PartitionSpec())
+
+
+def _pack_stored(x: jax.Array) -> jax.Array:
+    """:func:`~sparsejax.pruning.pack_bits`, with one zero byte for an empty array (Orbax
+    cannot save arrays of size zero)."""
+    packed = pack_bits(x)
+    return packed if packed.size else jnp.zeros(1, jnp.uint8)
+
+
+def _unpack_stored(packed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Inverse of :func:`_pack_stored`."""
+    return unpack_bits(packed[: (math.prod(shape) + 7) // 8], shape)
+
+
+def _stored_abstract(tree: Any) -> Any:
+    """The layout a checkpoint stores ``tree`` in: boolean leaves as packed, replicated ``uint8``."""
+
+    def leaf(x: Any) -> jax.ShapeDtypeStruct:
+        if not _is_bool(x):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        packed = jax.eval_shape(_pack_stored, jax.ShapeDtypeStruct(x.shape, x.dtype))
+        return jax.ShapeDtypeStruct(packed.shape, packed.dtype, sharding=_replicated(x.sharding))
+
+    return jax.tree.map(leaf, tree)
+
+
+@functools.lru_cache(maxsize=32)
+def _packer(shardings: tuple[jax.sharding.Sharding, ...]) -> Callable:
+    return jax.jit(lambda leaves: [_pack_stored(x) for x in leaves], out_shardings=list(shardings))
+
+
+@functools.lru_cache(maxsize=32)
+def _unpacker(specs: tuple[tuple[tuple[int, ...], jax.sharding.Sharding], ...]) -> Callable:
+    return jax.jit(lambda leaves: [_unpack_stored(p, shape) for p, (shape, _) in zip(leaves, specs)],
+                   out_shardings=[sharding for _, sharding in specs])
+
+
+def _pack_bools(tree: Any) -> Any:
+    """``tree`` with every boolean leaf bit-packed (:func:`_stored_abstract`'s layout)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    where = [i for i, x in enumerate(leaves) if _is_bool(x)]
+    if where:
+        packed = _packer(tuple(_replicated(leaves[i].sharding) for i in where))(
+            [leaves[i] for i in where])
+        for i, p in zip(where, packed):
+            leaves[i] = p
+    return treedef.unflatten(leaves)
+
+
+def _unpack_bools(stored: Any, like: Any) -> Any:
+    """Inverse of :func:`_pack_bools`: the boolean leaves of ``like`` unpacked from ``stored``,
+    with ``like``'s shapes and shardings."""
+    leaves, treedef = jax.tree.flatten(stored)
+    targets = treedef.flatten_up_to(like)
+    where = [i for i, x in enumerate(targets) if _is_bool(x)]
+    if where:
+        unpacked = _unpacker(tuple((tuple(targets[i].shape), targets[i].sharding) for i in where))(
+            [leaves[i] for i in where])
+        for i, m in zip(where, unpacked):
+            leaves[i] = m
+    return treedef.unflatten(leaves)
 
 
 def _as_uint32(x: jax.Array) -> jax.Array | None:
@@ -466,16 +571,17 @@ class Workdir:
     def save(self, step: int, state: TrainState, totals: Totals, meta: Mapping[str, Any]) -> None:
         """Starts an (asynchronous) save of the train state, the running sums and ``meta``.
 
-        ``meta`` is stored with the checksums of every array (:func:`checksums`),
-        which :meth:`restore` verifies.
+        Boolean leaves are stored bit-packed (see the module docstring). ``meta``
+        is stored with the checksums of every array (:func:`checksums`, of the
+        unpacked arrays), which :meth:`restore` verifies.
         """
         meta = dict(meta)
         meta["checksums"] = {"state": checksums(state), "totals": checksums(totals)}
         self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                totals=ocp.args.StandardSave(totals),
+                state=ocp.args.StandardSave(_pack_bools(state)),
+                totals=ocp.args.StandardSave(_pack_bools(totals)),
                 meta=ocp.args.JsonSave(meta),
             ),
         )
@@ -528,13 +634,15 @@ class Workdir:
         for item in ITEMS:
             if not (step_dir / item).is_dir():
                 raise self._damaged(step, f"{item}/", "the directory is missing")
-        self._check_fits(step, state, totals)
+        packed = self._check_fits(step, state, totals)
+        targets = {item: (_stored_abstract if packed[item] else _abstract)(tree)
+                   for item, tree in (("state", state), ("totals", totals))}
         try:
             r = self.manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(_abstract(state)),
-                    totals=ocp.args.StandardRestore(_abstract(totals)),
+                    state=ocp.args.StandardRestore(targets["state"]),
+                    totals=ocp.args.StandardRestore(targets["totals"]),
                     meta=ocp.args.JsonRestore(),
                 ),
             )
@@ -549,13 +657,21 @@ class Workdir:
         if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
             missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
             raise self._damaged(step, "meta/", f"the record lacks {', '.join(missing)}")
-        return TrainState(*r["state"]), Totals(*r["totals"]), dict(meta)
+        new = {item: _unpack_bools(r[item], tree) if packed[item] else r[item]
+               for item, tree in (("state", state), ("totals", totals))}
+        return TrainState(*new["state"]), Totals(*new["totals"]), dict(meta)
 
-    def _check_fits(self, step: int, state: TrainState, totals: Totals) -> None:
+    def _check_fits(self, step: int, state: TrainState, totals: Totals) -> dict[str, bool]:
         """Compares the saved arrays' paths, shapes and dtypes with ``state`` and ``totals``.
 
         Unreadable metadata means a damaged checkpoint; different arrays, another model.
+
+        Returns:
+          For ``'state'`` and ``'totals'``: whether the boolean leaves are stored
+          bit-packed (``False`` for a checkpoint of an earlier version, whose
+          metadata holds ``bool`` arrays).
         """
+        packed = {}
         step_dir = self.checkpoint_dir / str(step)
         try:
             metadata = self.manager.item_metadata(step)
@@ -571,14 +687,20 @@ class Workdir:
             except Exception as e:  # noqa: BLE001
                 raise self._damaged(step, f"{item}/",
                                     f"its metadata cannot be read ({type(e).__name__}: {e})") from e
+            packed[item] = not any(dtype == "bool" for _, dtype in saved.values())
+            layout = _stored_abstract(tree) if packed[item] else tree
             mine = {path_str(p): (tuple(x.shape), str(np.dtype(x.dtype)))
-                    for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+                    for p, x in jax.tree_util.tree_leaves_with_path(layout)}
             if saved == mine:
                 continue
+            # the boolean arrays behind packed ones are named in the message
+            note = {k: f" (bool {tuple(x.shape)} bit-packed)" if packed[item] and _is_bool(x) else ""
+                    for k, x in zip(mine, jax.tree.leaves(tree))}
             name = "" if item == "state" else f"{item} "
             problems = [f"{name}{p} missing" for p in sorted(mine.keys() - saved.keys())]
             problems += [f"{name}{p} unexpected" for p in sorted(saved.keys() - mine.keys())]
-            problems += [f"{name}{p}: {saved[p][0]} {saved[p][1]} saved, {mine[p][0]} {mine[p][1]} now"
+            problems += [f"{name}{p}: {saved[p][0]} {saved[p][1]} saved, {mine[p][0]} {mine[p][1]}"
+                         f"{note[p]} now"
                          for p in sorted(mine.keys() & saved.keys()) if saved[p] != mine[p]]
             raise WorkdirMismatchError(
                 f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model and "
@@ -586,6 +708,7 @@ class Workdir:
                 + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
                 + "); nothing was changed; use another workdir"
             )
+        return packed
 
     def _move_aside(self, step: int) -> Path:
         """Moves checkpoint ``step`` to ``damaged_checkpoints/`` (process 0) and refreshes the manager.
