@@ -17,6 +17,7 @@ Usage::
 
   python benchmarks/dynamic_sparse.py            # ResNet-18 tree, ΔT = 100 (a few minutes on 2 busy cores)
   python benchmarks/dynamic_sparse.py --quick    # tiny tree, ΔT = 10, seconds
+  python benchmarks/dynamic_sparse.py --size small   # a quarter of the channels (0.83M parameters)
 
 Timing figures are printed, never asserted: machines are noisy.
 """
@@ -153,8 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny tree, ΔT = 10, 2 rounds")
     parser.add_argument("--update-freq", type=int, default=None, help="ΔT (default 100)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    parser.add_argument("--size", choices=sorted(SIZES), default=None,
+                        help="the tree (default resnet18; tiny with --quick)")
     args = parser.parse_args(argv)
-    size = "tiny" if args.quick else "resnet18"
+    size = args.size or ("tiny" if args.quick else "resnet18")
     update_freq = args.update_freq or (10 if args.quick else 100)
     rounds = args.rounds or (2 if args.quick else 5)
     print(f"devices: {device_description()}; jax {jax.__version__}, optax {optax.__version__}")
