@@ -135,3 +135,54 @@ def test_errors_are_clear():
     params = make_params()
     with pytest.raises(ValueError, match="params"):
         tx.update(params, tx.init(params))
+
+
+@pytest.mark.parametrize("scope", ["layerwise", "global"])
+def test_saliency_and_random_scores_remove_what_they_say(scope):
+    rng = np.random.default_rng(1)
+    params = {"a": {"kernel": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)},
+              "b": {"kernel": jnp.asarray(rng.normal(size=(4, 4)), jnp.float32)}}
+    grads = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+    lr, s_f = 0.1, 0.5
+
+    def support(score, seed=0):
+        tx = pruning.gradual_pruning(optax.sgd(lr), s_f, begin_step=0, end_step=0, scope=scope,
+                                     score=score, seed=seed)
+        _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+        return jax.tree.map(np.asarray, state.support)
+
+    # the reference: a stable argsort of the scores of w + u = w - lr g (one mask update at step 0)
+    nxt = jax.tree.map(lambda w, g: w - lr * g, params, grads)
+    total = sum(x.size for x in jax.tree.leaves(params))
+    k = round(s_f * total)
+
+    def reference(scores):
+        if scope == "global":
+            return jax.tree.map(np.asarray, pruning.select_global_argsort(scores, k))
+        counts = pruning.layer_remove_counts([x.shape for x in jax.tree.leaves(scores)], k, "uniform")
+        keep = [pruning.select_global_argsort({"x": x}, int(c))["x"]
+                for x, c in zip(jax.tree.leaves(scores), counts)]
+        return jax.tree.unflatten(jax.tree.structure(scores), [np.asarray(x) for x in keep])
+
+    saliency = reference(jax.tree.map(lambda w, g: jnp.abs(w * g), nxt, grads))
+    magnitude = reference(jax.tree.map(jnp.abs, nxt))
+    got = {score: support(score) for score in ("saliency", "magnitude")}
+    for name, want in (("saliency", saliency), ("magnitude", magnitude)):
+        for a, b in zip(jax.tree.leaves(got[name]), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(a, b)
+    # the two criteria disagree here, so the check above tells them apart
+    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(saliency), jax.tree.leaves(magnitude)))
+
+    # random: the same counts, a choice that is not the magnitude one, set by the seed
+    rand = [support("random", seed) for seed in (0, 0, 1)]
+    kept = lambda sup: [int(x.sum()) for x in jax.tree.leaves(sup)]  # noqa: E731
+    assert kept(rand[0]) == kept(magnitude) if scope == "layerwise" else sum(kept(rand[0])) == total - k
+    same = lambda x, y: all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))  # noqa: E731
+    assert same(rand[0], rand[1]) and not same(rand[0], rand[2]) and not same(rand[0], magnitude)
+
+
+def test_score_is_validated():
+    with pytest.raises(ValueError, match="score"):
+        pruning.gradual_pruning(optax.sgd(0.1), 0.5, 0, 10, score="snip")
+    with pytest.raises(ValueError, match="seed"):
+        pruning.gradual_pruning(optax.sgd(0.1), 0.5, 0, 10, score="random", seed=-1)

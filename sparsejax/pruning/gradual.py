@@ -104,7 +104,19 @@ class _Hyper(NamedTuple):
     erk_power_scale: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("scope", "distribution", "pattern"))
+def _scores(
+    score: str, weights: list[jax.Array], grads: list[jax.Array], seed: jax.Array, t: jax.Array
+) -> list[jax.Array]:
+    """The importance of each selected weight at a mask update (the lowest are removed)."""
+    if score == "magnitude":
+        return [jnp.abs(w) for w in weights]
+    if score == "saliency":
+        return [jnp.abs(w * g.astype(jnp.float32)) for w, g in zip(weights, grads)]
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), t)  # "random": fresh at every update
+    return [jax.random.uniform(jax.random.fold_in(key, i), w.shape) for i, w in enumerate(weights)]
+
+
+@functools.partial(jax.jit, static_argnames=("scope", "distribution", "pattern", "score"))
 def _maybe_update_support(
     t: jax.Array,
     sparsity: jax.Array,
@@ -115,6 +127,9 @@ def _maybe_update_support(
     scope: str,
     distribution: str,
     pattern: Pattern = Pattern("unstructured"),
+    grads: list[jax.Array] | None = None,
+    score: str = "magnitude",
+    seed: jax.Array | int = 0,
 ) -> tuple[list[jax.Array], jax.Array]:
     """The support after step ``t``: recomputed on the steps of the schedule, else ``old``.
 
@@ -132,14 +147,15 @@ def _maybe_update_support(
             hyper.initial_sparsity, hyper.power,
         )(t)
         weights = [p.astype(jnp.float32) + u.astype(jnp.float32) for p, u in zip(params, updates)]
+        importance = _scores(score, weights, grads, seed, t)
         if pattern.kind != "unstructured":
-            keep = pattern_keep([jnp.abs(w) for w in weights], pattern, s, scope, distribution,
+            keep = pattern_keep(importance, pattern, s, scope, distribution,
                                 hyper.erk_power_scale, keep_old=old)
             return keep, s
         total = sum(int(w.size) for w in weights)
         k = jnp.round(s * jnp.float32(total)).astype(jnp.int32)
         # Weights pruned before score below everything, so they stay pruned.
-        scores = [jnp.where(m, jnp.abs(w), -jnp.inf) for m, w in zip(old, weights)]
+        scores = [jnp.where(m, x, -jnp.inf) for m, x in zip(old, importance)]
         if scope == "global":
             counts = jnp.reshape(k, (1,))
         else:
@@ -165,6 +181,8 @@ def gradual_pruning(
     erk_power_scale: float = 1.0,
     mask: Mask = None,
     pattern: str | None = None,
+    score: str = "magnitude",
+    seed: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Gradual magnitude pruning around any optimizer (Zhu & Gupta's schedule).
 
@@ -182,7 +200,13 @@ def gradual_pruning(
     support live in the state and are applied as part of the update (pruned
     weights get :math:`-w_t`, so they are exactly zero after
     ``optax.apply_updates``; the others get :math:`u_t`): no extra call after
-    ``apply_updates``. It is jit-able: the mask update is a ``lax.cond`` and
+    ``apply_updates``. With ``score='saliency'`` the weights removed are those
+    of smallest first-order saliency :math:`|(w_t + u_t) \odot g_t|`
+    (:func:`~sparsejax.pruning.saliency_scores`, with :math:`g_t` the gradient
+    passed to ``update``: the Taylor criterion on the same schedule), and with
+    ``score='random'`` a uniformly random choice among the remaining weights,
+    redrawn at every mask update (:func:`~sparsejax.pruning.random_scores`'s
+    distribution; the control of a pruning study). It is jit-able: the mask update is a ``lax.cond`` and
     the state keeps its shapes. As it writes the final update, it goes last in
     a chain, or wraps the whole chain as ``inner``.
 
@@ -211,6 +235,10 @@ def gradual_pruning(
         counts blocks or channels), or ``'N:M'``, where ``final_sparsity`` must
         be :math:`1 - N/M` and every group of :math:`M` loses
         :math:`\operatorname{round}(s_t M)` entries (2:4 is reached through 3:4).
+      score: what is removed first: ``'magnitude'`` (the paper), ``'saliency'``
+        (smallest :math:`|w \odot g|`; wrap the whole optimizer, so that
+        ``update`` receives the gradient) or ``'random'``.
+      seed: seed of ``score='random'``.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -240,6 +268,8 @@ def gradual_pruning(
     check_number("power", power, gt=0)
     check_number("erk_power_scale", erk_power_scale, ge=0)
     check_choice("scope", scope, ("global", "layerwise"))
+    check_choice("score", score, ("magnitude", "saliency", "random"))
+    check_number("seed", seed, ge=0, integer=True)
     check_choice("distribution", distribution, ("uniform", "erk"))
     if scope == "global" and distribution != "uniform":
         raise ValueError(
@@ -302,9 +332,11 @@ def gradual_pruning(
                 power=jnp.asarray(power, jnp.float32),
                 erk_power_scale=jnp.asarray(erk_power_scale, jnp.float32),
             )
+            grads = [g for g, s in zip(jax.tree.leaves(updates), selected) if s]
             leaves, sparsity = _maybe_update_support(
                 t, state.sparsity, old, [p for p, _ in chosen], [u for _, u in chosen],
-                hyper, scope, distribution, structure,
+                hyper, scope, distribution, structure, grads, score,
+                jnp.asarray(seed, jnp.uint32),
             )
             support = jax.tree.unflatten(treedef, leaves)
         new_updates = masked_update(inner_updates, support, params)
