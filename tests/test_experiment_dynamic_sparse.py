@@ -127,10 +127,12 @@ def test_command_line_is_validated(job: ModuleType) -> None:
     args = job.parse_args(["--sparsities", "0.95,0.8", "--nm-methods", ""])
     assert args.sparsities == (0.8, 0.95) and args.nm_methods == ()
     assert len(args.methods) == 8 and args.models == ("lenet5", job.SMALL_CNN)
+    assert job.full_budget(args.train_examples) is job.FULL
+    assert job.full_budget(25600).steps_per_epoch == 200
     for bad in (["--models", "resnet50"], ["--methods", "rigl,magic"], ["--nm-methods", "rigl"],
                 ["--nm-methods", "set"], ["--sparsities", "0.9,1"], ["--sparsities", "0"],
                 ["--sparsities", "x"], ["--sparsities", "0.9,0.9"], ["--methods", "set,set"],
-                ["--methods", "", "--nm-methods", ""]):
+                ["--methods", "", "--nm-methods", ""], ["--train-examples", "100"]):
         with pytest.raises(SystemExit) as e:
             job.parse_args(bad)
         assert e.value.code == 2, bad
