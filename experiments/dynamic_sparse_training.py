@@ -188,6 +188,7 @@ def register_small_cnn() -> None:
 
 
 def total_steps(budget: Any) -> int:
+    """Training steps of one run under ``budget``."""
     return budget.epochs * budget.steps_per_epoch
 
 
@@ -422,8 +423,8 @@ def ordering(rows: Sequence[Mapping[str, Any]], models: Sequence[str],
     else:
         sentence = (f"The RigL paper's ordering RigL >= SET >= static (equal budget) holds at "
                     f"{both} of {points} (model, sparsity) points (RigL >= SET at {rigl_set}, "
-                    f"SET >= static at {set_static}); one seed, so differences of a few tenths "
-                    f"of a point are within run-to-run noise.")
+                    f"SET >= static at {set_static}); one seed (the seed-to-seed spread was "
+                    f"not measured), so gaps of a few tenths of a point are not a ranking.")
         if failures:
             sentence += " Where it does not: " + "; ".join(failures) + "."
     return dict(points=points, rigl_ge_set=rigl_set, set_ge_static=set_static, both=both,
