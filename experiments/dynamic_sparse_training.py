@@ -378,7 +378,8 @@ def nm_table(nm_rows: Sequence[Mapping[str, Any]], dense_rows: Sequence[Mapping[
 
     header = ["method", "takes 2:4"]
     for model in models:
-        header += [f"{MODELS[model]} accuracy", f"{MODELS[model]} zeros", f"{MODELS[model]} 2:4 valid"]
+        label = MODELS[model]
+        header += [f"{label} accuracy", f"{label} zeros", f"{label} 2:4 valid"]
     body = []
     dense = {r["model"]: r for r in dense_rows}
     line = [DENSE.label, "-"]
@@ -462,7 +463,8 @@ def plot(rows: Sequence[Mapping[str, Any]], models: Sequence[str], methods: Sequ
     save_png(fig, path, dpi=80)
 
 
-def _names(text: str, known: Sequence[str], what: str, p: argparse.ArgumentParser) -> tuple[str, ...]:
+def _names(text: str, known: Sequence[str], what: str,
+           p: argparse.ArgumentParser) -> tuple[str, ...]:
     names = tuple(x.strip() for x in text.split(",") if x.strip())
     for n in names:
         if n not in known:

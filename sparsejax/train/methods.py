@@ -146,7 +146,7 @@ UNTILEABLE = HParam(
 
 def _pattern_mask(hp: Mapping[str, Any]) -> Any:
     """The ``mask`` of a pattern method: :func:`_mask`, narrowed with ``untileable='dense'``
-    to the selected leaves that ``pattern`` tiles (:func:`sparsejax.patterns.check_pattern_shape`)."""
+    to the selected leaves that ``pattern`` tiles (``sparsejax.patterns.check_pattern_shape``)."""
     base = _mask(hp)
     if hp["untileable"] == "error" or hp["pattern"] == "unstructured":
         return base
