@@ -18,7 +18,9 @@ leaves that are sparsified and counted). It stands in for the papers'
 ResNet-18/ResNet-50: the smallest network with BatchNorm after every
 convolution that trains in tens of seconds on 2 CPU cores.
 
-This module is imported by the two scripts (it is not a script itself).
+This module is imported by the two scripts (it is not a script itself);
+``experiments/dynamic_sparse_training.py`` uses its budget and :func:`train_run`
+with other models.
 """
 
 from __future__ import annotations
@@ -110,9 +112,21 @@ def train(run: Any, work: Path, say: Callable[[str], None] | None = None) -> dic
       the final test accuracy, the fraction of zero conv and dense kernel
       entries, the training's wall time in seconds (of the run that trained it).
     """
+    register_model()
+    return train_run(run, work, say)[0]
+
+
+def train_run(run: Any, work: Path,
+              say: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Any]:
+    """:func:`train` for any registered model, also returning the trained run.
+
+    Returns:
+      ``(row, trained)``: the figures of :func:`train` and the
+      :class:`sparsejax.train.cli.runs.TrainedRun` (its final params, model and
+      test batches, for evaluations after training).
+    """
     from sparsejax.train.cli.runs import run_training
 
-    register_model()
     start = time.perf_counter()
     trained = run_training(run, work / run.name, log=None, progress=False)
     final = trained.result.final
@@ -130,7 +144,7 @@ def train(run: Any, work: Path, say: Callable[[str], None] | None = None) -> dic
         took = "reused" if row["reused"] else f"{time.perf_counter() - start:.0f} s"
         say(f"  {run.name}: {100 * row['accuracy']:.2f}% at {100 * row['sparsity']:.2f}% "
             f"kernel zeros ({took})")
-    return row
+    return row, trained
 
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:

@@ -64,6 +64,7 @@ from sparsejax._validation import check_number
 from sparsejax.optim.reparam import MOMENTUM, WEIGHT_DECAY
 from sparsejax.optim.sgd import pytorch_sgd
 from sparsejax.optim.trainable_threshold import STR_S_INIT, STR_WEIGHT_DECAY
+from sparsejax.patterns import check_pattern_shape, parse_pattern
 from sparsejax.train.registry import (
     METHODS,
     Context,
@@ -134,6 +135,35 @@ PATTERN = HParam(
     "RxC blocks (e.g. '4x4') or 'channel' / 'channel:l1' (whole output units)",
     "library default (unstructured, as in the papers)", kind=PATTERNS,
 )
+UNTILEABLE = HParam(
+    "untileable", "error",
+    "selected kernels the pattern cannot tile (an N:M input dimension not divisible by M, a "
+    "block that does not divide the kernel): 'error' (a ValueError naming the leaf) or 'dense' "
+    "(left out of the mask and trained dense, as NVIDIA's ASP leaves such layers)",
+    "library default: a pattern is never silently weaker than asked", kind=("error", "dense"),
+)
+
+
+def _pattern_mask(hp: Mapping[str, Any]) -> Any:
+    """The ``mask`` of a pattern method: :func:`_mask`, narrowed with ``untileable='dense'``
+    to the selected leaves that ``pattern`` tiles (``sparsejax.patterns.check_pattern_shape``)."""
+    base = _mask(hp)
+    if hp["untileable"] == "error" or hp["pattern"] == "unstructured":
+        return base
+    structure = parse_pattern(hp["pattern"])
+
+    def tiles(leaf: Any) -> bool:
+        try:
+            check_pattern_shape(structure, tuple(jnp.shape(leaf)))
+        except ValueError:
+            return False
+        return True
+
+    def select(params: PyTree) -> PyTree:
+        flags = sj.tree.resolve_mask(base, params)
+        return jax.tree.map(lambda f, x: bool(f) and tiles(x), flags, params)
+
+    return select
 
 
 NESTEROV = HParam("nesterov", False, "Nesterov momentum", "the papers use heavy-ball momentum",
@@ -199,7 +229,7 @@ def _build_gmp(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation
         initial_sparsity=hp["initial_sparsity"],
         power=hp["power"],
         scope=hp["scope"],
-        mask=_mask(hp),
+        mask=_pattern_mask(hp),
         pattern=None if hp["pattern"] == "unstructured" else hp["pattern"],
     )
 
@@ -232,6 +262,7 @@ register(MethodSpec(
         _wd(0.0, "as the sgd baseline"),
         SPARSIFY,
         PATTERN,
+        UNTILEABLE,
     ),
     build=_build_gmp,
     metrics=_reads(target_sparsity="sparsity"),
@@ -733,6 +764,7 @@ def _dst_hparams(anneal_default: str, anneal_source: str, distribution_source: s
         HParam("mask_seed", 0, "seed of the random initial mask (and of SET's growth)",
                "library default", kind=int, ge=0),
         PATTERN,
+        UNTILEABLE,
         NESTEROV,
         _wd(0.0, "as the sgd baseline"),
         SPARSIFY,
@@ -742,7 +774,8 @@ def _dst_hparams(anneal_default: str, anneal_source: str, distribution_source: s
 def _build_static(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
     return pruning.static_sparse(
         _sgd(ctx, hp["weight_decay"], hp["nesterov"]), hp["sparsity"],
-        distribution=hp["distribution"], pattern=_pattern(hp), seed=hp["mask_seed"], mask=_mask(hp),
+        distribution=hp["distribution"], pattern=_pattern(hp), seed=hp["mask_seed"],
+        mask=_pattern_mask(hp),
     )
 
 
@@ -753,7 +786,7 @@ def _dst_builder(factory: Callable[..., Any]) -> Callable[[Context, dict[str, An
             end_step=max(1, ctx.steps(hp["end_fraction"] * ctx.epochs)),
             update_freq=hp["update_freq"], drop_fraction=hp["drop_fraction"],
             anneal=hp["anneal"], distribution=hp["distribution"], pattern=_pattern(hp),
-            seed=hp["mask_seed"], mask=_mask(hp),
+            seed=hp["mask_seed"], mask=_pattern_mask(hp),
         )
 
     return build
@@ -770,6 +803,7 @@ register(MethodSpec(
                "RigL paper Sec. 3: ERK for the static and dynamic methods", kind=("erk", "uniform")),
         HParam("mask_seed", 0, "seed of the random mask", "library default", kind=int, ge=0),
         PATTERN,
+        UNTILEABLE,
         NESTEROV,
         _wd(0.0, "as the sgd baseline"),
         SPARSIFY,
@@ -819,7 +853,7 @@ def _build_ste(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation
         _sgd(ctx, hp["weight_decay"], hp["nesterov"]),
         final_sparsity=hp["final_sparsity"], begin_step=begin, end_step=end,
         frequency=hp["frequency"], power=hp["power"], sr_ste_decay=hp["sr_ste_decay"],
-        scope=hp["scope"], pattern=_pattern(hp), mask=_mask(hp),
+        scope=hp["scope"], pattern=_pattern(hp), mask=_pattern_mask(hp),
     )
 
 
@@ -844,6 +878,7 @@ register(MethodSpec(
         HParam("scope", "layerwise", "'layerwise' or 'global'", "as gmp",
                kind=("layerwise", "global")),
         PATTERN,
+        UNTILEABLE,
         NESTEROV,
         _wd(0.0, "as the sgd baseline"),
         SPARSIFY,
