@@ -239,6 +239,25 @@ def test_gmp_reaches_its_final_sparsity() -> None:
     assert float(extra(state, params)["target_sparsity"]) == pytest.approx(0.8)
 
 
+@pytest.mark.parametrize("score", ["magnitude", "saliency", "random"])
+def test_gmp_score_chooses_what_is_removed(score: str) -> None:
+    # |w| grows along the kernel while |w * g| = 1/|w| falls: the two criteria remove opposite halves
+    w = jnp.arange(1.0, 9.0).reshape(4, 2)
+    params, grads = {"a": {"kernel": w}}, {"a": {"kernel": 1.0 / w**2}}
+    tx, _ = methods.make_optimizer(
+        "gmp", {"final_sparsity": 0.5, "begin_fraction": 0.0, "end_fraction": 0.0, "frequency": 1,
+                "score": score}, learning_rate=1e-3, momentum=None, steps_per_epoch=4, epochs=1,
+        params=params)
+    _, state = tx.update(grads, tx.init(params), params)
+    kept = np.asarray(state.inner_state.support["a"]["kernel"]).ravel()  # inject_hyperparams' inner
+    assert kept.sum() == 4
+    if score == "magnitude":
+        assert kept.tolist() == [False] * 4 + [True] * 4
+    elif score == "saliency":
+        assert kept.tolist() == [True] * 4 + [False] * 4
+    # 'random': the count above (which four is the seed's business; test_pruning_gradual.py)
+
+
 def test_prepare_model_applies_irda_init_deterministically() -> None:
     def build():
         return nnx.Sequential(nnx.Linear(50, 20, rngs=nnx.Rngs(0)),

@@ -231,6 +231,8 @@ def _build_gmp(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation
         scope=hp["scope"],
         mask=_pattern_mask(hp),
         pattern=None if hp["pattern"] == "unstructured" else hp["pattern"],
+        score=hp["score"],
+        seed=hp["score_seed"],
     )
 
 
@@ -258,6 +260,10 @@ register(MethodSpec(
         HParam("scope", "layerwise",
                "'layerwise' (every layer to s_t) or 'global' (one threshold for all layers)",
                "Zhu & Gupta prune each layer to the same sparsity", kind=("layerwise", "global")),
+        HParam("score", "magnitude",
+               "what is removed first: 'magnitude', 'saliency' (smallest |w*g|) or 'random' "
+               "(a control)", "Zhu & Gupta: magnitude", kind=("magnitude", "saliency", "random")),
+        HParam("score_seed", 0, "seed of score='random'", "library default", kind=int, ge=0),
         NESTEROV,
         _wd(0.0, "as the sgd baseline"),
         SPARSIFY,
