@@ -94,7 +94,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -102,18 +101,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _common():
-    """Imports ``fmnist_bn_common.py`` next to this file (scripts are not a package)."""
-    name = "fmnist_bn_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(name + ".py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-common = _common()
+# fmnist_bn_common.py sits next to this file (the scripts are not a package).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fmnist_bn_common as common  # noqa: E402
 
 SMALL_CNN = "small_cnn_w16"
 SMALL_CNN_FEATURES: tuple[int, ...] = (16, 16)

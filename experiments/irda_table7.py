@@ -59,7 +59,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -67,18 +66,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _common():
-    """Imports ``fmnist_bn_common.py`` next to this file (scripts are not a package)."""
-    name = "fmnist_bn_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(name + ".py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-common = _common()
+# fmnist_bn_common.py sits next to this file (the scripts are not a package).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fmnist_bn_common as common  # noqa: E402
 
 GAMMA = 1.0  # Table 7: "Fix gamma = 1.0"
 LAMBDAS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
