@@ -193,7 +193,7 @@ def contribution_gram(
       Number of Winning Tickets is Enough", NeurIPS 2020, §2.1 and Appendix 5.1.
     """
     model = check_model(model)
-    spec = check_group(model, group)
+    check_group(model, group)  # validates the group name
     x = check_data(x)
     other = check_gates_for(model, gates, group)
     graphdef, state = functional(model)
