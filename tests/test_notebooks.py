@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pathlib
 import re
+import tempfile
 import tomllib
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -112,7 +114,22 @@ def test_notebook_executes(path, monkeypatch):
     monkeypatch.setenv("SPARSEJAX_NOTEBOOK_STEPS", "300")
     monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "1")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    # The kernel talks over Unix sockets in a private directory: with TCP, two notebooks started at once
+    # (pytest -n 2) can pick the same free port, and the second kernel dies with "Address already in use".
+    # The directory is short on purpose (a socket path is limited to about 100 bytes).
+    with tempfile.TemporaryDirectory(prefix="sjnb-", dir="/tmp") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
+        seen = []
+        client = NotebookClient(
+            nb,
+            timeout=600,
+            kernel_name="python3",
+            config=config,
+            resources={"metadata": {"path": str(path.parent)}},
+            on_notebook_start=lambda notebook: seen.append((client.km.transport, client.km.ip)),
+        )
+        client.execute()
+    assert seen == [("ipc", f"{sockets}/kernel")], seen
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert path.name in EXPECTED, f"add the output {path.name} must print to EXPECTED"
     for marker in EXPECTED[path.name]:
