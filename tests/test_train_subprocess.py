@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -66,7 +67,27 @@ def params_of(result) -> dict[str, np.ndarray]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free port below the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` is free only until this function returns: any
+    process that binds port 0 or connects meanwhile (the other pytest worker, a notebook kernel)
+    may receive it before the coordinator binds it. Ports below the ephemeral range are never
+    handed out that way, so only a process choosing the same number on purpose could take it.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default lower bound
+    candidates = list(range(20000, min(low, 32768)))
+    random.Random(os.getpid()).shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range on this machine: take the race
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
