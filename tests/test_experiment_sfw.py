@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
+from sparsejax.tree import leaves_with_paths as sj_paths
 from tests.scripts import load_script, needs_fashion_mnist
 
 
@@ -21,32 +23,35 @@ def job() -> ModuleType:
 def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     job: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--quick", "--sfw-init", "--ratios", "0.5,0.9", "--retrain-steps", "2",
+    # The network with BatchNorm, the three methods (GMP trained to 90%), the BatchNorm
+    # statistics recomputed after pruning, retraining at 90% only and the study's 40% comparison
+    # (0.4 is not among the ratios: its rows show '-'). SFW-Init: the next test.
+    argv = ["--quick", "--model", "bn_cnn", "--methods", "sfw,sgd,gmp", "--gmp-ratios", "0.9",
+            "--ratios", "0.5,0.9", "--retrain-steps", "2", "--bn-recalibrate", "2",
             "--out", str(tmp_path), "--quiet"]
     res = job.main(argv)
     out = capsys.readouterr().out
 
-    names = ["sfw global", "sgd global", "sfw layerwise", "sgd layerwise", "sgd global + retrain",
-             "sfw global + retrain"]
+    names = ["sfw global", "sgd global", "sfw layerwise", "sgd layerwise",
+             "sfw global + BN recomputed", "sgd global + BN recomputed", "gmp global",
+             "sgd global + retrain", "sfw global + retrain"]
     assert list(res["curves"]) == names
     for name, points in res["curves"].items():
-        # retraining only from --retrain-from (0.9) on
-        assert [p[0] for p in points] == ([0.9] if "retrain" in name else [0.5, 0.9]), name
+        # retraining only from --retrain-from (0.9) on; GMP only at its --gmp-ratios
+        expected = [0.9] if "retrain" in name or name == "gmp global" else [0.5, 0.9]
+        assert [p[0] for p in points] == expected, name
         for ratio, acc, sparsity in points:
             assert 0.0 <= acc <= 1.0, (name, points)
-            # one-shot pruning removes round(ratio * N) kernel weights (more if already zero)
+            # one-shot pruning removes round(ratio * N) kernel weights (more if already zero);
+            # GMP's last support update prunes to its final sparsity
             assert ratio - 1e-3 <= sparsity <= ratio + 0.02, (name, points)
+    assert set(res["dense"]) == {"sfw", "sgd"}
     for name in ("sfw", "sgd"):
         assert 0.0 <= res["dense"][name] <= 1.0
         assert 0.0 <= res["natural_sparsity"][name] < 0.5
-    # SFW-Init learns a scale per kernel and SFW starts feasible; its iterates stay in their
-    # K-sparse polytopes; SGD learns something in 8 steps.
+    # SFW starts feasible and its iterates stay in their K-sparse polytopes (every leaf,
+    # BatchNorm scales and shifts included); SGD learns something in 8 steps.
     facts = res["facts"]["sfw"]
-    scales = facts["sfw_init_scales"]
-    # every leaf is constrained (the reference's default), biases included
-    assert sorted(scales) == sorted(f"{layer}/{leaf}" for layer in (
-        "convs/0", "convs/1", "fcs/0", "fcs/1", "fcs/2") for leaf in ("bias", "kernel"))
-    assert all(0.01 <= v for v in scales.values()) and any(v != 1.0 for v in scales.values())
     assert facts["init_feasible"] and facts["final_feasible"]
     assert res["dense"]["sgd"] > 0.2, res["dense"]
 
@@ -54,23 +59,55 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     table = res["table"].splitlines()
     assert table[0] == "| ratio | " + " | ".join(names) + " |"
     assert table[2].startswith("| 0 (dense) |") and len(table) == 5
-    assert table[3].startswith("| 0.5 |") and table[3].endswith(" | - | - |")
+    assert table[2].split(" | ")[7] == "-"  # GMP has no dense net
+    assert table[3].startswith("| 0.5 |") and table[3].endswith(" | - | - | - |")
     assert table[4].startswith("| 0.9 |") and "-" not in table[4]
     assert res["table"] in out
+    # the study's table: its figures, ours where computed (dense only here)
+    study = res["study_table"].splitlines()
+    assert len(study) == 2 + 6 and res["study_table"] in out
+    assert study[2] == f"| sgd | no | no | 57.40 | {100 * res['dense']['sgd']:.2f} |"
+    assert study[4].startswith("| sgd | yes | yes | 62.97 |") and study[4].endswith(" - |")
     plot = Path(res["plot"])
     assert plot.parent == tmp_path and plot.stat().st_size > 10_000
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(Path(res["json"]).read_text())
     assert saved["dense"] == res["dense"] and saved["table"] == res["table"]
-    for name in ("sfw", "sgd", "sfw_retrain_0.9", "sgd_retrain_0.9"):
+    for name in ("sfw", "sgd", "gmp_0.9", "sfw_retrain_0.9", "sgd_retrain_0.9"):
         assert (tmp_path / "work_quick" / name / "result.json").exists()
     # the retrained SFW net keeps the pruned support: 90% zeros at least
     assert res["curves"]["sfw global + retrain"][0][2] >= 0.9 - 1e-3
 
     # Same command again: every run is reused from its workdir, same numbers.
     again = job.main(argv)
-    assert again["facts"]["sfw"]["reused"] and again["facts"]["sgd"]["reused"]
+    assert all(again["facts"][n]["reused"] for n in ("sfw", "sgd", "gmp 0.9"))
     assert again["dense"] == res["dense"] and again["curves"] == res["curves"]
+
+
+@needs_fashion_mnist
+def test_sfw_init_learns_a_scale_per_constrained_leaf(job: ModuleType) -> None:
+    """SFW-Init (the paper's Algorithm 3) on the network with BatchNorm, from overlapping
+    batches: one scale per constrained leaf, the BatchNorm scales and shifts included."""
+    from flax import nnx
+
+    from sparsejax import constraints as C
+
+    args = job.parse_args(["--quick", "--model", "bn_cnn", "--sfw-init", "--sfw-init-steps", "2"])
+    train, _ = job.load_data(args)
+    model = job.build_model(args, args.seed)
+    cons = job.make_constraints(args)
+    params, scales = job.sfw_init_params(args, model, cons, train)
+    convs = [f"convs/{i}" for i in range(3)]
+    assert sorted(scales) == sorted(
+        [f"{c}/conv/kernel" for c in convs] + [f"{c}/bn/{leaf}" for c in convs
+                                               for leaf in ("scale", "bias")]
+        + [f"classifier/{i}/{leaf}" for i in (0, 1) for leaf in ("kernel", "bias")]), scales
+    assert all(0.01 <= v for v in scales.values()) and any(v != 1.0 for v in scales.values())
+    before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    after = dict(sj_paths(params))
+    for path, x in sj_paths(before):  # the init, each leaf scaled by its learned factor
+        np.testing.assert_allclose(after[path], scales[path] * np.asarray(x), rtol=1e-5, atol=1e-7)
+    assert C.is_feasible(C.make_feasible(params, cons), cons)
 
 
 def _curve(ratios: tuple[float, ...], acc: dict[float, float], default: float) -> list:
@@ -122,12 +159,31 @@ def test_the_reference_scheme_spans_the_run(job: ModuleType) -> None:
 def test_command_line_is_validated(job: ModuleType) -> None:
     for bad in (["--ratios", "0.5,1.0"], ["--ratios", "x"], ["--k-frac", "0"], ["--value", "0"],
                 ["--epochs", "0"], ["--momentum", "1"], ["--features", "8"], ["--k", "0"],
-                ["--biases", "adam"],
+                ["--biases", "adam"], ["--methods", "sfw,adam"], ["--methods", "sfw,sfw"],
+                ["--methods", ""], ["--check", "--methods", "sfw,gmp"], ["--model", "resnet"],
+                ["--methods", "gmp", "--gmp-ratios", "1.0"],
                 ["--train-subset", "100"], ["--scope", "rows"], ["--retrain-from", "2"]):
         with pytest.raises(SystemExit):
             job.parse_args(bad)
     args = job.parse_args(["--quick", "--epochs", "5"])
     assert args.epochs == 1 and args.train_subset == 1024 and args.scopes == ("global", "layerwise")
+    assert args.methods == ("sfw", "sgd") and args.gmp_ratios == args.ratios
+    args = job.parse_args(["--methods", "gmp, sgd", "--gmp-ratios", "0.8,0.95"])
+    assert args.methods == ("gmp", "sgd") and args.gmp_ratios == (0.8, 0.95)
+
+
+def test_both_models_and_the_gmp_schedule(job: ModuleType) -> None:
+    from flax import nnx
+
+    small = job.build_model(job.parse_args([]), 0)
+    bn = job.build_model(job.parse_args(["--model", "bn_cnn"]), 0)
+    assert not any(isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(small))
+    assert sum(isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(bn)) == 3
+    # the small CNN's run identity is the one of the committed runs; the BN net's names its model
+    assert job.run_config("sgd", job.parse_args([]))["model"] == "small_cnn"
+    cfg = job.run_config("gmp", job.parse_args(["--model", "bn_cnn"]), final_sparsity=0.9)
+    assert cfg["model"] == "bn_cnn" and cfg["features"] is None and cfg["final_sparsity"] == 0.9
+    assert cfg["hparams"]["gmp"] == {"begin": 0.1, "end": 0.7, "updates": 20, "scope": "global"}
 
 
 @pytest.mark.slow
