@@ -13,6 +13,12 @@ median over rounds; the ratio is to the baseline's figure (goal of issue 17:
 at most 1.10 for RigL and SET at ΔT = 100). The cost of one mask-update step
 alone is also printed.
 
+The ``*_host`` rows are the same transforms with the mask-update steps chosen
+on the host (``update(..., mask_update=rule(step))``, the rule
+:func:`sparsejax.pruning.dst_update_due` / :func:`~sparsejax.pruning.ste_update_due`;
+what :func:`sparsejax.train.fit` does with ``mask_update_due=``): two
+compiled steps, the ordinary one without the selection or any control flow.
+
 Usage::
 
   python benchmarks/dynamic_sparse.py            # ResNet-18 tree, ΔT = 100 (a few minutes on 2 busy cores)
@@ -25,6 +31,7 @@ Timing figures are printed, never asserted: machines are noisy.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -47,27 +54,44 @@ __all__ = ["candidates", "main"]
 SPARSITY = 0.9
 
 
-def candidates(update_freq: int, end_step: int) -> dict[str, optax.GradientTransformation]:
-    """The transforms timed, each around momentum SGD."""
+Rule = Callable[[int], bool] | None
+
+
+def candidates(update_freq: int, end_step: int
+               ) -> dict[str, tuple[optax.GradientTransformation, Rule]]:
+    """The transforms timed, each around momentum SGD, with their host-side rule (``None``:
+    the step decides on the device)."""
 
     def inner() -> optax.GradientTransformation:
         return optax.sgd(0.1, momentum=0.9)
 
     kw = dict(mask=tree.weights_only)
-    return {
-        "sgd_momentum": inner(),
-        "sgd_momentum_again": inner(),
-        "static_sparse": pruning.static_sparse(inner(), SPARSITY, **kw),
-        "set": pruning.set_(inner(), SPARSITY, end_step=end_step, update_freq=update_freq, **kw),
-        "rigl": pruning.rigl(inner(), SPARSITY, end_step=end_step, update_freq=update_freq, **kw),
-        f"ste_every_{update_freq}": pruning.ste_pruning(
-            inner(), SPARSITY, begin_step=0, end_step=0, frequency=update_freq, **kw),
+    dst_rule = functools.partial(pruning.dst_update_due, update_freq=update_freq, end_step=end_step)
+    ste_rule = functools.partial(pruning.ste_update_due, begin_step=0, frequency=update_freq)
+    out: dict[str, tuple[optax.GradientTransformation, Rule]] = {
+        "sgd_momentum": (inner(), None),
+        "sgd_momentum_again": (inner(), None),
+        "static_sparse": (pruning.static_sparse(inner(), SPARSITY, **kw), None),
     }
+    for name, rule, make in (
+        ("set", dst_rule, lambda: pruning.set_(inner(), SPARSITY, end_step=end_step,
+                                               update_freq=update_freq, **kw)),
+        ("rigl", dst_rule, lambda: pruning.rigl(inner(), SPARSITY, end_step=end_step,
+                                                update_freq=update_freq, **kw)),
+        (f"ste_every_{update_freq}", ste_rule, lambda: pruning.ste_pruning(
+            inner(), SPARSITY, begin_step=0, end_step=0, frequency=update_freq, **kw)),
+    ):
+        out[name] = (make(), None)
+        out[f"{name}_host"] = (make(), rule)
+    return out
 
 
-def _make_step(tx: optax.GradientTransformation) -> Callable[..., Any]:
+def _make_step(tx: optax.GradientTransformation, mask_update: bool | None = None
+               ) -> Callable[..., Any]:
+    extra = {} if mask_update is None else {"mask_update": mask_update}
+
     def step(params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
-        updates, state = tx.update(grads, state, params)
+        updates, state = tx.update(grads, state, params, **extra)
         return optax.apply_updates(params, updates), state
 
     return jax.jit(step, donate_argnums=(0, 1))
@@ -78,11 +102,17 @@ def _block(x: Any) -> None:
 
 
 class Runner:
-    """One candidate: its jitted step and its own params and state."""
+    """One candidate: its jitted step(s) and its own params and state.
 
-    def __init__(self, name: str, tx: optax.GradientTransformation, host_params: Any, grads: Any):
-        self.name, self.tx = name, tx
-        self.step = _make_step(tx)
+    With a host-side ``rule``, two steps (``mask_update=False`` / ``True``) and a
+    host step counter that follows the transform's own count.
+    """
+
+    def __init__(self, name: str, tx: optax.GradientTransformation, rule: Rule,
+                 host_params: Any, grads: Any):
+        self.name, self.tx, self.rule, self.t = name, tx, rule, 0
+        self.programs = ({None: _make_step(tx)} if rule is None
+                         else {flag: _make_step(tx, flag) for flag in (False, True)})
         self.params = jax.device_put(host_params)
         self.state = jax.jit(tx.init)(self.params)
         self.grads = grads
@@ -93,7 +123,9 @@ class Runner:
         _block((self.params, self.state))
         start = time.perf_counter()
         for _ in range(steps):
-            self.params, self.state = self.step(self.params, self.state, self.grads)
+            step = self.programs[None if self.rule is None else self.rule(self.t)]
+            self.params, self.state = step(self.params, self.state, self.grads)
+            self.t += 1
         _block((self.params, self.state))
         self.windows.append((time.perf_counter() - start) / steps)
 
@@ -109,8 +141,9 @@ class Runner:
         saved = self.state.count
         self.state = self.state._replace(count=jnp.asarray(due, jnp.int32))
         _block((self.params, self.state))
+        step = self.programs[None if self.rule is None else True]
         start = time.perf_counter()
-        self.params, self.state = self.step(self.params, self.state, self.grads)
+        self.params, self.state = step(self.params, self.state, self.grads)
         _block((self.params, self.state))
         self.update_steps.append(time.perf_counter() - start)
         self.state = self.state._replace(count=saved)
@@ -120,7 +153,8 @@ def run(size: str, update_freq: int, rounds: int) -> list[dict[str, Any]]:
     host = resnet18_params(0, **SIZES[size])
     grads = jax.device_put(resnet18_params(1, **SIZES[size]))
     # Windows start at a multiple of ΔT: exactly one mask update in each.
-    runners = [Runner(n, tx, host, grads) for n, tx in candidates(update_freq, 10**9).items()]
+    runners = [Runner(n, tx, rule, host, grads)
+               for n, (tx, rule) in candidates(update_freq, 10**9).items()]
     for r in runners:  # compile and warm up (one full window: the first mask update included)
         r.window(update_freq)
         r.windows.clear()
@@ -130,11 +164,25 @@ def run(size: str, update_freq: int, rounds: int) -> list[dict[str, Any]]:
             r.window(update_freq)
             r.update_step(update_freq)
     base = float(np.median(runners[0].windows))
+    by_name = {r.name: r for r in runners}
     rows = []
     for r in runners:
         ms = 1e3 * float(np.median(r.windows))
         upd = 1e3 * float(np.median(r.update_steps)) if r.update_steps else float("nan")
-        rows.append(dict(name=r.name, ms_per_step=ms, ratio=ms / (1e3 * base), update_step_ms=upd))
+        row = dict(name=r.name, ms_per_step=ms, ratio=ms / (1e3 * base), update_step_ms=upd)
+        if r.rule is not None:
+            # the same steps as its device-scheduled twin: the same masks, the same weights up
+            # to rounding (the programs are compiled separately)
+            twin = by_name[r.name.removesuffix("_host")]
+            pairs = list(zip(jax.tree.leaves((r.params, r.state)),
+                             jax.tree.leaves((twin.params, twin.state)), strict=True))
+            row["masks_equal"] = all(np.array_equal(np.asarray(a), np.asarray(b))
+                                     for a, b in pairs if a.dtype == jnp.bool_)
+            row["max_abs_diff"] = max(
+                float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)),
+                             initial=0.0))
+                for a, b in pairs if jnp.issubdtype(a.dtype, jnp.floating))
+        rows.append(row)
     return rows
 
 
@@ -144,12 +192,20 @@ def format_rows(rows: Sequence[dict[str, Any]], update_freq: int) -> str:
     for row in rows:
         upd = "-" if np.isnan(row["update_step_ms"]) else f"{row['update_step_ms']:.1f}"
         lines.append(f"{row['name']:<20} {row['ms_per_step']:>9.2f} {row['ratio']:>8.3f} {upd:>20}")
+    host = [row for row in rows if "masks_equal" in row]
+    if host:
+        same = all(row["masks_equal"] for row in host)
+        diff = max(row["max_abs_diff"] for row in host)
+        lines.append(f"host-scheduled runs against their device-scheduled twins: masks identical: "
+                     f"{'yes' if same else 'NO'}; largest difference of a float: {diff:.2g}")
     lines.append(f"(amortised over windows of {update_freq} steps, each with one mask update; "
-                 "goal for rigl and set: ratio <= 1.10)")
+                 "goal for rigl and set: ratio <= 1.10; *_host: mask-update steps chosen on the "
+                 "host)")
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Runs the benchmark, prints the table; returns its rows."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny tree, ΔT = 10, 2 rounds")
     parser.add_argument("--update-freq", type=int, default=None, help="ΔT (default 100)")
@@ -167,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run(size, update_freq, rounds)
     print(format_rows(rows, update_freq))
     print(f"wall time {time.perf_counter() - start:.0f} s")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -155,6 +155,23 @@ def test_greedy_prune_quick_reports_every_figure(tmp_path, capsys) -> None:
     assert "Taylor vs exact global:" in stdout and "Gram computation" in stdout
 
 
+def test_dynamic_sparse_quick_times_every_transform_and_its_host_scheduled_twin(capsys) -> None:
+    rows = _load("dynamic_sparse").main(["--quick", "--rounds", "1"])
+    stdout = capsys.readouterr().out
+    names = [r["name"] for r in rows]
+    assert names == ["sgd_momentum", "sgd_momentum_again", "static_sparse", "set", "set_host",
+                     "rigl", "rigl_host", "ste_every_10", "ste_every_10_host"]
+    for r in rows:
+        assert _positive(r["ms_per_step"]) and _positive(r["ratio"]), r
+        assert (r["name"].startswith("sgd") == math.isnan(r["update_step_ms"])), r
+        assert re.search(rf"^{r['name']}\s+\d", stdout, re.M), r["name"]
+    # the host-scheduled twins ran the same steps: the same masks, the same floats up to rounding
+    host = [r for r in rows if r["name"].endswith("_host")]
+    assert [r["masks_equal"] for r in host] == [True] * 3
+    assert all(0.0 <= r["max_abs_diff"] < 1e-5 for r in host), host
+    assert "against their device-scheduled twins: masks identical: yes;" in stdout
+
+
 @pytest.fixture(scope="module")
 def throughput_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, dict]:
     """Runs ``throughput.py --quick --json PATH`` once; returns (stdout, returned, written)."""

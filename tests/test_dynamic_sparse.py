@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -223,13 +224,102 @@ def test_reset_state_entries_resets_adam_moments():
     assert int(adam.count) == 1
 
 
+_HOST_SCHEDULED = {
+    # name: (factory of the transform, the host-side rule with the transform's arguments)
+    "rigl": (lambda: pruning.rigl(optax.inject_hyperparams(optax.sgd)(0.05, momentum=0.9), 0.7,
+                                  end_step=6, update_freq=2, drop_fraction=0.5,
+                                  mask=sj.tree.weights_only),
+             lambda t: pruning.dst_update_due(t, update_freq=2, end_step=6)),
+    "set": (lambda: optax.chain(optax.add_decayed_weights(1e-3), pruning.set_(
+                optax.sgd(0.05, momentum=0.9), 0.6, end_step=7, update_freq=3, begin_step=1,
+                mask=sj.tree.weights_only)),
+            lambda t: pruning.dst_update_due(t, update_freq=3, end_step=7, begin_step=1)),
+    "ste": (lambda: pruning.ste_pruning(optax.sgd(0.05, momentum=0.9), 0.8, begin_step=1,
+                                        end_step=5, frequency=2, initial_sparsity=0.3,
+                                        mask=sj.tree.weights_only),
+            lambda t: pruning.ste_update_due(t, begin_step=1, frequency=2)),
+}
+
+
+def _support_of(state):
+    found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: hasattr(x, "support"))
+             if hasattr(s, "support")]
+    assert len(found) == 1
+    return found[0].support
+
+
+@pytest.mark.parametrize("name", sorted(_HOST_SCHEDULED))
+def test_host_scheduled_mask_updates_give_the_device_scheduled_run(name):
+    """``mask_update=rule(step)`` (two programs: no selection on ordinary steps, no control
+    flow on update steps) gives bit for bit the run in which the step decides (``lax.cond``),
+    through ``inject_hyperparams`` and ``chain``; the rule names exactly the steps at which
+    the device-scheduled run changed its support; ``True`` at every step changes nothing
+    either, and ``False`` where an update is due skips it (the caller's promise)."""
+    make, due = _HOST_SCHEDULED[name]
+    tx = make()
+    programs = {flag: jax.jit(functools.partial(tx.update, mask_update=flag))
+                for flag in (None, False, True)}
+
+    def run(flags):
+        params = _tree(4)
+        state = tx.init(params)
+        supports = [_support_of(state)]
+        for t, flag in enumerate(flags):
+            updates, state = programs[flag](_grads(params, t), state, params)
+            params = optax.apply_updates(params, updates)
+            supports.append(_support_of(state))
+        return params, state, supports
+
+    steps = 8
+    reference, ref_state, ref_supports = run([None] * steps)
+    changed = [t for t in range(steps) if not jax.tree.all(jax.tree.map(
+        lambda a, b: bool(jnp.all(a == b)), ref_supports[t], ref_supports[t + 1]))]
+    assert changed == [t for t in range(steps) if due(t)] and len(changed) >= 2, changed
+    for flags in ([due(t) for t in range(steps)], [True] * steps):
+        params, state, _ = run(flags)
+        for a, b in zip(jax.tree.leaves((params, state)), jax.tree.leaves((reference, ref_state)),
+                        strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    skipped = [due(t) and t != changed[0] for t in range(steps)]
+    _, _, supports = run(skipped)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
+                                     supports[changed[0]], supports[changed[0] + 1]))
+
+
+def test_the_host_side_rules_and_their_errors():
+    assert [t for t in range(12) if pruning.dst_update_due(t, update_freq=4, end_step=12)] == [3, 7]
+    assert [t for t in range(12) if pruning.dst_update_due(
+        t, update_freq=4, end_step=13, begin_step=2)] == [1, 5, 9]
+    assert [t for t in range(7) if pruning.ste_update_due(t, begin_step=3)] == [3, 4, 5, 6]
+    with pytest.raises(ValueError, match="update_freq"):
+        pruning.dst_update_due(0, update_freq=0, end_step=10)
+    with pytest.raises(ValueError, match="step"):
+        pruning.ste_update_due(-1, begin_step=0)
+    tx = pruning.rigl(optax.sgd(0.1), 0.5, end_step=10, update_freq=2)
+    params = _tree(0)
+    with pytest.raises(TypeError, match="mask_update must be None, True or False"):
+        tx.update(_grads(params, 0), tx.init(params), params, mask_update=jnp.asarray(True))
+    from sparsejax.train.methods import mask_update_schedule
+
+    # the registry's rules use the run's steps: RigL's T_end = 75% of 40 steps, STE from 25%
+    rigl = mask_update_schedule("rigl", {"update_freq": 10}, steps_per_epoch=20, epochs=2)
+    assert [t for t in range(40) if rigl(t)] == [9, 19]
+    ste = mask_update_schedule("ste", {"begin_fraction": 0.25, "frequency": 5},
+                               steps_per_epoch=20, epochs=2)
+    assert [t for t in range(40) if ste(t)] == [10, 15, 20, 25, 30, 35]
+    assert mask_update_schedule("static", {}, steps_per_epoch=20, epochs=2) is None
+
+
 def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
     """The masks live in the optimizer state, which the Orbax checkpoint saves bit-packed: a RigL
     run cut after its step-4 checkpoint (the end of epoch 0; mask updates at steps 2 and 4 before
     it) and resumed (a mask update at step 6 after it) ends exactly where the uninterrupted run
     does. The step-4 checkpoint holds each support as ``ceil(n / 8)`` uint8 bytes whose NumPy
     unpacking has the checksums of the in-memory support at the save, and restores to exactly
-    those booleans."""
+    those booleans. These runs let the trainer pick the mask-update steps on the host
+    (``fit(mask_update_due=...)``, two compiled steps); a run that leaves it to the device has
+    the same masks throughout and the same weights up to rounding (its step is another
+    program: a few weights differ in the last bit)."""
     import json
     import warnings
 
@@ -243,14 +333,22 @@ def test_rigl_run_resumes_bit_identically_with_its_masks(tmp_path):
 
     train, _ = make_data(32, 128, 32, seed=0)  # 4 steps per epoch
 
-    def run(batches, wd):
+    def run(batches, wd, host=True):
         tx = pruning.rigl(optax.sgd(0.05, momentum=0.9), 0.8, end_step=8, update_freq=2,
                           mask=sj.tree.weights_only)
         model = create("mlp", hidden=(16,), rngs=0)
+        due = functools.partial(pruning.dst_update_due, update_freq=2, end_step=8) if host else None
         return fit(model, tx, batches, epochs=2, workdir=wd, seed=1,
-                   checkpoint_every_steps=3, log=None)
+                   checkpoint_every_steps=3, log=None, mask_update_due=due)
 
     reference = run(train, tmp_path / "ref")
+    device = run(train, tmp_path / "device", host=False)
+    for a, b in zip(jax.tree.leaves((device.params, device.opt_state)),
+                    jax.tree.leaves((reference.params, reference.opt_state)), strict=True):
+        if a.dtype == jnp.bool_:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        else:
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
     with pytest.raises(Interrupt):
         run(StopAt(train, 1, 1), tmp_path / "cut")  # after the step-4 checkpoint
     resumed = run(train, tmp_path / "cut")

@@ -70,12 +70,14 @@ from sparsejax.pruning.dynamic import (
     STEState,
     SparseTrainingState,
     cosine_drop_fraction,
+    dst_update_due,
     reset_state_entries,
     rigl,
     set_,
     static_sparse,
     ste_dense_params,
     ste_pruning,
+    ste_update_due,
 )
 
 # After fixed_support, which it builds on.
@@ -119,6 +121,7 @@ __all__ = [
     "STEState",
     "SparseTrainingState",
     "cosine_drop_fraction",
+    "dst_update_due",
     "is_n_m_sparse",
     "reset_state_entries",
     "random_scores",
@@ -129,6 +132,7 @@ __all__ = [
     "static_sparse",
     "ste_dense_params",
     "ste_pruning",
+    "ste_update_due",
 ]
 
 

@@ -54,12 +54,14 @@ __all__ = [
     "STEState",
     "SparseTrainingState",
     "cosine_drop_fraction",
+    "dst_update_due",
     "reset_state_entries",
     "rigl",
     "set_",
     "static_sparse",
     "ste_dense_params",
     "ste_pruning",
+    "ste_update_due",
 ]
 
 
@@ -325,7 +327,7 @@ class _DSTHyper(NamedTuple):
     drop_fraction: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("grow", "anneal", "pattern"))
+@functools.partial(jax.jit, static_argnames=("grow", "anneal", "pattern", "branch"))
 def _dst_mask_update(
     t: jax.Array,
     old: list[jax.Array],
@@ -336,9 +338,13 @@ def _dst_mask_update(
     anneal: str,
     pattern: Pattern,
     key: jax.Array,
+    branch: bool = True,
 ) -> tuple[jax.Array, list[jax.Array], list[jax.Array], list[jax.Array]]:
     """``(due, new support, kept-after-drop, newly grown)`` after step ``t`` (0-based).
 
+    ``branch``: the selection runs under ``lax.cond(due, ...)``; ``False``: it
+    runs unconditionally and its results are kept where ``due`` (the program
+    of the steps a caller announced with ``mask_update=True``).
     Jitted at module level, so that eager training loops compile it once.
     """
     tau = t + 1  # the paper's 1-based step
@@ -382,8 +388,83 @@ def _dst_mask_update(
     def skip() -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
         return list(old), list(old), [jnp.zeros_like(m) for m in old]
 
-    new, kept, fresh = jax.lax.cond(due, update, skip)
+    if branch:
+        new, kept, fresh = jax.lax.cond(due, update, skip)
+    else:
+        new, kept, fresh = update()
+        new = [jnp.where(due, n, o) for n, o in zip(new, old)]
+        kept = [jnp.where(due, k, o) for k, o in zip(kept, old)]
+        fresh = [f & due for f in fresh]
     return due, new, kept, fresh
+
+
+def _mask_update_flag(extra_args: dict[str, Any], name: str) -> bool | None:
+    """Pops the ``mask_update`` extra argument (``None``, ``True`` or ``False``) and checks it."""
+    flag = extra_args.pop("mask_update", None)
+    if flag is not None and not isinstance(flag, (bool, np.bool_)):
+        raise TypeError(
+            f"pruning.{name}: mask_update must be None, True or False (a Python bool: it selects "
+            f"the compiled program), got {type(flag).__name__}")
+    return None if flag is None else bool(flag)
+
+
+def dst_update_due(step: int, *, update_freq: int, end_step: int, begin_step: int = 0) -> bool:
+    r"""Whether :func:`rigl` / :func:`set_` update the mask at the 0-based ``step`` (on the host).
+
+    The same rule the transforms apply to their own step count: an update at
+    the 1-based step :math:`\tau = \text{step} + 1` with
+    :math:`\tau \ge t_0`, :math:`\tau < T_\text{end}` and
+    :math:`(\tau - t_0) \bmod \Delta T = 0`. A training loop that knows
+    ``step`` on the host passes ``mask_update=dst_update_due(step, ...)`` to
+    ``update`` and compiles two programs, one for each answer (see
+    :func:`rigl`: "host-scheduled mask updates").
+
+    Args:
+      step: the number of updates made before this one (>= 0).
+      update_freq: :math:`\Delta T`, as given to the transform.
+      end_step: :math:`T_\text{end}`, as given to the transform.
+      begin_step: :math:`t_0`, as given to the transform.
+
+    Returns:
+      ``True`` where the transform updates its mask at this step.
+
+    Example:
+      >>> from sparsejax.pruning import dst_update_due
+      >>> [s for s in range(10) if dst_update_due(s, update_freq=3, end_step=8)]
+      [2, 5]
+    """
+    for name, value, low in (("step", step, 0), ("update_freq", update_freq, 1),
+                             ("end_step", end_step, 1), ("begin_step", begin_step, 0)):
+        check_number(name, value, ge=low, integer=True)
+    tau = int(step) + 1
+    return begin_step <= tau < end_step and (tau - begin_step) % update_freq == 0
+
+
+def ste_update_due(step: int, *, begin_step: int, frequency: int = 1) -> bool:
+    r"""Whether :func:`ste_pruning` recomputes its mask at the 0-based ``step`` (on the host).
+
+    The transform's own rule: :math:`\text{step} \ge t_0` and
+    :math:`(\text{step} - t_0) \bmod \Delta t = 0`. Pass
+    ``mask_update=ste_update_due(step, ...)`` to ``update`` to skip the
+    selection on the other steps (see :func:`dst_update_due`).
+
+    Args:
+      step: the number of updates made before this one (>= 0).
+      begin_step: :math:`t_0`, as given to :func:`ste_pruning`.
+      frequency: :math:`\Delta t`, as given to :func:`ste_pruning`.
+
+    Returns:
+      ``True`` where the mask is recomputed at this step.
+
+    Example:
+      >>> from sparsejax.pruning import ste_update_due
+      >>> [s for s in range(8) if ste_update_due(s, begin_step=2, frequency=3)]
+      [2, 5]
+    """
+    for name, value, low in (("step", step, 0), ("begin_step", begin_step, 0),
+                             ("frequency", frequency, 1)):
+        check_number(name, value, ge=low, integer=True)
+    return step >= begin_step and (step - begin_step) % frequency == 0
 
 
 def _dynamic(
@@ -422,9 +503,13 @@ def _dynamic(
 
     def update_fn(updates, state, params=None, **extra_args):
         require_params(params, f"pruning.{name}")
+        flag = _mask_update_flag(extra_args, name)
         u, inner_state = optax.with_extra_args_support(inner).update(
             updates, state.inner_state, params, **extra_args
         )
+        if flag is False:  # the caller guarantees no mask update now: static sparse training's step
+            return _masked(u, state.support, params), SparseTrainingState(
+                optax.safe_increment(state.count), state.support, inner_state)
         old, treedef = jax.tree.flatten(state.support)
         flags = _selected(params, mask)
         chosen = [(p, g, du) for p, g, du, s in zip(
@@ -443,7 +528,7 @@ def _dynamic(
         )
         due, new, kept, fresh = _dst_mask_update(
             state.count, old, weights, [g for _, g, _ in chosen], hyper, grow, anneal, structure,
-            jax.random.fold_in(jax.random.PRNGKey(seed), 1),
+            jax.random.fold_in(jax.random.PRNGKey(seed), 1), branch=flag is None,
         )
         support = jax.tree.unflatten(treedef, new)
         fresh_tree = jax.tree.unflatten(treedef, fresh)
@@ -487,6 +572,23 @@ _DST_ARGS = """
     Returns:
       An :class:`optax.GradientTransformationExtraArgs` with state
       :class:`SparseTrainingState`; ``update`` requires ``params``.
+
+    Host-scheduled mask updates:
+      By default the step decides on the device whether the mask is updated
+      (a ``lax.cond`` in every step). A loop that knows the step number on the
+      host may pass the extra argument ``mask_update`` to ``update`` (through
+      ``optax.chain``, ``inject_hyperparams`` and the other Optax wrappers):
+      ``mask_update=False`` promises that no update is due at this step, and
+      the step is exactly static sparse training's (no selection, no
+      control flow); ``mask_update=True`` runs the selection without
+      control flow and keeps it where the schedule says so (a spurious
+      ``True`` is harmless). :func:`dst_update_due` gives the answer, and
+      :func:`sparsejax.train.fit` does this with ``mask_update_due=``. The
+      computation is the default's (the same masks and updates; the
+      programs are compiled separately, so inside a larger step XLA may
+      round a few results differently in the last bit); a ``False`` where
+      an update is due silently skips it, so the promise must hold (a transform wrapped
+      in ``optax.MultiSteps`` counts its own steps: use the default there).
 """
 
 
@@ -633,8 +735,9 @@ class _STEHyper(NamedTuple):
     erk_power_scale: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("pattern", "scope", "distribution"))
-def _ste_mask(t, sparsity, old, dense, hyper: _STEHyper, pattern, scope, distribution):
+@functools.partial(jax.jit, static_argnames=("pattern", "scope", "distribution", "branch"))
+def _ste_mask(t, sparsity, old, dense, hyper: _STEHyper, pattern, scope, distribution,
+              branch=True):
     due = (t >= hyper.begin_step) & (((t - hyper.begin_step) % hyper.frequency) == 0)
 
     def recompute():
@@ -646,7 +749,10 @@ def _ste_mask(t, sparsity, old, dense, hyper: _STEHyper, pattern, scope, distrib
                             hyper.erk_power_scale)
         return keep, s
 
-    return jax.lax.cond(due, recompute, lambda: (list(old), sparsity))
+    if branch:
+        return jax.lax.cond(due, recompute, lambda: (list(old), sparsity))
+    keep, s = recompute()  # mask_update=True: no control flow, kept where due
+    return [jnp.where(due, k, o) for k, o in zip(keep, old)], jnp.where(due, s, sparsity)
 
 
 def ste_pruning(
@@ -708,7 +814,9 @@ def ste_pruning(
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs` with state :class:`STEState`;
-      ``update`` requires ``params``.
+      ``update`` requires ``params`` and takes the extra argument
+      ``mask_update`` (``None``, ``True``, ``False``) with the meaning given
+      in :func:`rigl` and :func:`ste_update_due` as the host-side rule.
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -758,6 +866,7 @@ def ste_pruning(
 
     def update_fn(updates, state, params=None, **extra_args):
         require_params(params, "pruning.ste_pruning")
+        flag = _mask_update_flag(extra_args, "ste_pruning")
         treedef = jax.tree.structure(state.support, is_leaf=lambda x: x is None)
         ms = treedef.flatten_up_to(state.support)
         hs = treedef.flatten_up_to(state.hidden)
@@ -786,8 +895,11 @@ def ste_pruning(
         )
         old = [m for m in ms if m is not None]
         chosen = [d for d in new_dense if d is not None]
-        keep, s = _ste_mask(state.count, state.sparsity, old, chosen, hyper, structure, scope,
-                            distribution)
+        if flag is False:  # the caller guarantees that the mask is not recomputed now
+            keep, s = old, state.sparsity
+        else:
+            keep, s = _ste_mask(state.count, state.sparsity, old, chosen, hyper, structure, scope,
+                                distribution, branch=flag is None)
         it = iter(keep)
         out_u, out_m, out_h = [], [], []
         for m, p, du, nd in zip(ms, ps, us, new_dense):

@@ -176,6 +176,7 @@ def fit(
     mesh: Mesh | None = None,
     log: Callable[[str], None] | None = print,
     check_every_steps: int = 100,
+    mask_update_due: Callable[[int], bool] | None = None,
 ) -> FitResult:
     r"""Trains ``model`` with ``optimizer``, data-parallel, resumable, with per-epoch metrics.
 
@@ -231,6 +232,17 @@ def fit(
       mesh: a 1-D mesh with axis ``'data'`` (default: every device, :func:`data_mesh`).
       log: called with each console line (``None``: silent); process 0 only.
       check_every_steps: how often the loop checks the loss for NaN/inf.
+      mask_update_due: ``step -> bool`` for the 0-based step, ``True`` where
+        the optimizer's mask-based transform updates its mask
+        (:func:`sparsejax.pruning.dst_update_due` for RigL and SET,
+        :func:`sparsejax.pruning.ste_update_due` for STE, with the
+        transform's own arguments). The step is then compiled twice, passing
+        ``mask_update=False`` or ``True`` to ``optimizer.update``, and the
+        host picks the program: the ordinary steps hold no selection and no
+        control flow. The computation is that of ``None`` (the transform
+        decides on the device) provided that the rule is the transform's; the
+        two are compiled separately, so a few weights may differ in the last
+        bit.
 
     Returns:
       A :class:`FitResult`.
@@ -329,7 +341,15 @@ def fit(
         elif wd is not None:
             wd.rewrite_metrics([])
 
-    train_step = make_train_step(parts, optimizer, mesh, seed=seed)
+    if mask_update_due is None:
+        programs = {None: make_train_step(parts, optimizer, mesh, seed=seed)}
+    elif not callable(mask_update_due):
+        raise TypeError(f"mask_update_due must be a callable step -> bool or None, "
+                        f"got {type(mask_update_due).__name__}")
+    else:  # each program compiles on its first use
+        programs = {flag: make_train_step(parts, optimizer, mesh, seed=seed,
+                                          extra_args={"mask_update": flag})
+                    for flag in (False, True)}
     evaluator = Evaluator(parts, eval_data, mesh, cache=False) if eval_data is not None else None
     bar = None
     completed = False
@@ -374,7 +394,9 @@ def fit(
                     raise ValueError(
                         f"train_data.epoch({epoch}, start={start_batch}) yielded only {b - start_batch} "
                         f"batches; len(train_data) says {steps_per_epoch - start_batch}") from None
-                state, totals, loss = train_step(state, totals, shard_batch(batch, mesh))
+                program = (None if mask_update_due is None
+                           else bool(mask_update_due(epoch * steps_per_epoch + b)))
+                state, totals, loss = programs[program](state, totals, shard_batch(batch, mesh))
                 in_flight.append(loss)
                 if len(in_flight) > _MAX_IN_FLIGHT:
                     in_flight.popleft().block_until_ready()

@@ -51,6 +51,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -89,6 +90,7 @@ __all__ = [
     "describe",
     "get_method",
     "make_optimizer",
+    "mask_update_schedule",
     "prepare_model",
     "resolve_hparams",
 ]
@@ -785,11 +787,20 @@ def _build_static(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformat
     )
 
 
+def _dst_end(ctx: Context, hp: Mapping[str, Any]) -> int:
+    return max(1, ctx.steps(hp["end_fraction"] * ctx.epochs))
+
+
+def _dst_due(ctx: Context, hp: Mapping[str, Any]) -> Callable[[int], bool]:
+    return functools.partial(pruning.dst_update_due, update_freq=hp["update_freq"],
+                             end_step=_dst_end(ctx, hp))
+
+
 def _dst_builder(factory: Callable[..., Any]) -> Callable[[Context, dict[str, Any]], Any]:
     def build(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
         return factory(
             _sgd(ctx, hp["weight_decay"], hp["nesterov"]), hp["sparsity"],
-            end_step=max(1, ctx.steps(hp["end_fraction"] * ctx.epochs)),
+            end_step=_dst_end(ctx, hp),
             update_freq=hp["update_freq"], drop_fraction=hp["drop_fraction"],
             anneal=hp["anneal"], distribution=hp["distribution"], pattern=_pattern(hp),
             seed=hp["mask_seed"], mask=_pattern_mask(hp),
@@ -830,6 +841,7 @@ register(MethodSpec(
                          "schedule (Mocanu et al. drop a constant 0.3 per epoch: anneal=constant)",
                          "RigL paper Sec. 4.1 (SET with ERK)"),
     build=_dst_builder(pruning.set_),
+    mask_update_due=_dst_due,
     default_learning_rate=0.1,
     learning_rate_source="as the sgd baseline",
     default_momentum=0.9,
@@ -845,6 +857,7 @@ register(MethodSpec(
     hparams=_dst_hparams("cosine", "RigL paper Sec. 3: cosine decay of the drop fraction",
                          "RigL paper Sec. 4.1: ERK"),
     build=_dst_builder(pruning.rigl),
+    mask_update_due=_dst_due,
     default_learning_rate=0.1,
     learning_rate_source="as the sgd baseline",
     default_momentum=0.9,
@@ -852,8 +865,17 @@ register(MethodSpec(
 ))
 
 
+def _ste_begin(ctx: Context, hp: Mapping[str, Any]) -> int:
+    return ctx.steps(hp["begin_fraction"] * ctx.epochs)
+
+
+def _ste_due(ctx: Context, hp: Mapping[str, Any]) -> Callable[[int], bool]:
+    return functools.partial(pruning.ste_update_due, begin_step=_ste_begin(ctx, hp),
+                             frequency=hp["frequency"])
+
+
 def _build_ste(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
-    begin = ctx.steps(hp["begin_fraction"] * ctx.epochs)
+    begin = _ste_begin(ctx, hp)
     end = max(begin, ctx.steps(hp["end_fraction"] * ctx.epochs))
     return pruning.ste_pruning(
         _sgd(ctx, hp["weight_decay"], hp["nesterov"]),
@@ -891,6 +913,7 @@ register(MethodSpec(
     ),
     build=_build_ste,
     metrics=_reads(target_sparsity="sparsity"),
+    mask_update_due=_ste_due,
     default_learning_rate=0.1,
     learning_rate_source="as the sgd baseline",
     default_momentum=0.9,
@@ -933,6 +956,45 @@ def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = N
     spec = get_method(method)
     if spec.prepare is not None:
         spec.prepare(model, resolve_hparams(method, hparams), seed, sample_params)
+
+
+def mask_update_schedule(method: str, hparams: Mapping[str, Any] | None, *,
+                         steps_per_epoch: int, epochs: int) -> Callable[[int], bool] | None:
+    """The host-side rule of the steps at which a method updates its mask, or ``None``.
+
+    For :func:`sparsejax.train.fit`'s ``mask_update_due``: ``rigl`` and
+    ``set`` (:func:`sparsejax.pruning.dst_update_due` with the run's
+    ``update_freq`` and ``T_end``) and ``ste``
+    (:func:`sparsejax.pruning.ste_update_due`); ``None`` for the other
+    methods. With it the trainer compiles an ordinary step without the
+    selection and a mask-update step; the computation does not change (up
+    to rounding in the last bit: the programs are compiled separately).
+
+    Args:
+      method: one of :func:`available_methods`.
+      hparams: the method's hyperparameters (as for :func:`make_optimizer`).
+      steps_per_epoch: training steps per epoch.
+      epochs: number of epochs.
+
+    Returns:
+      ``step -> bool`` for the 0-based step, or ``None``.
+
+    Example:
+      >>> from sparsejax.train.methods import mask_update_schedule
+      >>> due = mask_update_schedule('rigl', {'update_freq': 10}, steps_per_epoch=20, epochs=2)
+      >>> [s for s in range(40) if due(s)]  # 1-based steps 10, 20 (< T_end = 75% of 40)
+      [9, 19]
+      >>> mask_update_schedule('sgd', {}, steps_per_epoch=20, epochs=2) is None
+      True
+    """
+    spec = get_method(method)
+    if spec.mask_update_due is None:
+        return None
+    check_number("steps_per_epoch", steps_per_epoch, ge=1, integer=True)
+    check_number("epochs", epochs, ge=1, integer=True)
+    ctx = Context(learning_rate=None, momentum=None, steps_per_epoch=int(steps_per_epoch),
+                  epochs=int(epochs), params=None)
+    return spec.mask_update_due(ctx, resolve_hparams(method, hparams))
 
 
 def make_optimizer(

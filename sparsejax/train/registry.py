@@ -176,6 +176,10 @@ class MethodSpec:
         freshly built model in place before training (e.g. iRDA's init;
         ``sample_params`` as in :class:`Context`, possibly ``None``), or ``None``.
       sparse: whether the method produces exact zeros.
+      mask_update_due: ``mask_update_due(context, hparams) -> (step -> bool)``:
+        the host-side rule of the steps at which the transform updates its
+        mask (for :func:`sparsejax.train.fit`'s ``mask_update_due``), or
+        ``None`` for methods without such steps.
     """
 
     name: str
@@ -190,6 +194,7 @@ class MethodSpec:
     momentum_source: str = ""
     prepare: Callable[[Any, dict[str, Any], int], None] | None = None
     sparse: bool = True
+    mask_update_due: Callable[[Context, dict[str, Any]], Callable[[int], bool]] | None = None
 
     def hparam(self, name: str) -> HParam:
         """The hyperparameter called ``name``.

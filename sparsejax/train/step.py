@@ -299,6 +299,7 @@ def make_train_step(
     mesh: Mesh,
     *,
     seed: int = 0,
+    extra_args: Mapping[str, Any] | None = None,
 ) -> Callable[[TrainState, Totals, dict[str, jax.Array]], tuple[TrainState, Totals, jax.Array]]:
     r"""The jitted data-parallel train step ``(state, totals, batch) -> (state, totals, loss)``.
 
@@ -319,6 +320,9 @@ def make_train_step(
         :func:`optax.with_extra_args_support`.
       mesh: a 1-D mesh with axis ``'data'``; the batch is sharded along it.
       seed: seed of the dropout keys.
+      extra_args: more keyword arguments of every ``optimizer.update`` call,
+        fixed in the compiled step (e.g. ``{'mask_update': False}`` for
+        :func:`sparsejax.pruning.rigl`'s host-scheduled mask updates).
 
     Returns:
       The jitted step. ``batch`` is a dict of global arrays ``image``,
@@ -340,6 +344,8 @@ def make_train_step(
       >>> int(state.step), float(totals.count)
       (1, 8.0)
     """
+    if extra_args is not None and "value" in extra_args:
+        raise ValueError("extra_args must not hold 'value': the step passes the loss as value=")
     tx = optax.with_extra_args_support(optimizer)
     rep = replicated(mesh)
     data = NamedSharding(mesh, P(DATA_AXIS))
@@ -357,7 +363,8 @@ def make_train_step(
         (loss, (model_state, sums)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
         )
-        updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss,
+                                       **(extra_args or {}))
         params = optax.apply_updates(state.params, updates)
         first_bad = jnp.logical_and(~jnp.isfinite(loss), totals.bad_step < 0)
         totals = Totals(

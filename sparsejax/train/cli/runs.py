@@ -84,10 +84,14 @@ def run_training(
         decay_at=settings.decay_at, decay_factor=settings.decay_factor,
         sample_params=sample_params,
     )
+    # RigL, SET and STE: the host picks the mask-update steps (two compiled steps, the ordinary
+    # one without the selection); the same computation as leaving it to the device.
+    due = methods.mask_update_schedule(settings.method, hp, steps_per_epoch=len(train_b),
+                                       epochs=settings.epochs)
     result = fit(model, tx, train_b, epochs=settings.epochs, eval_data=test_b, workdir=workdir,
                  config=settings.config(), seed=settings.seed, keep_checkpoints=keep_checkpoints,
                  checkpoint_every_steps=checkpoint_every_steps, extra_metrics=extra,
-                 sparsity_mask=weights_only, progress=progress, log=log)
+                 sparsity_mask=weights_only, progress=progress, log=log, mask_update_due=due)
     return TrainedRun(settings, result, tuple(train_ds.image_shape), test_b, train_b,
                       finished_before)
 
