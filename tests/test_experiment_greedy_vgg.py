@@ -74,7 +74,8 @@ def test_tiny_run_prunes_within_the_rule_compares_layers_and_reports(
 def test_command_line_is_validated(job: ModuleType) -> None:
     for bad in (["--methods", "magnitude"], ["--tolerance", "-1"], ["--width-div", "0"],
                 ["--global-step", "exact"], ["--groups", "convs/8"], ["--groups", ","],
-                ["--test-subset", "0"], ["--minibatch", "-1"], ["--budget", "layer"]):
+                ["--test-subset", "0"], ["--minibatch", "-1"], ["--budget", "layer"],
+                ["--methods", "none"]):  # 'none' only with --compare-layers
         with pytest.raises(SystemExit):
             job.parse_args(bad)
     args = job.parse_args(["--quick"])
@@ -83,3 +84,4 @@ def test_command_line_is_validated(job: ModuleType) -> None:
     # the paper's settings: mini-batches of 128, no Taylor acceleration (§3.1), one tolerance
     assert args.minibatch == 128 and args.taylor_start is None and args.budget == "total"
     assert job.parse_args(["--groups", "convs/7, convs/2"]).group_list == ["convs/7", "convs/2"]
+    assert job.parse_args(["--compare-layers", "--methods", "none"]).method_list == []
