@@ -28,12 +28,16 @@ def test_local_imitation_decays_exponentially_in_n(
     experiments/results/greedy_figure1_wd0.txt). Range n = 1..20 (before the test-set floor
     near 3e-5 that local imitation reaches past n = 20).
 
-    Why it holds on any machine: local imitation's layer discrepancy D-bar is computed in
-    float64 from a Gram matrix of float32 activations, and its greedy steps are closed-form;
-    the values span 3 decades over the range (seen: 6.5 at n = 1 down to 4.4e-3 at n = 20),
-    far above float32 effects (relative 1e-7) on the trained network, so the fitted slope and
-    R^2 move by far less than the margins below (seen: slope -0.171 per unit, R^2 0.970 for the
-    line against n, 0.867 for a power law; network-output discrepancy: -0.195, 0.938, 0.830).
+    Why the margins: local imitation's steps are closed-form, but the original network is
+    trained, and its weights depend on how XLA compiles the training (device count,
+    optimisation level, library versions), which moves the fitted figures. Seen on 2026-12-05
+    (numpy 2.5.5, jax 0.12.0.1) in three configurations (1 or 8 CPU devices, XLA optimisation
+    level 1 as in the test session or the default): for D-bar, slope -0.165 to -0.179 per unit,
+    R^2 0.948 to 0.979 for the line against n, 0.825 to 0.868 for a power law; for the
+    network-output discrepancy, slope -0.168 to -0.208, R^2 0.909 to 0.952 against 0.787 to
+    0.840 (an earlier session saw 0.970 and 0.938). The thresholds sit below every value seen
+    with a margin of at least 0.04 in R^2 and 0.04 in slope; the exponential line fits better
+    than the power law by at least 0.069 everywhere.
     """
     out = tmp_path / "figure1.png"
     curves = job.main(["--weight-decay", "1.0", "--n-max", "20", "--fit-range", "1,20",
@@ -49,11 +53,12 @@ def test_local_imitation_decays_exponentially_in_n(
 
     # exponential: log10 D is a line in n with a negative slope and a good fit, better
     # described by that line than by a power law n^-p (the rate of training from scratch)
-    for curve, max_slope, min_r2 in ((curves.local_bar, -0.12, 0.95), (curves.local, -0.12, 0.9)):
+    for curve, max_slope, min_r2, over_pow in ((curves.local_bar, -0.12, 0.9, 0.05),
+                                               (curves.local, -0.12, 0.85, 0.03)):
         slope, r2_exp, r2_pow = job.exp_fit(curve, 1, 20)
         assert slope < max_slope, slope
         assert r2_exp >= min_r2, r2_exp
-        assert r2_exp > r2_pow + 0.05, (r2_exp, r2_pow)
+        assert r2_exp > r2_pow + over_pow, (r2_exp, r2_pow)
         assert curve[20] < curve[1] * 1e-2  # more than two decades
     # the paper's global imitation (eq. 8, step 1/(k+1)) decays more slowly here (seen: -0.054)
     assert job.exp_fit(curves.global_, 1, 20)[0] > job.exp_fit(curves.local, 1, 20)[0] / 2

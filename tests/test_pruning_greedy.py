@@ -351,6 +351,8 @@ def test_each_greedy_step_uses_a_fresh_minibatch(trained, data) -> None:
     u = np.full(size, 1.0 / size)
     single = [float((np.eye(size)[i] - u) @ g0 @ (np.eye(size)[i] - u)) for i in range(size)]
     assert loc.picks[0] == int(np.argmin(single))
-    assert loc.history[0] == pytest.approx(min(single), rel=1e-9)
+    # the same quadratic form of the float32 Gram matrix, summed in another order: equal up to
+    # rounding (seen: 8.5e-9 relative with numpy 2.5.5, below float32's 6e-8 unit roundoff)
+    assert loc.history[0] == pytest.approx(min(single), rel=1e-6)
     with pytest.raises(ValueError, match="minibatch"):
         local_imitation(trained, group, x, minibatch=0)
