@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from sparsejax import constraints as C
-from sparsejax.optim.frank_wolfe import frank_wolfe_step_size, sfw
-from sparsejax.optim.fw_finite_sum import saga_fw_run, stochastic_fw_run, svrf_run
+from sparsejax.optim.frank_wolfe import frank_wolfe_step_size, one_shot_fw, sfw
+from sparsejax.optim.fw_finite_sum import run_method, saga_fw_run, stochastic_fw_run, svrf_run
 from tests.scripts import load_script, needs_fashion_mnist
 
 RNG = np.random.default_rng(0)
@@ -41,7 +41,7 @@ def lmo(g):
     return v
 
 
-def svrf_numpy(w, budget, c, seed):
+def svrf_numpy(w, budget, c, seed, gamma_of=lambda k: 2.0 / (k + 1)):
     """Hazan and Luo, Algorithm 1, with the run's sampling and budget rule."""
     n, rng, evals, steps = len(B), np.random.default_rng(seed), 0, 0
     w = lmo(full_grad(w))
@@ -58,7 +58,7 @@ def svrf_numpy(w, budget, c, seed):
                 return x, evals, steps
             idx = rng.integers(0, n, size=m)
             d = np.mean([grad_i(x, i) - grad_i(x0, i) for i in idx], axis=0) + g0
-            gamma = 2.0 / (k + 1)
+            gamma = gamma_of(k)
             x = (1 - gamma) * x + gamma * lmo(d)
             evals += 2 * m
             steps += 1
@@ -95,6 +95,34 @@ def test_svrf_run_is_hazan_and_luos_algorithm():
         assert run.steps == steps and run.evaluations[-1] == evals <= budget
         assert run.evaluations[0] == 0 and run.evaluations == sorted(run.evaluations)
     assert steps > 14  # with c = 0.5 the run reached the second snapshot (N_1 = 14)
+    # a constant step (Reddi et al.'s nonconvex SVFW) replaces gamma_k = 2/(k+1) in every inner loop
+    want, evals, steps = svrf_numpy(w0, 170, 0.5, seed=3, gamma_of=lambda k: 0.3)
+    run = svrf_run(loss, {"w": jnp.asarray(w0, jnp.float32)}, DATA, C.l1_ball(R), budget=170,
+                   batch_scale=0.5, seed=3, learning_rate=0.3)
+    np.testing.assert_allclose(run.params["w"], want, rtol=2e-5, atol=2e-6)
+    assert run.steps == steps > 14
+
+
+def test_run_method_dispatches_with_each_methods_default_step_sizes():
+    w0 = {"w": jnp.asarray([0.2, 0.0, -0.1, 0.1], jnp.float32)}
+    cons = C.l1_ball(R)
+    same = [
+        (run_method("saga_fw", loss, w0, DATA, cons, budget=31, saga_batch_size=3, seed=5),
+         saga_fw_run(loss, w0, DATA, cons, budget=31, batch_size=3, seed=5)),
+        (run_method("svrf", loss, w0, DATA, cons, budget=170, svrf_batch_scale=0.5, seed=3),
+         svrf_run(loss, w0, DATA, cons, budget=170, batch_scale=0.5, seed=3)),
+        (run_method("one_shot_fw", loss, w0, DATA, cons, budget=20, batch_size=2, seed=1),
+         stochastic_fw_run(loss, w0, DATA, one_shot_fw(frank_wolfe_step_size(shift=8.0), cons),
+                           budget=20, batch_size=2, seed=1)),
+        (run_method("sfw", loss, w0, DATA, cons, budget=20, batch_size=2, seed=1, learning_rate=0.1),
+         stochastic_fw_run(loss, w0, DATA, sfw(0.1, cons, momentum=0.0, rescale=None),
+                           budget=20, batch_size=2, seed=1)),
+    ]
+    for got, want in same:
+        np.testing.assert_array_equal(got.params["w"], want.params["w"])
+        assert got.steps == want.steps > 0
+    with pytest.raises(ValueError, match="method"):
+        run_method("svfw", loss, w0, DATA, cons, budget=20)
 
 
 def test_saga_fw_run_initialises_the_table_at_the_start_gradients():
@@ -136,4 +164,24 @@ def test_equal_budget_experiment_quick(tmp_path: Path) -> None:
         assert all(v >= res["f_star"] - 1e-9 for _, v in curve), name
         assert curve[-1][1] < curve[0][1], name  # every method lowers the loss from x0 = 0
     assert res["table"].count("\n") == 5
+    assert Path(res["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_fashion_mnist
+def test_equal_budget_experiment_cnn_quick(tmp_path: Path) -> None:
+    job = load_script("experiments/fashion_mnist_fw_finite_sum.py")
+    # two of the four methods (one minibatch, one variance-reduced loop) keep the test short
+    res = job.main(["--problem", "cnn", "--quick", "--examples", "64", "--test-examples", "32",
+                    "--methods", "sfw,svrf", "--out", str(tmp_path)])
+    assert list(res["curves"]) == ["sfw", "svrf"]
+    for name, curve in res["curves"].items():
+        evals = [e for e, _ in curve]
+        assert evals[0] == 0 and evals == sorted(evals) and evals[-1] <= res["budget"] == 256, name
+        assert res["steps"][name] >= 2, name  # SVRF (c = 8): w0 and a snapshot (128), then 32 + 48
+        assert all(np.isfinite(v) and v > 0 for _, v in curve), name
+        assert curve[0][1] == res["curves"]["sfw"][0][1] or name == "svrf", name  # same start
+        assert len(res["test_accuracy"][name]) == len(curve), name
+        # the constant step 1/sqrt(T) with T the steps the method took
+        assert res["step_sizes"][name] == pytest.approx(1 / math.sqrt(res["steps"][name])), name
+    assert res["table"].count("\n") == 3
     assert Path(res["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,13 +34,14 @@ import optax
 
 from sparsejax._validation import check_number
 from sparsejax.constraints import ConstraintTree, leaf_constraints
-from sparsejax.optim.frank_wolfe import saga_fw, svrf
+from sparsejax.optim.frank_wolfe import frank_wolfe_step_size, one_shot_fw, saga_fw, sfw, svrf
 from sparsejax.tree import PyTree
 
-__all__ = ["FiniteSumRun", "saga_fw_run", "stochastic_fw_run", "svrf_run"]
+__all__ = ["METHODS", "FiniteSumRun", "run_method", "saga_fw_run", "stochastic_fw_run", "svrf_run"]
 
 LossFn = Callable[[PyTree, Any], jax.Array]
 _CHUNK = 256
+METHODS = ("sfw", "one_shot_fw", "svrf", "saga_fw")
 
 
 class FiniteSumRun(NamedTuple):
@@ -139,6 +140,7 @@ def svrf_run(
     seed: int = 0,
     record_at: Sequence[int] = (),
     init_at_vertex: bool = True,
+    learning_rate: optax.ScalarOrSchedule | None = None,
 ) -> FiniteSumRun:
     r"""Stochastic variance-reduced Frank-Wolfe (Hazan and Luo's Algorithm 1) for a finite sum.
 
@@ -172,6 +174,10 @@ def svrf_run(
         first iterate reached at or past each).
       init_at_vertex: start from :math:`w_0 = \mathrm{LMO}(\nabla f(x))` as the
         algorithm states (``n`` evaluations), or from ``params`` itself.
+      learning_rate: ``None`` (the analysis' :math:`\gamma_k = 2/(k+1)`), or
+        another :math:`\gamma_k`, a number or a schedule of the inner step
+        count (restarted at each snapshot), e.g. the constant step of Reddi
+        et al.'s nonconvex SVFW.
 
     Returns:
       A :class:`FiniteSumRun` (the start and the last iterate are always recorded).
@@ -206,7 +212,8 @@ def svrf_run(
         params = treedef.unflatten([c.lmo(x).astype(p.dtype) for c, x, p in
                                     zip(cons, jax.tree.leaves(g), leaves)])
     rec(0, params, force=True)
-    tx = svrf(lambda count: 2.0 / (count + 2.0), constraints)
+    lr = (lambda count: 2.0 / (count + 2.0)) if learning_rate is None else learning_rate
+    tx = svrf(lr, constraints)
     step = jax.jit(lambda g, s, p, sg, fg: tx.update(g, s, p, snapshot_grads=sg,
                                                      snapshot_full_grads=fg))
     t = 0
@@ -403,3 +410,94 @@ def stochastic_fw_run(
         rec(evals, params)
     rec(evals, params, force=rec.evaluations[-1] != evals)
     return FiniteSumRun(params, rec.evaluations, rec.iterates, steps)
+
+
+def run_method(
+    method: str,
+    loss_fn: LossFn,
+    params: PyTree,
+    data: Any,
+    constraints: ConstraintTree,
+    *,
+    budget: int,
+    batch_size: int = 64,
+    svrf_batch_scale: float = 96.0,
+    saga_batch_size: int | None = None,
+    learning_rate: optax.ScalarOrSchedule | None = None,
+    seed: int = 0,
+    record_at: Sequence[int] = (),
+) -> FiniteSumRun:
+    r"""One of the four finite-sum Frank-Wolfe methods by name, with its analysis' default constants.
+
+    * ``'sfw'``: :func:`stochastic_fw_run` with :func:`sparsejax.sfw`
+      (:math:`\gamma_t = 2/(t+2)`, no momentum, no rescaling; Reddi et al.'s
+      Algorithm 2 with a fixed minibatch ``batch_size``);
+    * ``'one_shot_fw'``: :func:`stochastic_fw_run` with
+      :func:`sparsejax.one_shot_fw` (:math:`\eta_t = 2/(t+8)`,
+      :math:`\rho_t = 4/(t+8)^{2/3}`, minibatch ``batch_size``);
+    * ``'svrf'``: :func:`svrf_run` with :math:`m_k = \lceil c(k+1)\rceil`,
+      :math:`c` = ``svrf_batch_scale`` (96 in Hazan and Luo's Theorem 1);
+    * ``'saga_fw'``: :func:`saga_fw_run` with :math:`b` = ``saga_batch_size``
+      (default :math:`\lceil n^{2/3}\rceil`) and :math:`\gamma_t = 2/(t+2)`.
+
+    ``learning_rate`` replaces every method's Frank-Wolfe step size (SFW's
+    :math:`\gamma_t`, One-Shot FW's :math:`\eta_t`, SVRF's :math:`\gamma_k`,
+    SAGA-FW's :math:`\gamma_t`), e.g. by the constant
+    :math:`\gamma \propto 1/\sqrt T` of Reddi et al.'s nonconvex analyses;
+    One-Shot FW keeps its :math:`\rho_t`.
+
+    Every method starts from ``params`` (SVRF from the vertex
+    :math:`\mathrm{LMO}(\nabla f(\texttt{params}))`, as its Algorithm 1
+    states) and stops before exceeding ``budget`` per-sample gradients.
+
+    Args:
+      method: one of :data:`METHODS`.
+      loss_fn: ``(params, batch) -> per-example losses``.
+      params: the feasible starting point.
+      data: the examples, a pytree of arrays with leading axis n.
+      constraints: as in :func:`sparsejax.sfw`.
+      budget: the per-sample gradient evaluations allowed.
+      batch_size: the minibatch of ``'sfw'`` and ``'one_shot_fw'``.
+      svrf_batch_scale: SVRF's :math:`c > 0`.
+      saga_batch_size: SAGA-FW's :math:`b` (``None``: :math:`\lceil n^{2/3}\rceil`).
+      learning_rate: ``None`` (each method's default above) or the step size
+        of every method, a number or a schedule of the step count.
+      seed: seed of the sampling.
+      record_at: evaluation counts at which the iterate is recorded.
+
+    Returns:
+      A :class:`FiniteSumRun`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import sparsejax as sj
+      >>> from sparsejax.optim.fw_finite_sum import run_method
+      >>> data = {'a': jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])}
+      >>> loss = lambda p, b: (b['a'] @ p['w'] - 1.0) ** 2
+      >>> run = run_method('sfw', loss, {'w': jnp.zeros(2)}, data, sj.constraints.l1_ball(1.0),
+      ...                  budget=60, batch_size=3)
+      >>> run.steps
+      20
+
+    References:
+      Hazan and Luo, ICML 2016 (SVRF, SFW); Reddi, Sra, Póczos, Smola,
+      Allerton 2016 (SFW, SAGA-FW); Chen et al., ICML 2018 (One-Shot FW).
+    """
+    if method == "sfw":
+        lr = frank_wolfe_step_size() if learning_rate is None else learning_rate
+        tx = sfw(lr, constraints, momentum=0.0, rescale=None)
+    elif method == "one_shot_fw":
+        lr = frank_wolfe_step_size(shift=8.0) if learning_rate is None else learning_rate
+        tx = one_shot_fw(lr, constraints)
+    elif method == "svrf":
+        return svrf_run(loss_fn, params, data, constraints, budget=budget,
+                        batch_scale=svrf_batch_scale, seed=seed, record_at=record_at,
+                        learning_rate=learning_rate)
+    elif method == "saga_fw":
+        return saga_fw_run(loss_fn, params, data, constraints, budget=budget,
+                           batch_size=saga_batch_size, learning_rate=learning_rate, seed=seed,
+                           record_at=record_at)
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return stochastic_fw_run(loss_fn, params, data, tx, budget=budget, batch_size=batch_size,
+                             seed=seed, record_at=record_at)

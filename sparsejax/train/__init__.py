@@ -4,7 +4,9 @@
 over all devices (and hosts: :func:`initialize_distributed`), with Orbax
 checkpoints, automatic resume, per-epoch metrics in ``metrics.jsonl`` and a
 progress bar; :func:`make_evaluator` (compiled once, for many evaluations) and
-:func:`evaluate` give exact test loss and accuracy.
+:func:`evaluate` give exact test loss and accuracy; :func:`fit_finite_sum` runs
+the finite-sum Frank-Wolfe methods (SFW, One-Shot FW, SVRF, SAGA-FW) on a model
+and a dataset held in memory.
 
 Example:
   >>> import optax
@@ -22,6 +24,7 @@ Example:
 from sparsejax.train.checkpoint import CheckpointRestoreError, Workdir, WorkdirMismatchError
 from sparsejax.train.distributed import data_mesh, initialize_distributed
 from sparsejax.train.evaluation import BatchSource, Evaluator, evaluate, make_evaluator
+from sparsejax.train.finite_sum import FiniteSumResult, classifier_loss, dataset_arrays, fit_finite_sum
 from sparsejax.train.loop import FitResult, TrainingDivergedError, fit
 from sparsejax.train.metrics import hyperparameters, sparsity_metrics
 from sparsejax.train.step import TrainState, make_eval_step, make_train_step, shard_batch, split_model
@@ -30,14 +33,18 @@ __all__ = [
     "BatchSource",
     "CheckpointRestoreError",
     "Evaluator",
+    "FiniteSumResult",
     "FitResult",
     "TrainState",
     "TrainingDivergedError",
     "Workdir",
     "WorkdirMismatchError",
+    "classifier_loss",
     "data_mesh",
+    "dataset_arrays",
     "evaluate",
     "fit",
+    "fit_finite_sum",
     "hyperparameters",
     "initialize_distributed",
     "make_eval_step",
