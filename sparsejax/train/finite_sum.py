@@ -181,7 +181,7 @@ def fit_finite_sum(
     .. math::
 
       \min_{\theta \in \mathcal{C}} f(\theta) = \frac1n \sum_{i=1}^n f_i(\theta), \qquad
-      \mathcal{C} = \prod_\ell \{W_\ell : \|W_\ell\|_1 \le \sqrt{K_\ell}\, r_\ell,\
+      \mathcal{C} = \prod_\ell \{W_\ell : \|W_\ell\|_1 \le K_\ell\, r_\ell,\
       \|W_\ell\|_\infty \le r_\ell\},
 
     with :math:`f_i` from :func:`classifier_loss` and, unless ``constraints``
