@@ -828,7 +828,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             curves[f"{name} {scope}"] = pruning.one_shot_curve(
                 r.params, lambda p, r=r: accuracy(p, r), args.ratios, scope=scope,
                 mask=weights_only)
-    if args.bn_recalibrate and has_batch_stats(next(iter(results_fit.values())).model):
+    if args.bn_recalibrate and results_fit and has_batch_stats(
+            next(iter(results_fit.values())).model):
         for name, r in results_fit.items():
             def recalibrated(p: PyTree, r: Any = r) -> float:
                 stats = recompute_batch_stats(r.model, p, train, max_batches=args.bn_recalibrate)
