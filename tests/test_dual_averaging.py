@@ -182,6 +182,22 @@ def test_irda_is_rda_then_freezes_zeros():
     assert float(sj.sparsity(hist_irda[-1])) > float(sj.sparsity(hist_rda[-1]))
 
 
+@pytest.mark.parametrize("center", ["zero", "init"])
+def test_irda_gradient_sum_does_not_read_the_params(center):
+    # The implementation skips Algorithm 1's gradient rule on the stored sum (a frozen entry's
+    # sum is never read again): the new sum is the old one plus the raw gradient wherever the
+    # weights are zero, and the update keeps the zero weights at zero.
+    params = {"w": jnp.array([0.0, 0.5, 0.0, -0.5])}
+    tx = sj.irda(2.0, 0.1, retrain_step=0, center=center)
+    state = tx.init(params)
+    grads = {"w": jnp.array([1.0, 2.0, -3.0, 4.0])}
+    updates, new_state = tx.update(grads, state, params)
+    np.testing.assert_array_equal(optax.tree_utils.tree_get(new_state, "grad_sum")["w"], grads["w"])
+    new_params = optax.apply_updates(params, updates)["w"]
+    np.testing.assert_array_equal(new_params[jnp.array([0, 2])], 0.0)
+    assert np.all(np.asarray(new_params[jnp.array([1, 3])]) != 0)  # the others train
+
+
 def test_irda_uniform_init_has_the_papers_moments():
     s, shape = 10.0, (3, 3, 16, 64)  # fan-in n = k^2 c = 144
     w = sj.init.irda_uniform(s)(jax.random.key(0), shape, jnp.float32)

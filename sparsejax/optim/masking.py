@@ -29,14 +29,17 @@ def freeze_zeros(start_step: int = 0, mask: Mask = None) -> optax.GradientTransf
 
     This is the "iterative retraining" step of iRDA (Algorithm 1, Step 2): the
     zero pattern found so far is kept while the surviving weights go on
-    training. Put it *first* in a chain, so that it acts on raw gradients::
+    training. Put *first* in a chain, it acts on raw gradients::
 
       optax.chain(sj.freeze_zeros(T), sj.rda(gamma, l1))
 
-    Whether the frozen weights stay exactly zero depends on what follows: they
-    do under RDA with a zero centre (their dual sum stops while the threshold
-    grows) and under plain SGD, but not under transforms that move weights
-    without a gradient (weight decay towards a non-zero centre, for example).
+    and whether the frozen weights stay exactly zero depends on what follows:
+    they do under RDA with a zero centre (their dual sum stops while the
+    threshold grows) and under plain SGD, but not under transforms that move
+    weights without a gradient (weight decay towards a non-zero centre, for
+    example). Put *last*, it zeroes the final update of every zero weight, which
+    keeps zeros at zero whatever precedes it (that is how :func:`sparsejax.irda`
+    uses it).
 
     Args:
       start_step: the step :math:`T \ge 0` (counted from 0) from which zeros are

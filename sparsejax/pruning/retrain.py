@@ -86,8 +86,9 @@ def fixed_support(
     (scaled by the learning rate, mixed into momentum, decayed), and pruned
     weights would move. Inside wrappers (``optax.MultiSteps``,
     ``optax.apply_if_finite``) put the whole chain, this transform last.
-    (:func:`sparsejax.freeze_zeros` works the other way round: it goes first,
-    recomputes the zeros of the params each step and support raw gradients.)
+    (:func:`sparsejax.freeze_zeros` has no stored support: it recomputes the
+    zeros of the params each step, and goes first to zero raw gradients or last
+    to zero final updates.)
 
     Args:
       support: the support (see :mod:`sparsejax.pruning.support`: boolean arrays,
