@@ -118,3 +118,35 @@ def test_order_keys_follow_the_float_order():
     np.testing.assert_array_equal(values[order_by_keys], values[order_by_values])
     # -0.0 and 0.0 compare equal, so they share a key.
     assert keys[-5] == keys[-6]
+
+
+@pytest.mark.parametrize("path", ["f32", "int"])
+def test_both_bisection_paths_equal_the_argsort_on_adversarial_keys(path):
+    # Neighbouring floats (equal top 24 key bits, different low 8 bits), ties straddling the
+    # threshold, -inf (RigL's excluded entries), +inf and NaN: the float32-digit path (groups
+    # of at most 2**24 entries) and the integer path (larger groups) both equal a stable
+    # argsort of the keys, group by group.
+    from sparsejax.pruning import select
+
+    rng = np.random.default_rng(7)
+    base = np.float32(0.3)
+    run = [base]
+    for _ in range(40):
+        run.append(np.nextafter(run[-1], np.float32(1), dtype=np.float32))
+    groups = [
+        np.concatenate([np.repeat(np.array(run, np.float32), 3), rng.normal(size=200)]),
+        np.concatenate([np.full(50, -np.inf), [np.inf, np.nan, 0.0, -0.0], rng.normal(size=90)]),
+        np.ones(130),
+    ]
+    groups = [rng.permutation(g).astype(np.float32) for g in groups]
+    keys = [pruning.order_keys(jnp.asarray(g)) for g in groups]
+    fn = select._smallest_by_bisection_f32 if path == "f32" else select._smallest_by_bisection_int
+    for trial in range(4):
+        k = np.array([rng.integers(0, g.size + 1) for g in groups], np.int32)
+        if trial == 0:
+            k = np.array([g.size for g in groups], np.int32) // 2
+        got = jax.jit(fn, static_argnums=2)(keys, jnp.asarray(k), 16)
+        for g_keys, kk, removed in zip(keys, k, got):
+            expected = np.zeros(g_keys.size, bool)
+            expected[np.argsort(np.asarray(g_keys), kind="stable")[:kk]] = True
+            np.testing.assert_array_equal(np.asarray(removed), expected)

@@ -44,6 +44,8 @@ __all__ = ["order_keys", "select_global", "select_global_argsort", "select_layer
 
 _SAMPLE_SIZE = 1 << 16
 _MAX_KEY = np.uint32(0xFFFFFFFF)
+_MAX_HI = np.uint32(0xFFFFFF)  # the largest top-24-bit digit of a key
+_F32_EXACT = 1 << 24  # float32 holds every integer up to this exactly
 
 
 def order_keys(scores: jax.Array) -> jax.Array:
@@ -98,10 +100,13 @@ def _smallest_by_sort(flat: jax.Array, k: jax.Array) -> jax.Array:
     return rank < k
 
 
-def _smallest_by_bisection(
+def _smallest_by_bisection_int(
     flats: list[jax.Array], k: jax.Array, sample_size: int
 ) -> list[jax.Array]:
-    """The k[g] smallest entries of each large group g, found by bisection on the keys."""
+    """The k[g] smallest entries of each large group g, by bisection on the uint32 keys.
+
+    The general path (any group size); :func:`_smallest_by_bisection_f32` is the fast one.
+    """
     sizes = [int(x.size) for x in flats]
     g = range(len(flats))
 
@@ -144,6 +149,100 @@ def _smallest_by_bisection(
         ((x < tau[i]) | (eqs[i] & (positions[i] < bound[i]))) & (k[i] > 0)
         for i, x in enumerate(flats)
     ]
+
+
+def _count_ge(f: jax.Array, a: jax.Array) -> jax.Array:
+    """``#{f >= a}`` for float32 arrays of integers below ``2**24`` (exact, as int32).
+
+    ``min(max(f, a - 1), a) - (a - 1)`` is exactly 1 where ``f >= a`` and 0
+    elsewhere, and a float32 sum of at most ``2**24`` zeros and ones is exact.
+    XLA:CPU vectorises this sum; a sum of comparisons (``jnp.sum(f >= a)``) or
+    of integer arithmetic runs element by element, about 5x slower.
+    """
+    a = a.astype(jnp.float32)
+    below = a - 1
+    return jnp.sum(jnp.minimum(jnp.maximum(f, below), a) - below).astype(jnp.int32)
+
+
+def _smallest_by_bisection_f32(
+    keys: list[jax.Array], k: jax.Array, sample_size: int
+) -> list[jax.Array]:
+    """:func:`_smallest_by_bisection_int`'s result, with counting passes on float32 digits.
+
+    For groups of at most ``2**24`` entries. Each key is split into its top 24
+    bits ``H`` and its low 8 bits ``L``, exact as float32 integers, and every
+    count is a :func:`_count_ge` sum. The threshold is found in two bisections:
+    ``H``'s value :math:`\\tau_H`, then, among the entries with
+    :math:`H = \\tau_H`, ``L``'s value :math:`\\tau_L`; ties at
+    :math:`\\tau = 2^8\\tau_H + \\tau_L` are resolved by position as before.
+    """
+    sizes = [int(x.size) for x in keys]
+    g = range(len(keys))
+    hi_digits = [(x >> 8).astype(jnp.float32) for x in keys]
+
+    def count_ge(arrays: list[jax.Array], values: jax.Array) -> jax.Array:
+        return jnp.stack([_count_ge(arrays[i], values[i]) for i in g])
+
+    def count_le(arrays: list[jax.Array], values: jax.Array) -> jax.Array:
+        return total - count_ge(arrays, values + 1)
+
+    total = jnp.asarray(sizes, jnp.int32)
+    # A bracket [lo, hi] for tau_H from a sorted strided sample of each group.
+    lo, hi = [], []
+    for x, n, kk in zip(keys, sizes, k):
+        sample = jnp.sort(x[:: math.ceil(n / sample_size)] >> 8)
+        m = int(sample.size)
+        rank = kk.astype(jnp.float32) * (m / n)
+        margin = 2.0 * math.sqrt(m) + 2.0
+        lo_i = jnp.floor(rank - margin).astype(jnp.int32)
+        hi_i = jnp.ceil(rank + margin).astype(jnp.int32)
+        lo.append(jnp.where(lo_i >= 0, sample[jnp.clip(lo_i, 0, m - 1)], np.uint32(0)))
+        hi.append(jnp.where(hi_i < m, sample[jnp.clip(hi_i, 0, m - 1)], _MAX_HI))
+    lo, hi = jnp.stack(lo).astype(jnp.int32), jnp.stack(hi).astype(jnp.int32)
+    # One pass checks the brackets: #{H < lo} < k <= #{H <= hi}.
+    ok = (total - count_ge(hi_digits, lo) < k) & (count_le(hi_digits, hi) >= k)
+    lo = jnp.where(ok, lo, 0)
+    hi = jnp.where(ok, hi, np.int32(_MAX_HI))
+    tau_hi = _bisect(lo, hi, lambda v: count_le(hi_digits, v) >= k)
+    below_hi = total - count_ge(hi_digits, tau_hi)  # #{H < tau_H} < k
+
+    # Among the entries with H = tau_H, the low digit (256 elsewhere, above every digit).
+    lo_digits = [
+        jnp.where((x >> 8) == tau_hi[i].astype(jnp.uint32),
+                  (x & np.uint32(0xFF)).astype(jnp.float32), jnp.float32(256))
+        for i, x in enumerate(keys)
+    ]
+    rest = k - below_hi
+    tau_lo = _bisect(jnp.zeros_like(k), jnp.full_like(k, 255),
+                     lambda v: count_le(lo_digits, v) >= rest)
+    ge_lo = count_ge(lo_digits, tau_lo)
+    below = below_hi + (total - ge_lo)  # #{key < tau}
+    equal = ge_lo - count_ge(lo_digits, tau_lo + 1)  # #{key == tau}
+    tau = (tau_hi.astype(jnp.uint32) << 8) | tau_lo.astype(jnp.uint32)
+
+    # Ties at tau: the first `need` equal entries in position order (positions < 2**24 are
+    # exact float32 integers), found by a third bisection where tau is actually tied.
+    need = k - below
+    tied = need != equal
+    eqs = [x == tau[i] for i, x in enumerate(keys)]
+    positions = [
+        jnp.where(e, jnp.arange(n, dtype=jnp.float32), jnp.float32(n)) for e, n in zip(eqs, sizes)
+    ]
+    bound = _bisect(jnp.where(tied, 0, total), total,
+                    lambda b: total - count_ge(positions, b) >= need)
+    return [
+        ((x < tau[i]) | (eqs[i] & (jnp.arange(sizes[i], dtype=jnp.int32) < bound[i]))) & (k[i] > 0)
+        for i, x in enumerate(keys)
+    ]
+
+
+def _smallest_by_bisection(
+    flats: list[jax.Array], k: jax.Array, sample_size: int
+) -> list[jax.Array]:
+    """The k[g] smallest entries of each large group g, found by bisection on the keys."""
+    if max(int(x.size) for x in flats) <= _F32_EXACT:
+        return _smallest_by_bisection_f32(flats, k, sample_size)
+    return _smallest_by_bisection_int(flats, k, sample_size)
 
 
 def _smallest(flats: list[jax.Array], k: jax.Array, sample_size: int) -> list[jax.Array]:
