@@ -14,6 +14,12 @@ millions of weights is not needed for that: the :math:`k`-th smallest score
   back to the full key range).
 * Bisection on the key range, one counting pass per halving, finds the
   smallest key :math:`\\tau` with :math:`\\#\\{\\text{key} \\le \\tau\\} \\ge k`.
+  For groups of at most :math:`2^{24}` entries the passes count on float32
+  digits of the keys (the top 24 bits, then the low 8 bits among the entries
+  whose top bits equal :math:`\\tau`'s), each count an exact float32 sum of
+  zeros and ones that XLA:CPU vectorises; a sum of comparisons runs element
+  by element, about 5x slower per pass. Larger groups count on the integer
+  keys.
 * Everything below :math:`\\tau` is pruned, and among the entries equal to
   :math:`\\tau` the first ones in position order (leaves in ``jax.tree.leaves``
   order, entries in row-major order) until :math:`k` are reached; a second
@@ -157,7 +163,9 @@ def _count_ge(f: jax.Array, a: jax.Array) -> jax.Array:
     ``min(max(f, a - 1), a) - (a - 1)`` is exactly 1 where ``f >= a`` and 0
     elsewhere, and a float32 sum of at most ``2**24`` zeros and ones is exact.
     XLA:CPU vectorises this sum; a sum of comparisons (``jnp.sum(f >= a)``) or
-    of integer arithmetic runs element by element, about 5x slower.
+    of integer arithmetic runs element by element, about 5x slower (so does
+    this sum when ``a`` is a compile-time constant: XLA rewrites it into a
+    comparison; the bisections' thresholds are runtime values).
     """
     a = a.astype(jnp.float32)
     below = a - 1
@@ -174,7 +182,7 @@ def _smallest_by_bisection_f32(
     count is a :func:`_count_ge` sum. The threshold is found in two bisections:
     ``H``'s value :math:`\\tau_H`, then, among the entries with
     :math:`H = \\tau_H`, ``L``'s value :math:`\\tau_L`; ties at
-    :math:`\\tau = 2^8\\tau_H + \\tau_L` are resolved by position as before.
+    :math:`\\tau = 2^8\\tau_H + \\tau_L` are resolved by position, as in the integer path.
     """
     sizes = [int(x.size) for x in keys]
     g = range(len(keys))
