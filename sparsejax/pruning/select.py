@@ -106,6 +106,29 @@ def _smallest_by_sort(flat: jax.Array, k: jax.Array) -> jax.Array:
     return rank < k
 
 
+def _sample_bracket(
+    keys: list[jax.Array], k: jax.Array, sample_size: int, shift: int, top: np.uint32
+) -> tuple[jax.Array, jax.Array]:
+    """Per group, a guess ``[lo, hi]`` for the ``k``-th smallest of ``keys >> shift``.
+
+    The values around rank :math:`k\\,m/n` (plus or minus :math:`2\\sqrt m + 2`)
+    in a sorted strided sample of :math:`m \\le` ``sample_size`` entries; 0 and
+    ``top`` where that rank range leaves the sample. The caller checks the guess.
+    """
+    lo, hi = [], []
+    for x, kk in zip(keys, k):
+        n = int(x.size)
+        sample = jnp.sort(x[:: math.ceil(n / sample_size)] >> shift)
+        m = int(sample.size)
+        rank = kk.astype(jnp.float32) * (m / n)
+        margin = 2.0 * math.sqrt(m) + 2.0
+        lo_i = jnp.floor(rank - margin).astype(jnp.int32)
+        hi_i = jnp.ceil(rank + margin).astype(jnp.int32)
+        lo.append(jnp.where(lo_i >= 0, sample[jnp.clip(lo_i, 0, m - 1)], np.uint32(0)))
+        hi.append(jnp.where(hi_i < m, sample[jnp.clip(hi_i, 0, m - 1)], top))
+    return jnp.stack(lo), jnp.stack(hi)
+
+
 def _smallest_by_bisection_int(
     flats: list[jax.Array], k: jax.Array, sample_size: int
 ) -> list[jax.Array]:
@@ -120,17 +143,7 @@ def _smallest_by_bisection_int(
         return jnp.stack([_count(pred(flats[i], values[i])) for i in g])
 
     # A bracket [lo, hi] for the k-th key from a sorted strided sample of each group.
-    lo, hi = [], []
-    for x, n, kk in zip(flats, sizes, k):
-        sample = jnp.sort(x[:: math.ceil(n / sample_size)])
-        m = int(sample.size)
-        rank = kk.astype(jnp.float32) * (m / n)
-        margin = 2.0 * math.sqrt(m) + 2.0
-        lo_i = jnp.floor(rank - margin).astype(jnp.int32)
-        hi_i = jnp.ceil(rank + margin).astype(jnp.int32)
-        lo.append(jnp.where(lo_i >= 0, sample[jnp.clip(lo_i, 0, m - 1)], np.uint32(0)))
-        hi.append(jnp.where(hi_i < m, sample[jnp.clip(hi_i, 0, m - 1)], _MAX_KEY))
-    lo, hi = jnp.stack(lo), jnp.stack(hi)
+    lo, hi = _sample_bracket(flats, k, sample_size, 0, _MAX_KEY)
     # One pass checks the brackets: count(key < lo) < k <= count(key <= hi).
     ok = (counts(jnp.less, lo) < k) & (counts(jnp.less_equal, hi) >= k)
     lo = jnp.where(ok, lo, np.uint32(0))
@@ -196,17 +209,8 @@ def _smallest_by_bisection_f32(
 
     total = jnp.asarray(sizes, jnp.int32)
     # A bracket [lo, hi] for tau_H from a sorted strided sample of each group.
-    lo, hi = [], []
-    for x, n, kk in zip(keys, sizes, k):
-        sample = jnp.sort(x[:: math.ceil(n / sample_size)] >> 8)
-        m = int(sample.size)
-        rank = kk.astype(jnp.float32) * (m / n)
-        margin = 2.0 * math.sqrt(m) + 2.0
-        lo_i = jnp.floor(rank - margin).astype(jnp.int32)
-        hi_i = jnp.ceil(rank + margin).astype(jnp.int32)
-        lo.append(jnp.where(lo_i >= 0, sample[jnp.clip(lo_i, 0, m - 1)], np.uint32(0)))
-        hi.append(jnp.where(hi_i < m, sample[jnp.clip(hi_i, 0, m - 1)], _MAX_HI))
-    lo, hi = jnp.stack(lo).astype(jnp.int32), jnp.stack(hi).astype(jnp.int32)
+    lo, hi = _sample_bracket(keys, k, sample_size, 8, _MAX_HI)
+    lo, hi = lo.astype(jnp.int32), hi.astype(jnp.int32)
     # One pass checks the brackets: #{H < lo} < k <= #{H <= hi}.
     ok = (total - count_ge(hi_digits, lo) < k) & (count_le(hi_digits, hi) >= k)
     lo = jnp.where(ok, lo, 0)
