@@ -13,6 +13,7 @@ import pytest
 
 import sparsejax as sj
 from sparsejax import pruning
+from sparsejax.pruning.pattern_masks import group_any
 from tests.interruption import Interrupt, StopAt
 
 pytestmark = pytest.mark.xdist_group("test_dynamic_sparse")
@@ -167,15 +168,28 @@ def test_rigl_with_blocks_drops_and_grows_whole_blocks():
     tx = pruning.rigl(optax.sgd(0.1), 0.5, end_step=10, update_freq=1, drop_fraction=0.5,
                       pattern="2x2", distribution="uniform", mask=sj.tree.weights_only)
     params = _tree(3)
+    grads = _grads(params, 0)
     state = tx.init(params)
-    updates, new_state = tx.update(_grads(params, 0), state, params)
+    updates, new_state = tx.update(grads, state, params)
     pat = sj.patterns.parse_pattern("2x2")
+    fraction = float(pruning.cosine_drop_fraction(0.5, 10)(1))
+    changed = 0
     for n in KERNELS:
         m_old, m_new = state.support[n]["kernel"], new_state.support[n]["kernel"]
-        assert not bool(jnp.all(m_old == m_new))
+        # the argsort reference on the block scores (sums of |w| and |g| over each 2x2 block)
+        blocks = group_any(m_old, pat)
+        kept, grown, k = _ref_drop_grow(sj.patterns.group_scores(jnp.abs(params[n]["kernel"]), pat),
+                                        sj.patterns.group_scores(jnp.abs(grads[n]["kernel"]), pat),
+                                        blocks, fraction)
+        assert k > 0
+        expected = sj.patterns.expand_groups(jnp.asarray((kept | grown).reshape(blocks.shape)),
+                                             pat, m_old.shape)
+        np.testing.assert_array_equal(m_new, expected)
+        changed += int(jnp.sum(m_old != m_new))
         for m in (m_old, m_new):
             kept, total = sj.patterns.kept_groups(m, pat)
             assert kept * 4 == int(m.sum()) and kept == total // 2  # whole blocks, half of them
+    assert changed > 0
 
 
 def test_ste_matches_hand_computation():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,6 +106,47 @@ def test_gradual_n_m_reaches_a_valid_2_4_mask_through_3_4():
     # s_t = 0.5 t / 4: round(s_t * 4) = 0, 0, 1, 2, 2 entries removed per group of 4
     assert seen == [(False, False), (False, False), (True, False), (True, True), (True, True)]
     assert float(sj.sparsity(params, sj.tree.weights_only)) == 0.5
+
+
+def _lowbias32(x):
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def test_uniform_scores_are_the_documented_hash_and_look_uniform():
+    key = jax.random.PRNGKey(7)
+    shapes = [(3, 5), (1 << 20,), (0,)]
+    got = pruning.uniform_scores(key, shapes)
+    assert [x.shape for x in got] == shapes and all(x.dtype == jnp.float32 for x in got)
+    with np.errstate(over="ignore"):  # uint32 arithmetic wraps, as in the docstring
+        for i, (x, shape) in enumerate(zip(got, shapes)):
+            a, b = np.asarray(jax.random.bits(jax.random.fold_in(key, i), (2,), jnp.uint32))
+            j = np.arange(math.prod(shape), dtype=np.uint32)
+            h = _lowbias32(_lowbias32(j ^ a) + b)
+            assert np.unique(h).size == h.size  # distinct within an array
+            ref = (h >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)
+            np.testing.assert_array_equal(np.asarray(x).ravel(), ref)
+    u = np.asarray(got[1], np.float64)
+    n = u.size
+    counts = np.bincount((u * 64).astype(int), minlength=64)
+    chi2 = float(np.sum((counts - n / 64) ** 2 / (n / 64)))
+    assert chi2 < 140  # 63 degrees of freedom: P(chi2 > 140) < 1e-6
+    sd = 1 / math.sqrt(12 * n)  # of a mean of n uniforms
+    for part in (u[0::2], u[1::2], u[: n // 2], u[n // 2:], u[::1024]):
+        assert abs(part.mean() - 0.5) < 6 * sd * math.sqrt(n / part.size)
+    c = u - 0.5
+    assert abs(np.mean(c[1:] * c[:-1])) / (1 / 12) < 6 / math.sqrt(n)  # neighbours uncorrelated
+    other = np.asarray(pruning.uniform_scores(jax.random.PRNGKey(8), shapes)[1], np.float64) - 0.5
+    assert abs(np.mean(c * other)) / (1 / 12) < 6 / math.sqrt(n)  # keys give independent streams
+    params = {"a": jnp.zeros((4, 3)), "b": None, "c": jnp.zeros(5)}
+    rand = pruning.random_scores(params, seed=3)
+    for r, x in zip(jax.tree.leaves(rand), pruning.uniform_scores(jax.random.PRNGKey(3), [(4, 3), (5,)])):
+        np.testing.assert_array_equal(r, x)
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        pruning.uniform_scores(key, [(1 << 16, (1 << 16) + 1)])
 
 
 def test_saliency_snip_and_random_scores_drive_prune():

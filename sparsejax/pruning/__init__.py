@@ -65,7 +65,7 @@ from sparsejax.pruning.select import (
 )
 from sparsejax.summary import format_sparsity, sparsity_summary
 from sparsejax.patterns import is_n_m_sparse
-from sparsejax.pruning.saliency import random_scores, saliency_scores, snip_scores
+from sparsejax.pruning.saliency import random_scores, saliency_scores, snip_scores, uniform_scores
 from sparsejax.pruning.dynamic import (
     STEState,
     SparseTrainingState,
@@ -133,6 +133,7 @@ __all__ = [
     "ste_dense_params",
     "ste_pruning",
     "ste_update_due",
+    "uniform_scores",
 ]
 
 

@@ -46,6 +46,7 @@ from sparsejax._validation import check_choice, check_number, concrete_value, re
 from sparsejax.patterns import Pattern, expand_groups, group_scores, parse_pattern
 from sparsejax.pruning.gradual import polynomial_sparsity
 from sparsejax.pruning.pattern_masks import check_leaves, group_any, pattern_keep
+from sparsejax.pruning.saliency import uniform_scores
 from sparsejax.pruning.select import pruned_entries
 from sparsejax.pruning.support import Support
 from sparsejax.tree import Mask, PyTree, leaves_with_paths, resolve_mask
@@ -193,8 +194,7 @@ def _random_support(
     """A random mask of the selected leaves at ``sparsity`` (per-leaf counts uniform or ERK)."""
     leaves = jax.tree.leaves(params)
     chosen = [x for x, s in zip(leaves, flags) if s]
-    key = jax.random.PRNGKey(seed)
-    scores = [jax.random.uniform(jax.random.fold_in(key, i), jnp.shape(x)) for i, x in enumerate(chosen)]
+    scores = uniform_scores(jax.random.PRNGKey(seed), [jnp.shape(x) for x in chosen])
     keep = pattern_keep(scores, pattern, sparsity, "layerwise", distribution, power_scale)
     it = iter(keep)
     return jax.tree.unflatten(
@@ -375,8 +375,7 @@ def _dst_mask_update(
         if grow == "gradient":
             raw = [group_scores(jnp.abs(g), pattern) for g in grads]
         else:
-            step_key = jax.random.fold_in(key, t)
-            raw = [jax.random.uniform(jax.random.fold_in(step_key, i), s) for i, s in enumerate(gshapes)]
+            raw = uniform_scores(jax.random.fold_in(key, t), gshapes)
         grow_scores = [jnp.where(k, -jnp.inf, r) for k, r in zip(kept, raw)]
         not_grown = pruned_entries(grow_scores, sizes - n_drop, True)
         grown = [~ng.reshape(s) & ~k for ng, k, s in zip(not_grown, kept, gshapes)]

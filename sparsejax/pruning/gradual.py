@@ -16,7 +16,7 @@ from sparsejax.pruning.pattern_masks import check_leaves, pattern_keep
 from sparsejax.pruning.support import Support
 from sparsejax.tree import Mask, leaves_with_paths, resolve_mask
 from sparsejax.pruning.retrain import masked_update
-from sparsejax.pruning.saliency import saliency_scores
+from sparsejax.pruning.saliency import saliency_scores, uniform_scores
 from sparsejax.pruning.select import pruned_entries
 
 __all__ = ["GradualPruningState", "gradual_pruning", "polynomial_sparsity"]
@@ -113,8 +113,8 @@ def _scores(
         return [jnp.abs(w) for w in weights]
     if score == "saliency":
         return saliency_scores(weights, grads)
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), t)  # "random": fresh at every update
-    return [jax.random.uniform(jax.random.fold_in(key, i), w.shape) for i, w in enumerate(weights)]
+    # "random": fresh at every update
+    return uniform_scores(jax.random.fold_in(jax.random.PRNGKey(seed), t), [w.shape for w in weights])
 
 
 @functools.partial(jax.jit, static_argnames=("scope", "distribution", "pattern", "score"))

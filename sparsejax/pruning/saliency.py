@@ -7,15 +7,17 @@ as ``importance_scores=`` to :func:`sparsejax.pruning.prune` (any ``scope``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sparsejax.tree import PyTree
 
-__all__ = ["random_scores", "saliency_scores", "snip_scores"]
+__all__ = ["random_scores", "saliency_scores", "snip_scores", "uniform_scores"]
 
 
 def saliency_scores(params: PyTree, grads: PyTree) -> PyTree:
@@ -81,12 +83,75 @@ def snip_scores(loss_fn: Callable[..., jax.Array], params: PyTree, *batch: Any) 
     return jax.tree.map(lambda x: x / jnp.where(total > 0, total, 1.0), raw)
 
 
-def random_scores(params: PyTree, seed: int = 0) -> PyTree:
-    """Uniform random scores in ``[0, 1)``: random pruning, the control of every pruning study.
+def _lowbias32(x: jax.Array) -> jax.Array:
+    """A bijective 32-bit integer hash with low bias (C. Wellons' "lowbias32" constants)."""
+    x = x ^ (x >> 16)
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def uniform_scores(key: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Array]:
+    r"""Uniform float32 scores in :math:`[0, 1)`, one array per shape, from a counter-based hash.
+
+    Entry :math:`j` (row-major) of array :math:`i` is
+
+    .. math::
+
+      u_{ij} = 2^{-24} \left\lfloor 2^{-8}\, H\big(H(j \oplus a_i) + b_i\big) \right\rfloor,
+      \qquad (a_i, b_i) = \texttt{jax.random.bits}(\texttt{fold\_in}(\text{key}, i)),
+
+    with :math:`H` the bijective 32-bit hash "lowbias32" and arithmetic modulo
+    :math:`2^{32}`. Within an array the 32-bit hashes are distinct (a
+    composition of bijections of :math:`j`), so scores tie only through the
+    final rounding to 24 bits (``jax.random.uniform`` keeps 23). This is the
+    random source of every random mask in :mod:`sparsejax.pruning` (initial
+    masks, SET's regrowth, random pruning): a few integer operations per
+    entry, which XLA vectorises, where ``jax.random.uniform`` runs the
+    Threefry cipher per entry (5 ms against 137 ms for the 11.7M kernel
+    entries of a ResNet-18 on two Xeon vCPUs). The per-array keys
+    come from ``jax.random``, so ``key`` is an ordinary JAX PRNG key.
 
     Args:
-      params: the parameter pytree.
-      seed: the seed (each leaf gets its own stream).
+      key: a JAX PRNG key (``jax.random.key`` or ``jax.random.PRNGKey``).
+      shapes: the shapes of the arrays; each at most :math:`2^{32}` entries.
+
+    Returns:
+      A list of float32 arrays with these shapes.
+
+    Example:
+      >>> import jax
+      >>> import sparsejax as sj
+      >>> u = sj.pruning.uniform_scores(jax.random.key(0), [(2, 3), (4,)])
+      >>> [x.shape for x in u], bool(all(((x >= 0) & (x < 1)).all() for x in u))
+      ([(2, 3), (4,)], True)
+
+    References:
+      Salmon et al., *Parallel random numbers: as easy as 1, 2, 3*, SC 2011
+      (counter-based generation); C. Wellons, *Hash function prospector*
+      (2018), the lowbias32 constants.
+    """
+    out = []
+    for i, shape in enumerate(shapes):
+        n = math.prod(shape)
+        if n > 1 << 32:
+            raise ValueError(f"uniform_scores: an array of {n} entries is above 2**32 (shape {shape})")
+        a, b = jax.random.bits(jax.random.fold_in(key, i), (2,), jnp.uint32)
+        h = _lowbias32(_lowbias32(jax.lax.iota(jnp.uint32, n) ^ a) + b)
+        out.append(((h >> 8).astype(jnp.float32) * np.float32(2.0**-24)).reshape(shape))
+    return out
+
+
+def random_scores(params: PyTree, seed: int = 0) -> PyTree:
+    r"""Uniform random scores in :math:`[0, 1)`: random pruning, the control of every pruning study.
+
+    The scores of :func:`uniform_scores` with the key ``jax.random.PRNGKey(seed)``,
+    one array per leaf.
+
+    Args:
+      params: the parameter pytree (only the shapes are used).
+      seed: the random seed.
 
     Returns:
       Float32 scores with the params' structure.
@@ -99,8 +164,6 @@ def random_scores(params: PyTree, seed: int = 0) -> PyTree:
       ((2, 3), True)
     """
     leaves, treedef = jax.tree.flatten(params)
-    key = jax.random.PRNGKey(seed)
     return jax.tree.unflatten(
-        treedef,
-        [jax.random.uniform(jax.random.fold_in(key, i), jnp.shape(x)) for i, x in enumerate(leaves)],
+        treedef, uniform_scores(jax.random.PRNGKey(seed), [jnp.shape(x) for x in leaves])
     )
