@@ -16,10 +16,11 @@ millions of weights is not needed for that: the :math:`k`-th smallest score
   smallest key :math:`\\tau` with :math:`\\#\\{\\text{key} \\le \\tau\\} \\ge k`.
   For groups of at most :math:`2^{24}` entries the passes count on float32
   digits of the keys (the top 24 bits, then the low 8 bits among the entries
-  whose top bits equal :math:`\\tau`'s), each count an exact float32 sum of
-  zeros and ones that XLA:CPU vectorises; a sum of comparisons runs element
-  by element, about 5x slower per pass. Larger groups count on the integer
-  keys.
+  whose top bits equal :math:`\\tau`'s, unless all of those are removed), each
+  count an exact float32 sum of zeros and ones that XLA:CPU vectorises; a sum
+  of comparisons runs element by element, about 5x slower per pass. A group
+  whose search is over is not counted again. Larger groups count on the
+  integer keys.
 * Everything below :math:`\\tau` is pruned, and among the entries equal to
   :math:`\\tau` the first ones in position order (leaves in ``jax.tree.leaves``
   order, entries in row-major order) until :math:`k` are reached; a second
@@ -81,20 +82,25 @@ def _count(pred: jax.Array) -> jax.Array:
     return jnp.sum(pred, dtype=jnp.int32)
 
 
-def _bisect(lo: jax.Array, hi: jax.Array, enough: Callable[[jax.Array], jax.Array]) -> jax.Array:
+def _bisect(
+    lo: jax.Array, hi: jax.Array, enough: Callable[[jax.Array, jax.Array], jax.Array]
+) -> jax.Array:
     """Smallest ``v`` in ``[lo, hi]`` with ``enough(v)``, per group, in one while loop.
 
-    ``enough(v)`` maps a vector of candidates (one per group) to booleans and
-    must be monotone in ``v`` and true at ``hi``. Groups with ``lo == hi`` are
-    already done; the loop runs until every group is.
+    ``enough(v, active)`` maps a vector of candidates (one per group) to
+    booleans and must be monotone in ``v`` and true at ``hi``; ``active``
+    marks the groups still searching (``lo < hi``), whose answers are used:
+    ``enough`` may skip the work of the others. The loop runs until every
+    group is done.
     """
     one = jnp.ones([], lo.dtype)
 
     def body(bounds: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         lo, hi = bounds
+        active = lo < hi
         mid = lo + (hi - lo) // (one + one)
-        ok = enough(mid)
-        return jnp.where(ok, lo, mid + one), jnp.where(ok, mid, hi)
+        ok = enough(mid, active)
+        return jnp.where(active & ~ok, mid + one, lo), jnp.where(active & ok, mid, hi)
 
     lo, _ = jax.lax.while_loop(lambda b: jnp.any(b[0] < b[1]), body, (lo, hi))
     return lo
@@ -148,7 +154,7 @@ def _smallest_by_bisection_int(
     ok = (counts(jnp.less, lo) < k) & (counts(jnp.less_equal, hi) >= k)
     lo = jnp.where(ok, lo, np.uint32(0))
     hi = jnp.where(ok, hi, _MAX_KEY)
-    tau = _bisect(lo, hi, lambda v: counts(jnp.less_equal, v) >= k)
+    tau = _bisect(lo, hi, lambda v, _: counts(jnp.less_equal, v) >= k)
 
     # Entries below tau are removed, and the first `need` entries equal to tau in position
     # order: a second bisection finds the position bound, for the groups where tau is tied
@@ -160,7 +166,7 @@ def _smallest_by_bisection_int(
     eqs = [x == tau[i] for i, x in enumerate(flats)]
     positions = [jnp.arange(n, dtype=jnp.int32) for n in sizes]
 
-    def enough(bound: jax.Array) -> jax.Array:
+    def enough(bound: jax.Array, _: jax.Array) -> jax.Array:
         return jnp.stack([_count(eqs[i] & (positions[i] < bound[i])) for i in g]) >= need
 
     bound = _bisect(jnp.where(tied, 0, total), total, enough)
@@ -194,18 +200,26 @@ def _smallest_by_bisection_f32(
     bits ``H`` and its low 8 bits ``L``, exact as float32 integers, and every
     count is a :func:`_count_ge` sum. The threshold is found in two bisections:
     ``H``'s value :math:`\\tau_H`, then, among the entries with
-    :math:`H = \\tau_H`, ``L``'s value :math:`\\tau_L`; ties at
+    :math:`H = \\tau_H`, ``L``'s value :math:`\\tau_L` (255 without a search
+    where all of them are removed: often a single entry has :math:`\\tau_H`); ties at
     :math:`\\tau = 2^8\\tau_H + \\tau_L` are resolved by position, as in the integer path.
     """
     sizes = [int(x.size) for x in keys]
     g = range(len(keys))
     hi_digits = [(x >> 8).astype(jnp.float32) for x in keys]
 
-    def count_ge(arrays: list[jax.Array], values: jax.Array) -> jax.Array:
-        return jnp.stack([_count_ge(arrays[i], values[i]) for i in g])
+    def count_ge(arrays: list[jax.Array], values: jax.Array, active: Any = None) -> jax.Array:
+        # Inside a bisection a group that is done is not counted (its count is not used).
+        if active is None:
+            return jnp.stack([_count_ge(arrays[i], values[i]) for i in g])
+        return jnp.stack([
+            jax.lax.cond(active[i], lambda i=i: _count_ge(arrays[i], values[i]),
+                         lambda: jnp.zeros([], jnp.int32))
+            for i in g
+        ])
 
-    def count_le(arrays: list[jax.Array], values: jax.Array) -> jax.Array:
-        return total - count_ge(arrays, values + 1)
+    def count_le(arrays: list[jax.Array], values: jax.Array, active: Any = None) -> jax.Array:
+        return total - count_ge(arrays, values + 1, active)
 
     total = jnp.asarray(sizes, jnp.int32)
     # A bracket [lo, hi] for tau_H from a sorted strided sample of each group.
@@ -215,18 +229,20 @@ def _smallest_by_bisection_f32(
     ok = (total - count_ge(hi_digits, lo) < k) & (count_le(hi_digits, hi) >= k)
     lo = jnp.where(ok, lo, 0)
     hi = jnp.where(ok, hi, np.int32(_MAX_HI))
-    tau_hi = _bisect(lo, hi, lambda v: count_le(hi_digits, v) >= k)
+    tau_hi = _bisect(lo, hi, lambda v, active: count_le(hi_digits, v, active) >= k)
     below_hi = total - count_ge(hi_digits, tau_hi)  # #{H < tau_H} < k
+    upto_hi = total - count_ge(hi_digits, tau_hi + 1)  # #{H <= tau_H} >= k
 
     # Among the entries with H = tau_H, the low digit (256 elsewhere, above every digit).
+    # Where all of them are removed (often: one entry has this H), tau_L = 255 from the start.
     lo_digits = [
         jnp.where((x >> 8) == tau_hi[i].astype(jnp.uint32),
                   (x & np.uint32(0xFF)).astype(jnp.float32), jnp.float32(256))
         for i, x in enumerate(keys)
     ]
     rest = k - below_hi
-    tau_lo = _bisect(jnp.zeros_like(k), jnp.full_like(k, 255),
-                     lambda v: count_le(lo_digits, v) >= rest)
+    tau_lo = _bisect(jnp.where(rest == upto_hi - below_hi, 255, 0), jnp.full_like(k, 255),
+                     lambda v, active: count_le(lo_digits, v, active) >= rest)
     ge_lo = count_ge(lo_digits, tau_lo)
     below = below_hi + (total - ge_lo)  # #{key < tau}
     equal = ge_lo - count_ge(lo_digits, tau_lo + 1)  # #{key == tau}
@@ -241,7 +257,7 @@ def _smallest_by_bisection_f32(
         jnp.where(e, jnp.arange(n, dtype=jnp.float32), jnp.float32(n)) for e, n in zip(eqs, sizes)
     ]
     bound = _bisect(jnp.where(tied, 0, total), total,
-                    lambda b: total - count_ge(positions, b) >= need)
+                    lambda b, active: total - count_ge(positions, b, active) >= need)
     return [
         ((x < tau[i]) | (eqs[i] & (jnp.arange(sizes[i], dtype=jnp.int32) < bound[i]))) & (k[i] > 0)
         for i, x in enumerate(keys)
