@@ -11,7 +11,9 @@ windows divided by their steps, mask updates included. The candidates are timed
 in interleaved rounds (a window each, rotating order) and each figure is the
 median over rounds; the ratio is to the baseline's figure (goal of issue 17:
 at most 1.10 for RigL and SET at ΔT = 100). The cost of one mask-update step
-alone is also printed.
+alone is also printed, and the time to draw one uniform score per kernel entry
+(SET's regrowth) with :func:`sparsejax.pruning.uniform_scores` and with
+``jax.random.uniform``.
 
 The ``*_host`` rows are the same transforms with the mask-update steps chosen
 on the host (``update(..., mask_update=rule(step))``, the rule
@@ -49,7 +51,7 @@ from transforms import SIZES, resnet18_params  # noqa: E402
 
 from sparsejax import pruning, tree  # noqa: E402
 
-__all__ = ["candidates", "main"]
+__all__ = ["candidates", "main", "random_score_times"]
 
 SPARSITY = 0.9
 
@@ -186,6 +188,33 @@ def run(size: str, update_freq: int, rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
+def random_score_times(size: str, rounds: int = 7) -> dict[str, float]:
+    """Milliseconds to draw one uniform score per kernel entry of the tree (median of ``rounds``).
+
+    ``uniform_scores``: :func:`sparsejax.pruning.uniform_scores`, the counter-based hash that
+    SET's regrowth and every random mask use; ``jax_random_uniform``: one
+    ``jax.random.uniform`` per kernel (Threefry), what they used before.
+    """
+    host = resnet18_params(0, **SIZES[size])
+    chosen = jax.tree.leaves(tree.resolve_mask(tree.weights_only, host))
+    shapes = [np.shape(x) for x, keep in zip(jax.tree.leaves(host), chosen) if keep]
+    draws = {
+        "uniform_scores": jax.jit(lambda k: pruning.uniform_scores(k, shapes)),
+        "jax_random_uniform": jax.jit(lambda k: [
+            jax.random.uniform(jax.random.fold_in(k, i), s) for i, s in enumerate(shapes)]),
+    }
+    key = jax.random.PRNGKey(0)
+    times: dict[str, list[float]] = {name: [] for name in draws}
+    for fn in draws.values():
+        _block(fn(key))  # compile
+    for r in range(rounds):
+        for name, fn in (list(draws.items()) if r % 2 == 0 else list(draws.items())[::-1]):
+            start = time.perf_counter()
+            _block(fn(jax.random.fold_in(key, r)))
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+
+
 def format_rows(rows: Sequence[dict[str, Any]], update_freq: int) -> str:
     lines = [f"{'transform':<20} {'ms/step':>9} {'x sgd-m':>8} {'mask-update step ms':>20}",
              "-" * 60]
@@ -222,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     start = time.perf_counter()
     rows = run(size, update_freq, rounds)
     print(format_rows(rows, update_freq))
+    draw = random_score_times(size)
+    print(f"one uniform score per kernel entry: uniform_scores {draw['uniform_scores']:.2f} ms, "
+          f"jax.random.uniform {draw['jax_random_uniform']:.2f} ms (median of 7)")
     print(f"wall time {time.perf_counter() - start:.0f} s")
     return rows
 

@@ -170,6 +170,8 @@ def test_dynamic_sparse_quick_times_every_transform_and_its_host_scheduled_twin(
     assert [r["masks_equal"] for r in host] == [True] * 3
     assert all(0.0 <= r["max_abs_diff"] < 1e-5 for r in host), host
     assert "against their device-scheduled twins: masks identical: yes;" in stdout
+    draw = re.search(r"uniform_scores ([0-9.]+) ms, jax.random.uniform ([0-9.]+) ms", stdout)
+    assert draw and all(_positive(float(x)) for x in draw.groups()), stdout
 
 
 @pytest.fixture(scope="module")

@@ -109,8 +109,9 @@ def uniform_scores(key: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[ja
     random source of every random mask in :mod:`sparsejax.pruning` (initial
     masks, SET's regrowth, random pruning): a few integer operations per
     entry, which XLA vectorises, where ``jax.random.uniform`` runs the
-    Threefry cipher per entry (5 ms against 137 ms for the 11.7M kernel
-    entries of a ResNet-18 on two Xeon vCPUs). The per-array keys
+    Threefry cipher per entry (about 13x slower: 13-15 ms against
+    173-206 ms for the 11.7M kernel entries of a ResNet-18 on two Xeon vCPUs,
+    ``benchmarks/dynamic_sparse.py``). The per-array keys
     come from ``jax.random``, so ``key`` is an ordinary JAX PRNG key.
 
     Args:
