@@ -208,7 +208,8 @@ def _smallest_by_bisection_f32(
     g = range(len(keys))
     hi_digits = [(x >> 8).astype(jnp.float32) for x in keys]
 
-    def count_ge(arrays: list[jax.Array], values: jax.Array, active: Any = None) -> jax.Array:
+    def count_ge(arrays: list[jax.Array], values: jax.Array,
+                 active: jax.Array | None = None) -> jax.Array:
         # Inside a bisection a group that is done is not counted (its count is not used).
         if active is None:
             return jnp.stack([_count_ge(arrays[i], values[i]) for i in g])
@@ -218,7 +219,8 @@ def _smallest_by_bisection_f32(
             for i in g
         ])
 
-    def count_le(arrays: list[jax.Array], values: jax.Array, active: Any = None) -> jax.Array:
+    def count_le(arrays: list[jax.Array], values: jax.Array,
+                 active: jax.Array | None = None) -> jax.Array:
         return total - count_ge(arrays, values + 1, active)
 
     total = jnp.asarray(sizes, jnp.int32)
