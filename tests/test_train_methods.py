@@ -286,7 +286,7 @@ def test_sfw_keeps_the_kernels_in_their_polytopes_and_trains_biases_by_sgd() -> 
     methods.prepare_model("sfw", model, ours, seed=0)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     hp = methods.resolve_hparams("sfw", ours)
-    cons = methods._sfw_constraints(params, hp)
+    cons = methods.frank_wolfe._sfw_constraints(params, hp)
     assert cons["layers"][0]["bias"] is None and cons["layers"][0]["kernel"].k_frac == 0.1
     tx, extra = methods.make_optimizer("sfw", ours, learning_rate=0.5, momentum=None,
                                        steps_per_epoch=3, epochs=1, params=params)
