@@ -16,7 +16,7 @@ as pure dicts) and never imports Flax:
 * sparsity patterns (``pattern=``: unstructured, N:M, blocks, channels; see
   :mod:`sparsejax.patterns`) and mask-based sparse training around any
   optimizer: :func:`static_sparse`, :func:`set_`, :func:`rigl` and
-  :func:`ste_pruning` (:mod:`~sparsejax.pruning.dynamic`);
+  :func:`ste_pruning` (:mod:`~sparsejax.pruning.dynamic`, :mod:`~sparsejax.pruning.ste`);
 * summaries (:func:`format_sparsity`, re-exported from :mod:`sparsejax.summary`)
   and plots (:func:`plot_layer_sparsity`, :func:`plot_weight_histogram`).
 
@@ -67,7 +67,6 @@ from sparsejax.summary import format_sparsity, sparsity_summary
 from sparsejax.patterns import is_n_m_sparse
 from sparsejax.pruning.saliency import random_scores, saliency_scores, snip_scores, uniform_scores
 from sparsejax.pruning.dynamic import (
-    STEState,
     SparseTrainingState,
     cosine_drop_fraction,
     dst_update_due,
@@ -75,10 +74,8 @@ from sparsejax.pruning.dynamic import (
     rigl,
     set_,
     static_sparse,
-    ste_dense_params,
-    ste_pruning,
-    ste_update_due,
 )
+from sparsejax.pruning.ste import STEState, ste_dense_params, ste_pruning, ste_update_due
 
 # After fixed_support, which it builds on.
 from sparsejax.pruning.at_init import PruneAtInitState, lats_prune_at_init
