@@ -339,3 +339,57 @@ def test_float64_params_get_float64_grda_and_rda():
             out, _ = _run_f64(sj.dual_averaging(lr, center=center), params, g64)
             base = w0 if center == "init" else 0.0
             assert _rel_err(out["w"], base - lr * sum(grads)) <= 1e-12
+
+
+def test_opaque_one_is_an_exact_one_that_survives_compilation():
+    # x * opaque_one is x bit for bit (signed zeros, infinities, NaN, the largest float), except
+    # that subnormals come out as any arithmetic result does (XLA:CPU flushes them to signed zeros;
+    # the transforms only multiply results of arithmetic). XLA keeps the multiply (the one is not
+    # folded away): the loop keeps its broadcast operand, which is the point of the helper.
+    from sparsejax.optim._common import opaque_one
+
+    f32 = np.array([0.0, -0.0, 1.5, -3.25e-42, 1e-45, 3.4e38, np.inf, -np.inf, np.nan], np.float32)
+    subnormal = np.array([False, False, False, True, True, False, False, False, False])
+    for dtype in (jnp.float32, jnp.bfloat16, jnp.float16):
+        x = jnp.asarray(f32).astype(dtype)
+        fn = jax.jit(lambda x: x * opaque_one(x.dtype))
+        y = fn(x)
+        assert y.dtype == x.dtype
+        bits = np.uint16 if jnp.dtype(dtype).itemsize == 2 else np.uint32
+        normal = ~subnormal & (np.asarray(x.astype(jnp.float32)) != 0) | (f32 == 0)
+        np.testing.assert_array_equal(np.asarray(y).view(bits)[normal], np.asarray(x).view(bits)[normal])
+        # everywhere, what an arithmetic operation with a runtime zero gives
+        minus_zero = jax.jit(lambda a, b: a - b)(x, jnp.zeros_like(x))
+        np.testing.assert_array_equal(np.asarray(y).view(bits), np.asarray(minus_zero).view(bits))
+        assert "multiply" in fn.lower(x).compile().as_text()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_dual_averaging_family_updates_are_the_plain_formulas_bit_for_bit(dtype):
+    # The gradient sum and the dual point are computed with an exact multiply by an opaque one
+    # (a code-generation choice for XLA:CPU): the results must be those of the plain
+    # formulas, s + g and z - p, bit for bit, over steps with gradients of mixed scales.
+    rng = np.random.default_rng(3)
+    p0 = jnp.asarray(rng.standard_normal((7, 5)), dtype)
+    grads = [jnp.asarray(rng.standard_normal((7, 5)) * 10.0 ** rng.integers(-6, 1), dtype)
+             for _ in range(12)]
+
+    def bits(x):
+        return np.asarray(x).view(np.uint16 if jnp.dtype(x.dtype).itemsize == 2 else np.uint32)
+
+    # dual averaging: z <- z - lr g (in float32 for bf16 accumulators), p <- p + (z - p)
+    tx, p, z = sj.dual_averaging(0.1), p0, p0
+    state = tx.init(p)
+    for g in grads:
+        z = (z.astype(jnp.float32) - jnp.float32(0.1) * g.astype(jnp.float32)).astype(dtype)
+        u, state = tx.update(g, state, p)
+        expected_u = (z - p).astype(dtype)
+        np.testing.assert_array_equal(bits(u), bits(expected_u))
+        p = optax.apply_updates(p, u)
+    # RDA: the gradient sum is s + g in the accumulator's dtype
+    tx = sj.rda(1.0, 1e-3)
+    state, s = tx.init(p0), jnp.zeros_like(p0)
+    for g in grads:
+        s = (s + g).astype(dtype)
+        _, state = tx.update(g, state, p0)
+        np.testing.assert_array_equal(bits(state.grad_sum), bits(s))

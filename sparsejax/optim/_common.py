@@ -17,6 +17,23 @@ def copy_as(x: jax.Array, dtype: Any) -> jax.Array:
     return jnp.array(x, dtype=dtype or x.dtype, copy=True)
 
 
+def opaque_one(dtype: Any) -> jax.Array:
+    """A scalar 1 of ``dtype`` that XLA cannot fold away (behind ``optimization_barrier``).
+
+    ``x * opaque_one(x.dtype)`` is ``x`` bit for bit (IEEE multiplication by
+    one is exact, NaN, infinities and signed zeros included), but the loop
+    XLA fuses around it gets a broadcast scalar operand. XLA:CPU (jax 0.12)
+    compiles a loop fusion of plain array additions and subtractions, with no
+    such operand, through its older IR emitter (objects ``__compute_module_*``
+    in an ``--xla_dump_to`` dump), and such loops ran 10-25% slower inside
+    optimizer steps on the 2-vCPU Intel host of ``benchmarks/README.md``
+    (issue 15); with the operand they go through the fusion emitter like
+    SGD-momentum's loops. A multiplication by a runtime scalar costs nothing
+    measurable in a memory-bound loop on any backend.
+    """
+    return jax.lax.optimization_barrier(jnp.ones([], dtype))
+
+
 def compute_dtype(dtype: Any) -> Any:
     """The dtype hyperparameter arithmetic uses for a leaf of ``dtype``.
 

@@ -23,7 +23,7 @@ from sparsejax._validation import (
     require_params,
     warn_outside,
 )
-from sparsejax.optim._common import compute_dtype, copy_as, tree_compute_dtype
+from sparsejax.optim._common import compute_dtype, copy_as, opaque_one, tree_compute_dtype
 from sparsejax.optim.masking import freeze_zeros
 from sparsejax.optim.proximal import _soft_threshold_transform
 from sparsejax.tree import Mask, resolve_mask
@@ -115,8 +115,13 @@ def dual_averaging(
             # arithmetic for numbers and the arrays of inject_hyperparams
             return (z - jnp.asarray(eta, compute_dtype(z.dtype)) * g).astype(z.dtype)
 
+        def leaf_update(z: jax.Array, p: jax.Array) -> jax.Array:
+            # times an opaque 1 (exact): a loop of plain subtractions runs slower on XLA:CPU
+            d = z - p
+            return (d * opaque_one(d.dtype)).astype(p.dtype)
+
         dual = jax.tree.map(leaf_dual, state.dual, updates)
-        new_updates = jax.tree.map(lambda z, p: (z - p).astype(p.dtype), dual, params)
+        new_updates = jax.tree.map(leaf_update, dual, params)
         return new_updates, DualAveragingState(optax.safe_increment(state.count), dual)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -311,7 +316,9 @@ def rda(
         gamma_t = jnp.asarray(gam(state.count), dtype)
         inv_beta = 1 / (gamma_t * sqrt_t)
         tau = jnp.asarray(lam(state.count), dtype) * sqrt_t / gamma_t
-        grad_sum = jax.tree.map(lambda s, g: (s + g).astype(s.dtype), state.grad_sum, updates)
+        # g times an opaque 1 (exact): a loop of plain additions runs slower on XLA:CPU
+        grad_sum = jax.tree.map(lambda s, g: (s + g * opaque_one(g.dtype)).astype(s.dtype),
+                                state.grad_sum, updates)
         selected = resolve_mask(mask, params, nonempty=True)
 
         def leaf_update(s: jax.Array, c: jax.Array, p: jax.Array, sel: bool) -> jax.Array:
