@@ -28,8 +28,15 @@ def opaque_one(dtype: Any) -> jax.Array:
     in an ``--xla_dump_to`` dump), and such loops ran 10-25% slower inside
     optimizer steps on the 2-vCPU Intel host of ``benchmarks/README.md``
     (issue 15); with the operand they go through the fusion emitter like
-    SGD-momentum's loops. A multiplication by a runtime scalar costs nothing
-    measurable in a memory-bound loop on any backend.
+    SGD-momentum's loops. Elsewhere it costs one multiplication per entry in
+    a memory-bound loop.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from sparsejax.optim._common import opaque_one
+      >>> x = jnp.array([-0.0, 1.5, jnp.inf])
+      >>> jax.jit(lambda x: x * opaque_one(x.dtype))(x)
+      Array([-0. ,  1.5,  inf], dtype=float32)
     """
     return jax.lax.optimization_barrier(jnp.ones([], dtype))
 
