@@ -239,10 +239,12 @@ def ste_pruning(
         gs = treedef.flatten_up_to(updates)
         dense = [p if m is None else jnp.where(m, p, h) for m, p, h in zip(ms, ps, hs)]
         decay = jnp.asarray(sr_ste_decay, jnp.float32)
+        # The SR-STE term reads the hidden values (the dense weights where masked), not `dense`:
+        # each loop then reads only the arrays it needs (see the ordinary step below).
         grads = [
             g if m is None or g is None
-            else (g + (decay * jnp.where(m, 0.0, d.astype(jnp.float32))).astype(g.dtype))
-            for m, g, d in zip(ms, gs, dense)
+            else (g + (decay * jnp.where(m, 0.0, h.astype(jnp.float32))).astype(g.dtype))
+            for m, g, h in zip(ms, gs, hs)
         ]
         u, inner_state = optax.with_extra_args_support(inner).update(
             treedef.unflatten(grads), state.inner_state, treedef.unflatten(dense), **extra_args
@@ -267,18 +269,27 @@ def ste_pruning(
                                 distribution, branch=flag is None)
         it = iter(keep)
         out_u, out_m, out_h = [], [], []
-        for m, p, du, nd in zip(ms, ps, us, new_dense):
+        for m, p, h, du, nd in zip(ms, ps, hs, us, new_dense):
             if m is None:
                 out_u.append(du)
                 out_m.append(None)
                 out_h.append(None)
                 continue
             k = next(it)
+            out_m.append(k)
+            if flag is False:
+                # The mask stays: the params move by the inner update where active and stay 0
+                # elsewhere, the hidden values by it where masked (h + du is the dense weight
+                # there). The same values as the general form below, written so that the
+                # params' loop reads no hidden value and the hidden values' loop no param:
+                # nothing to materialise before the donated buffers are overwritten.
+                out_u.append(jnp.where(m, du, (-p).astype(du.dtype)))
+                out_h.append(jnp.where(m, jnp.zeros_like(h), (h + du).astype(h.dtype)))
+                continue
             # Active before and after: the inner update itself (p + du is the dense weight);
             # newly active: the dense value (p is 0); masked: -p.
             step = jnp.where(m, du, nd.astype(du.dtype))
             out_u.append(jnp.where(k, step, (-p).astype(du.dtype)))
-            out_m.append(k)
             out_h.append(jnp.where(k, jnp.zeros_like(nd), nd))
         return treedef.unflatten(out_u), STEState(
             optax.safe_increment(state.count), jnp.asarray(s, jnp.float32),
