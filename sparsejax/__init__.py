@@ -6,10 +6,11 @@
 The transforms live flat under ``sparsejax`` (defined in :mod:`sparsejax.optim`);
 pure proximal operators in :mod:`sparsejax.prox`; Frank-Wolfe constraint sets
 (linear minimisation oracles) in :mod:`sparsejax.constraints`; leaf naming and selection in
-:mod:`sparsejax.tree`; initialisers in :mod:`sparsejax.init`.
+:mod:`sparsejax.tree`; exact selection of the k smallest or largest entries without a sort
+in :mod:`sparsejax.select`; initialisers in :mod:`sparsejax.init`.
 """
 
-from sparsejax import constraints, directional, init, patterns, pruning, prox, tree
+from sparsejax import constraints, directional, init, patterns, pruning, prox, select, tree
 from sparsejax.optim import (
     ContinuationState,
     DualAveragingState,

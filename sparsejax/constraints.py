@@ -71,6 +71,7 @@ import numpy as np
 import optax
 
 from sparsejax._validation import check_number
+from sparsejax.select import top_k_mask
 from sparsejax.tree import Mask, PyTree, path_str, resolve_mask
 
 __all__ = [
@@ -201,7 +202,9 @@ class KSparsePolytope(Constraint):
         :math:`g_i = 0` the entry is 0 (``sign(0) = 0``), which is still a
         minimiser and keeps leaves without gradient from drifting to an
         arbitrary vertex; for a gradient whose K largest entries are nonzero the
-        result is a vertex with exactly K nonzeros.
+        result is a vertex with exactly K nonzeros. The K entries are the ones
+        ``jax.lax.top_k(|g|, K)`` returns, marked by
+        :func:`sparsejax.select.top_k_mask` (no sort of large leaves).
         """
         g = jnp.asarray(g)
         n = _size(g.shape)
@@ -210,8 +213,9 @@ class KSparsePolytope(Constraint):
         if k >= n:
             v = -self.radius * jnp.sign(flat)
         else:
-            _, idx = jax.lax.top_k(jnp.abs(flat), k)
-            v = jnp.zeros_like(flat).at[idx].set(-self.radius * jnp.sign(flat[idx]))
+            # lax.top_k's entries, without its sort for large leaves (sparsejax.select).
+            chosen = top_k_mask(jnp.abs(flat), k)
+            v = jnp.where(chosen, -self.radius * jnp.sign(flat), jnp.zeros_like(flat))
         return (v + 0.0).reshape(g.shape).astype(g.dtype)  # + 0.0: no negative zeros
 
     def diameter(self, shape: Shape) -> float:

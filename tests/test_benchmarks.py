@@ -174,6 +174,17 @@ def test_dynamic_sparse_quick_times_every_transform_and_its_host_scheduled_twin(
     assert draw and all(_positive(float(x)) for x in draw.groups()), stdout
 
 
+def test_pruning_select_quick_compares_both_selections_with_their_references(capsys) -> None:
+    _load("pruning_select").main(["--quick", "--rounds", "1"])
+    stdout = capsys.readouterr().out
+    assert "masks identical to argsort: True" in stdout
+    assert "bfloat16-rounded scores" in stdout and stdout.count("masks identical: True") == 1
+    assert "vertices identical: True" in stdout
+    for pattern in (r"argsort / fast: ([0-9.]+)x", r"top_k / select: ([0-9.]+)x"):
+        ratio = re.search(pattern, stdout)
+        assert ratio and _positive(float(ratio.group(1))), (pattern, stdout)
+
+
 @pytest.fixture(scope="module")
 def throughput_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, dict]:
     """Runs ``throughput.py --quick --json PATH`` once; returns (stdout, returned, written)."""

@@ -57,7 +57,7 @@ from sparsejax.pruning.support import (
 from sparsejax.pruning.one_shot import CurvePoint, one_shot_curve
 from sparsejax.pruning.plots import plot_layer_sparsity, plot_weight_histogram
 from sparsejax.pruning.retrain import FixedSupportState, fixed_support
-from sparsejax.pruning.select import (
+from sparsejax.select import (
     order_keys,
     select_global,
     select_global_argsort,

@@ -44,7 +44,7 @@ from sparsejax._validation import check_choice, check_number, concrete_value, re
 from sparsejax.patterns import Pattern, expand_groups, group_scores, parse_pattern
 from sparsejax.pruning.pattern_masks import check_leaves, group_any, pattern_keep
 from sparsejax.pruning.saliency import uniform_scores
-from sparsejax.pruning.select import pruned_entries
+from sparsejax.select import pruned_entries
 from sparsejax.pruning.support import Support
 from sparsejax.tree import Mask, PyTree, leaves_with_paths, resolve_mask
 

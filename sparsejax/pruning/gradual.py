@@ -17,7 +17,7 @@ from sparsejax.pruning.support import Support
 from sparsejax.tree import Mask, leaves_with_paths, resolve_mask
 from sparsejax.pruning.retrain import masked_update
 from sparsejax.pruning.saliency import saliency_scores, uniform_scores
-from sparsejax.pruning.select import pruned_entries
+from sparsejax.select import pruned_entries
 
 __all__ = ["GradualPruningState", "gradual_pruning", "polynomial_sparsity"]
 

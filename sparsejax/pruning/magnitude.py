@@ -15,7 +15,7 @@ from sparsejax.pruning.distribution import layer_remove_counts
 from sparsejax.pruning.pattern_masks import check_leaves, pattern_keep
 from sparsejax.pruning.support import Support, apply_support, map_support
 from sparsejax.tree import Mask, resolve_mask
-from sparsejax.pruning.select import pruned_entries
+from sparsejax.select import pruned_entries
 from sparsejax.tree import PyTree, leaves_with_paths
 
 __all__ = ["num_to_remove", "prune"]
@@ -115,7 +115,7 @@ def prune(
     exactly). Ties are broken by position: leaves in ``jax.tree.leaves``
     order, entries in row-major order, earlier ones removed first, exactly as
     a stable ``argsort`` would. The threshold is found without sorting (see
-    :mod:`sparsejax.pruning.select`). Works under ``jax.jit`` with ``amount``,
+    :mod:`sparsejax.select`). Works under ``jax.jit`` with ``amount``,
     ``scope``, ``distribution`` and ``mask`` static.
 
     Args:

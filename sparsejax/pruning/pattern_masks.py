@@ -25,7 +25,7 @@ from sparsejax.patterns import (
     n_m_keep,
 )
 from sparsejax.pruning.distribution import layer_remove_counts
-from sparsejax.pruning.select import pruned_entries
+from sparsejax.select import pruned_entries
 
 __all__ = ["check_leaves", "group_any", "pattern_keep"]
 

@@ -1,4 +1,4 @@
-"""Fast global selection (sparsejax.pruning.select) against brute-force stable argsorts."""
+"""Fast global selection (sparsejax.select) against brute-force stable argsorts."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def test_both_bisection_paths_equal_the_argsort_on_adversarial_keys(path):
     # threshold, -inf (RigL's excluded entries), +inf and NaN: the float32-digit path (groups
     # of at most 2**24 entries) and the integer path (larger groups) both equal a stable
     # argsort of the keys, group by group.
-    from sparsejax.pruning import select
+    from sparsejax import select
 
     rng = np.random.default_rng(7)
     base = np.float32(0.3)
@@ -150,3 +150,69 @@ def test_both_bisection_paths_equal_the_argsort_on_adversarial_keys(path):
             expected = np.zeros(g_keys.size, bool)
             expected[np.argsort(np.asarray(g_keys), kind="stable")[:kk]] = True
             np.testing.assert_array_equal(np.asarray(removed), expected)
+
+
+def _top_k_reference(x: jax.Array, k: int) -> np.ndarray:
+    """The entries lax.top_k returns, as a mask."""
+    mask = np.zeros(x.size, bool)
+    if k:
+        mask[np.asarray(jax.lax.top_k(jnp.ravel(x), k)[1])] = True
+    return mask.reshape(x.shape)
+
+
+def _adversarial(n: int, seed: int) -> np.ndarray:
+    """Float32 values with heavy ties, both zeros, both NaNs, infinities and subnormals."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=n), 2).astype(np.float32)  # a few hundred distinct values
+    specials = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 2e-40],
+                        np.float32)
+    x[rng.integers(0, n, n // 4)] = rng.choice(specials, n // 4)
+    return x
+
+
+@pytest.mark.parametrize("sample_size", [64, 1 << 16])  # bisection path; lax.top_k itself
+def test_top_k_mask_is_the_set_lax_top_k_returns(sample_size):
+    # Total order (-NaN < -inf < -0 < +0 < subnormals < ... < inf < NaN), ties to the lower
+    # position: keys that canonicalised zeros or NaNs, or flushed subnormals, would differ.
+    from sparsejax.select import top_k_mask
+
+    for seed, shape in enumerate([(3001,), (40, 77)]):
+        x = jnp.asarray(_adversarial(int(np.prod(shape)), seed).reshape(shape))
+        n = x.size
+        cases = [(x, k) for k in (0, 1, n // 7, n - 1, n)]
+        cases += [(jnp.abs(x), n // 7), (x.astype(jnp.bfloat16), n // 3)]  # |g|, as the LMO
+        for arr, k in cases:
+            got = top_k_mask(arr, k, sample_size=sample_size)
+            assert got.shape == arr.shape and got.dtype == jnp.bool_
+            np.testing.assert_array_equal(np.asarray(got), _top_k_reference(arr, k),
+                                          err_msg=f"seed {seed}, k {k}, {arr.dtype}")
+            assert int(got.sum()) == k
+
+
+def test_top_k_mask_rejects_a_k_outside_the_array_and_takes_float64():
+    from sparsejax.select import top_k_mask
+
+    with pytest.raises(ValueError, match=r"k must be in \[0, 4\]"):
+        top_k_mask(jnp.ones(4), 5)
+    with pytest.raises(ValueError, match="k must be"):
+        top_k_mask(jnp.ones(4), -1)
+    with jax.enable_x64(True):  # float64 keeps its own order: two values one float32 apart
+        x = jnp.asarray([1.0, 1.0 + 1e-12, 0.5] * 30, jnp.float64)
+        got = top_k_mask(x, 30, sample_size=8)
+        np.testing.assert_array_equal(np.asarray(got), _top_k_reference(x, 30))
+        assert bool(got[1]) and not bool(got[0])
+
+
+def test_k_sparse_lmo_on_a_large_leaf_is_the_top_k_vertex():
+    # Above the sample size, KSparsePolytope.lmo selects with top_k_mask; its vertex must be
+    # the one lax.top_k gives (ties to the lower index, zero where the gradient is zero).
+    from sparsejax import constraints
+
+    g = jnp.asarray(_adversarial(70_000, 5).reshape(700, 100))
+    g = jnp.where(jnp.isnan(g), 0.0, g)  # an LMO's input is a finite gradient
+    con = constraints.k_sparse_polytope(k_frac=0.05, radius=0.5)
+    k = con.k_for(g.size)
+    expected = np.where(_top_k_reference(jnp.abs(g), k), -0.5 * np.sign(np.asarray(g)), 0.0)
+    got = np.asarray(jax.jit(con.lmo)(g))
+    np.testing.assert_array_equal(got, expected + 0.0)
+    assert not np.any(np.signbit(got) & (got == 0))  # no negative zeros
