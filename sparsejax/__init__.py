@@ -97,6 +97,7 @@ __all__ = [
     "pruning",
     "rda",
     "saga_fw",
+    "select",
     "sfw",
     "sfw_init",
     "slats",

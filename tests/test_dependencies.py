@@ -22,6 +22,7 @@ CORE = (
     "sparsejax.optim",
     "sparsejax.prox",
     "sparsejax.constraints",
+    "sparsejax.select",
     "sparsejax.tree",
     "sparsejax.summary",
     "sparsejax.init",
