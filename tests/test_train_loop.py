@@ -313,6 +313,56 @@ def test_workdir_files_resume_and_finished_run(data, tmp_path):
     assert jax.tree.structure(again.opt_state) == jax.tree.structure(first.opt_state)
 
 
+def test_finished_run_whose_optimizer_state_changed_layout_returns_its_weights(data, tmp_path):
+    # A newer version of a method may keep another optimizer state (here: SGD-momentum's
+    # trace, then Adam's moments, under the same config). A finished run still has its
+    # trained weights: fit returns them, without an optimizer state, and says so.
+    train, test = data
+    wd = tmp_path / "run"
+    config = {"method": "m"}
+    first = fit(TinyBN(rngs=nnx.Rngs(0)), optax.sgd(0.1, momentum=0.9), train, epochs=1,
+                eval_data=test, workdir=wd, config=config, log=None)
+    snap = _snapshot(wd)
+    log = []
+    again = fit(TinyBN(rngs=nnx.Rngs(0)), optax.adam(1e-3), train, epochs=1, eval_data=test,
+                workdir=wd, config=config, log=log.append)
+    assert len(log) == 1 and "optimizer state does not fit this optimizer" in log[0], log
+    assert again.opt_state is None
+    assert again.resumed_from == 8 and again.wall_time == pytest.approx(first.wall_time)
+    assert_trees_equal(again.params, first.params)
+    assert_trees_equal(again.model_state, first.model_state)  # the BatchNorm statistics
+    assert again.history == json.loads(json.dumps(first.history))
+    assert evaluate(again.model, test) == evaluate(first.model, test)
+    assert _snapshot(wd) == snap
+    with pytest.warns(RuntimeWarning, match="returning its params and model state") as caught:
+        fit(TinyBN(rngs=nnx.Rngs(0)), optax.adam(1e-3), train, epochs=1, workdir=wd,
+            config=config, log=None)
+    assert caught[0].filename == __file__  # pointed at the caller
+
+    # The weights are checked against the checksums saved with them: a record that disagrees
+    # (as flipped bits in the params' data would) means no weights, the mismatch is raised.
+    record = wd / "checkpoints" / "8" / "meta" / "metadata"
+    meta = json.loads(record.read_text())
+    meta["checksums"]["state"]["params/fc1/kernel"] ^= 1
+    record.write_text(json.dumps(meta))
+    with pytest.raises(WorkdirMismatchError, match="does not fit this model and optimizer"):
+        fit(TinyBN(rngs=nnx.Rngs(0)), optax.adam(1e-3), train, epochs=1, workdir=wd,
+            config=config, log=None)
+    record.write_bytes(snap["checkpoints/8/meta/metadata"])
+
+    # Finished, but the params are another model's: refused as before, nothing changed.
+    with pytest.raises(WorkdirMismatchError, match="does not fit this model and optimizer"):
+        fit(tiny_mlp(), optax.adam(1e-3), train, epochs=1, workdir=wd, config=config, log=None)
+    assert _snapshot(wd) == snap
+    # Unfinished, the run cannot go on without its optimizer state: refused, nothing changed.
+    (wd / "result.json").unlink()
+    snap = _snapshot(wd)
+    with pytest.raises(WorkdirMismatchError, match="does not fit this model and optimizer"):
+        fit(TinyBN(rngs=nnx.Rngs(0)), optax.adam(1e-3), train, epochs=1, workdir=wd,
+            config=config, log=None)
+    assert _snapshot(wd) == snap
+
+
 def test_interrupted_run_resumes_mid_epoch_to_the_same_result(data, tmp_path):
     train, test = data
 

@@ -661,6 +661,69 @@ class Workdir:
                for item, tree in (("state", state), ("totals", totals))}
         return TrainState(*new["state"]), Totals(*new["totals"]), dict(meta)
 
+    def restore_weights(self, step: int, state: TrainState) -> tuple[TrainState, dict]:
+        """Restores only the params, the model state and the step counter of checkpoint ``step``.
+
+        For a finished run whose optimizer state no longer fits the optimizer
+        (its layout changed between versions of the library): the weights it
+        trained are still there. The three items are read with Orbax's partial
+        restore and checked against the checksums saved with them.
+
+        Args:
+          step: the checkpoint.
+          state: the current train state (shapes, dtypes, shardings of the
+            params and model state to restore to; its ``opt_state`` is ignored).
+
+        Returns:
+          ``(state, meta)``: ``state`` with the restored ``step``, ``params`` and
+          ``model_state`` and ``opt_state=None``; ``meta`` the checkpoint's record.
+
+        Raises:
+          WorkdirMismatchError: if the params or model state do not fit either.
+          CheckpointRestoreError: if the checkpoint is damaged.
+        """
+        error: BaseException | None = None
+        keep = ("step", "params", "model_state")
+        try:
+            target = {name: _abstract(getattr(state, name)) for name in keep}
+            step_dir = self.checkpoint_dir / str(step)
+            try:
+                weights = ocp.PyTreeCheckpointer().restore(
+                    step_dir / "state",
+                    args=ocp.args.PyTreeRestore(
+                        item=target, partial_restore=True,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(target)),
+                )
+                meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
+                if _is_damage(e):
+                    raise self._damaged(step, *_where_and_why(e, step_dir)) from e
+                raise WorkdirMismatchError(
+                    f"the params of the checkpoint at step {step} in {self.checkpoint_dir} do not "
+                    f"fit this model ({type(e).__name__}: {str(e)[:500]}); use another workdir"
+                ) from e
+        except (WorkdirMismatchError, CheckpointRestoreError) as e:
+            error = e
+        code = _agree(2 if isinstance(error, WorkdirMismatchError) else 1 if error else 0)
+        if code == 2:
+            raise error if isinstance(error, WorkdirMismatchError) else WorkdirMismatchError(
+                f"the params of the checkpoint at step {step} in {self.checkpoint_dir} do not fit "
+                "this model (found by another process); use another workdir")
+        if code == 1:
+            raise error if error is not None else self._damaged(
+                step, "?", "another process could not read it")
+        if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
+            raise self._damaged(step, "meta/", "the record lacks " + ", ".join(
+                k for k in META_KEYS if not isinstance(meta, dict) or k not in meta))
+        saved = (meta.pop("checksums", None) or {}).get("state") or {}
+        mine = checksums(weights)  # the same paths as in the whole state: step, params/..., ...
+        bad = [k for k, v in mine.items() if k in saved and saved[k] != v]
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            raise self._damaged(step, "state/", f"the data of {bad[0]}{more} differ from the "
+                                                "checksums saved with them")
+        return state._replace(opt_state=None, **weights), dict(meta)
+
     def _check_fits(self, step: int, state: TrainState, totals: Totals) -> dict[str, bool]:
         """Compares the saved arrays' paths, shapes and dtypes with ``state`` and ``totals``.
 

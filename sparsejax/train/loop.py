@@ -42,7 +42,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from sparsejax._validation import check_number
-from sparsejax.train.checkpoint import Workdir
+from sparsejax.train.checkpoint import CheckpointRestoreError, Workdir, WorkdirMismatchError
 from sparsejax.train.distributed import DATA_AXIS, data_mesh, is_primary
 from sparsejax.train.evaluation import BatchSource, Evaluator
 from sparsejax.train.metrics import (
@@ -88,7 +88,9 @@ class FitResult:
       model: the trained model (a new module sharing nothing mutable with the
         one given to ``fit``), in eval mode.
       params: the trained parameters, a plain nested dict.
-      opt_state: the final optimizer state.
+      opt_state: the final optimizer state; ``None`` when ``fit`` returned a
+        finished run whose saved optimizer state does not fit the optimizer
+        (see :func:`fit`).
       history: one dict per epoch (the lines of ``metrics.jsonl``).
       wall_time: seconds spent training (summed over resumed runs).
       workdir: the absolute workdir, or ``None``.
@@ -158,6 +160,27 @@ def _diverged_message(
     return msg
 
 
+def _finished_weights(
+    wd: Workdir, state: TrainState, epochs: int
+) -> tuple[int, TrainState, list[dict[str, Any]]] | None:
+    """A finished run's final weights when only its optimizer state does not fit, else ``None``.
+
+    ``(step, state without opt_state, history)`` if the newest checkpoint is the
+    run's last one and its params and model state restore; ``None`` otherwise
+    (the caller raises the original mismatch).
+    """
+    step = wd.latest_step()
+    if step is None:
+        return None
+    try:
+        weights, meta = wd.restore_weights(step, state)
+    except (WorkdirMismatchError, CheckpointRestoreError):
+        return None
+    if (int(meta["epoch"]), int(meta["batch"])) != (epochs, 0):
+        return None
+    return step, weights, list(meta["history"])
+
+
 def fit(
     model: nnx.Module,
     optimizer: optax.GradientTransformation,
@@ -198,7 +221,11 @@ def fit(
     left untouched); a checkpoint is written after every epoch (and every
     ``checkpoint_every_steps`` steps), keeping the newest ``keep_checkpoints``;
     running the same call again resumes from the newest checkpoint; a finished
-    workdir returns its result without training. A checkpoint that is damaged
+    workdir returns its result without training (if its optimizer state does
+    not fit the optimizer, e.g. a state layout changed by a newer version of
+    the library, the run's params and model state are returned with
+    ``opt_state=None``, reported like damage; an unfinished run with such a
+    state raises). A checkpoint that is damaged
     (unreadable, truncated or missing files, arrays that differ from their
     saved checksums) is reported in one line (to ``log``, or as a
     ``RuntimeWarning`` when ``log`` is ``None``), moved to
@@ -291,12 +318,16 @@ def fit(
     say = log if (log is not None and is_primary()) else (lambda line: None)
     show_bar = progress_enabled(progress)
 
-    def report(line: str) -> None:
-        """A damaged checkpoint is never silent: ``log``, or a warning when ``log`` is ``None``."""
+    def report(line: str, stacklevel: int = 4) -> None:
+        """A damaged checkpoint is never silent: ``log``, or a warning when ``log`` is ``None``.
+
+        ``stacklevel`` 4 points the warning at fit's caller when ``report`` is
+        called from one of the workdir's methods, 3 when called from ``fit``.
+        """
         if log is not None:
             say(line)
         elif is_primary():
-            warnings.warn(line, RuntimeWarning, stacklevel=4)  # at fit's caller
+            warnings.warn(line, RuntimeWarning, stacklevel=stacklevel)
 
     parts = split_model(model)
     state = init_train_state(parts, optimizer, mesh)
@@ -315,6 +346,18 @@ def fit(
         wd.prepare(status)
         try:
             restored = wd.restore_latest(state, totals, report) if status != "new" else None
+        except WorkdirMismatchError:
+            finished = _finished_weights(wd, state, epochs) if status == "finished" else None
+            wd.close()
+            if finished is None:
+                raise
+            latest, state, history = finished
+            report(f"{wd.path} holds a finished run whose optimizer state does not fit this "
+                   "optimizer (saved by another version of the method?); returning its params "
+                   "and model state without it (result.opt_state is None)", stacklevel=3)
+            return FitResult(_result_model(parts, state), state.params, None, history,
+                             float(wd.read_result()["wall_time"]), wd.path, state.model_state,
+                             latest, latest)
         except BaseException:
             wd.close()
             raise
