@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
+import sparsejax as sj
 from sparsejax.train import cli, methods
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,6 +153,43 @@ def test_compare_writes_table_plots_and_skips_finished_runs(tmp_path, capsys) ->
     assert rows[1]["sparsity"] == pytest.approx(max(0.95, grda["sparsity"]), abs=1e-3)
     assert rows[1]["retrained_sparsity"] >= rows[1]["sparsity"] - 1e-9  # the mask held
     assert _snapshot(workdir)["result.json"] == runs["grda_strong"]["result.json"]
+    _bad(capsys, ["prune", "--workdir", str(workdir), "--bn-recalibrate", "2"],
+         "model 'mlp' has no BatchNorm statistics to recompute", "prune")
+    _bad(capsys, ["prune", "--workdir", str(workdir), "--bn-recalibrate", "-1"],
+         "--bn-recalibrate must be >= 0", "prune")
+
+
+def test_prune_recomputes_batchnorm_statistics_of_each_pruned_net(tmp_path, capsys) -> None:
+    # A BatchNorm net pruned one-shot is evaluated twice: with its trained statistics, and
+    # with statistics recomputed at the pruned weights from the first N training batches.
+    from sparsejax import pruning
+    from sparsejax.train import make_evaluator
+    from sparsejax.train.cli.runs import load_finished_run
+    from sparsejax.train.connectivity import recompute_batch_stats
+
+    workdir = tmp_path / "r20"
+    data = ["--dataset", "synthetic", "--data-opt", "num_examples=192",
+            "--data-opt", "image_shape=[8,8,3]", "--batch-size", "64", "--eval-batch-size", "64"]
+    assert cli.main(["train", "--method", "sgd", "--model", "resnet20", *data, "--epochs", "1",
+                     "--workdir", str(workdir), "--quiet"]) == 0
+    assert cli.main(["prune", "--workdir", str(workdir), "--ratios", "0.5,0.9",
+                     "--bn-recalibrate", "2", "--eval-batch-size", "64", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| BatchNorm recomputed (2 batches) |" in printed
+    report = json.loads((workdir / "prune-global.json").read_text())
+    assert report["bn_recalibrate"] == 2
+
+    run = load_finished_run(workdir, eval_batch_size=64)
+    evaluator = make_evaluator(run.result.model, run.test_batches)
+    for row in report["rows"]:
+        pruned, _ = pruning.prune(run.result.params, row["ratio"], scope="global",
+                                  mask=sj.tree.weights_only)
+        stats = recompute_batch_stats(run.result.model, pruned, run.train_batches, max_batches=2)
+        assert row["bn_recalibrated_accuracy"] == evaluator(pruned, stats)["accuracy"]
+        assert row["test_accuracy"] == evaluator(pruned)["accuracy"]
+    # the recomputed statistics are not the trained ones (or the check above would be empty)
+    pairs = zip(jax.tree.leaves(run.result.model_state), jax.tree.leaves(stats), strict=True)
+    assert any(not np.allclose(a, b) for a, b in pairs)
 
 
 def test_compare_bad_input(tmp_path, capsys) -> None:

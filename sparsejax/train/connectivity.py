@@ -49,6 +49,7 @@ from sparsejax.tree import PyTree
 Batches = BatchSource
 
 __all__ = [
+    "BatchStats",
     "BezierCurveModel",
     "CurveAnchor",
     "CurveFit",
@@ -334,16 +335,11 @@ class PathEvaluator:
                 raise ValueError(
                     "the net has BatchNorm: pass bn_data= (training batches) to recompute its "
                     "statistics at every evaluated point")
-            self.bn_data, self.max_bn_batches = bn_data, max_bn_batches
-            self.stats_parts = split_model(_with_zero_momentum(net))
-            self.stats_step = _make_stats_step(self.stats_parts, self.mesh)
+            self.recompute = BatchStats(net, bn_data, max_batches=max_bn_batches, mesh=self.mesh)
 
     def batch_stats(self, params: PyTree) -> PyTree | None:
         """The recomputed BatchNorm statistics at ``params`` (``None`` without BatchNorm)."""
-        if not self.bn:
-            return None
-        return _average_stats(self.stats_step, self.stats_parts, to_global(params, self.rep),
-                              self.bn_data, self.max_bn_batches, self.mesh)
+        return self.recompute(params) if self.bn else None
 
     def __call__(self, params: PyTree) -> dict[str, float]:
         state = self.batch_stats(params)
@@ -430,12 +426,58 @@ def recompute_batch_stats(net: nnx.Module, params: PyTree, bn_data: Batches, *,
       >>> sorted(stats['bn'])
       ['mean', 'var']
     """
-    mesh = mesh or data_mesh()
     if not has_batch_stats(net):
         return split_model(net).initial_model_state
-    parts = split_model(_with_zero_momentum(net))
-    params = to_global(params, replicated(mesh))
-    return _average_stats(_make_stats_step(parts, mesh), parts, params, bn_data, max_batches, mesh)
+    return BatchStats(net, bn_data, max_batches=max_batches, mesh=mesh)(params)
+
+
+class BatchStats:
+    """:func:`recompute_batch_stats` for one net and one dataset, compiled once for many params.
+
+    ``BatchStats(net, bn_data, max_batches=N)(params)`` gives what
+    ``recompute_batch_stats(net, params, bn_data, max_batches=N)`` gives, with
+    the statistics step compiled at construction's first call and reused: for
+    evaluating many pruned or interpolated weights of one net.
+
+    Args:
+      net: a network with BatchNorm statistics.
+      bn_data: training batches (full batches, no padding: ``train=True``).
+      max_batches: use at most this many batches (default: one epoch).
+      mesh: the device mesh (default: every device).
+
+    Raises:
+      ValueError: if ``net`` has no BatchNorm statistics.
+
+    Example:
+      >>> import jax
+      >>> from flax import nnx
+      >>> from sparsejax import data
+      >>> from sparsejax.models import create
+      >>> from sparsejax.train.connectivity import BatchStats
+      >>> net = create('resnet20', input_shape=(8, 8, 3), rngs=0)
+      >>> train = data.batches(data.load('synthetic', 'train', num_examples=64,
+      ...                                image_shape=(8, 8, 3)), 32, train=True)
+      >>> stats_at = BatchStats(net, train, max_batches=1)
+      >>> params = nnx.to_pure_dict(nnx.state(net, nnx.Param))
+      >>> halved = jax.tree.map(lambda w: w / 2, params)
+      >>> a, b = stats_at(params), stats_at(halved)   # one compiled step for both
+      >>> len(jax.tree.leaves(a)) == len(jax.tree.leaves(b)), stats_at.step._cache_size()
+      (True, 1)
+    """
+
+    def __init__(self, net: nnx.Module, bn_data: Batches, *, max_batches: int | None = None,
+                 mesh: Mesh | None = None) -> None:
+        if not has_batch_stats(net):
+            raise ValueError("the net has no BatchNorm statistics to recompute")
+        self.mesh = mesh or data_mesh()
+        self.bn_data, self.max_batches = bn_data, max_batches
+        self.parts = split_model(_with_zero_momentum(net))
+        self.step = _make_stats_step(self.parts, self.mesh)
+
+    def __call__(self, params: PyTree) -> PyTree:
+        """The model state (a pure dict) with the statistics recomputed at ``params``."""
+        return _average_stats(self.step, self.parts, to_global(params, replicated(self.mesh)),
+                              self.bn_data, self.max_batches, self.mesh)
 
 
 def evaluate_path(

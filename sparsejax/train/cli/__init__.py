@@ -32,7 +32,11 @@ and three plots: ``accuracy_vs_sparsity.png``, ``one_shot_curves.png`` and
 ``prune`` reloads a finished run from its workdir, prunes it one-shot by
 magnitude at each ratio, and reports test accuracy without and, with
 ``--retrain-epochs``, after a short retraining with the support fixed
-(:func:`sparsejax.pruning.fixed_support` last in the chain).
+(:func:`sparsejax.pruning.fixed_support` last in the chain). For a model with
+BatchNorm, ``--bn-recalibrate N`` adds each pruned net's accuracy with its
+BatchNorm statistics recomputed at the pruned weights from ``N`` training
+batches (:class:`sparsejax.train.connectivity.BatchStats`), since the trained
+statistics no longer describe the pruned net's activations.
 
 Bad input (an unknown method, model or dataset, a hyperparameter out of range,
 a workdir holding another experiment, missing data, a workdir whose checkpoints

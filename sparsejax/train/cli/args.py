@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs of retraining with the support fixed (default 0: none)")
     p.add_argument("--retrain-lr", type=float, default=0.01, help="retraining learning rate")
     p.add_argument("--retrain-momentum", type=float, default=0.9, help="retraining momentum")
+    p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
+                   help="also report each pruned net's accuracy with its BatchNorm statistics "
+                        "recomputed on N training batches (models with BatchNorm; default 0: no)")
     p.add_argument("--data-dir", default=None, help="where the run's dataset is (if moved)")
     p.add_argument("--source", default="auto", choices=("auto", "tfds", "files"))
     p.add_argument("--eval-batch-size", type=int, default=None)

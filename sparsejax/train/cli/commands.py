@@ -132,11 +132,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UsageError(f"--retrain-momentum must be in [0, 1), got {args.retrain_momentum}")
     if not args.retrain_lr >= 0:
         raise UsageError(f"--retrain-lr must be >= 0, got {args.retrain_lr}")
+    if args.bn_recalibrate < 0:
+        raise UsageError(f"--bn-recalibrate must be >= 0, got {args.bn_recalibrate}")
     run = load_finished_run(workdir, data_dir=args.data_dir, source=args.source,
                             eval_batch_size=args.eval_batch_size)
     settings = run.settings
     config = settings.config()  # the run's identity (fit has checked it equals the stored one)
     accuracy = accuracy_of(run)
+    recalibrated = accuracy_of(run, args.bn_recalibrate) if args.bn_recalibrate else None
     base = run.result.final
     say = (lambda line: None) if args.quiet or not is_primary() else print
     say(f"{workdir}: {settings.method} on {settings.dataset}/{settings.model}: test accuracy "
@@ -147,6 +150,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                         mask=weights_only)
         row = {"ratio": ratio, "sparsity": float(sj.sparsity(pruned, weights_only)),
                "test_accuracy": accuracy(pruned)}
+        if recalibrated is not None:
+            row["bn_recalibrated_accuracy"] = recalibrated(pruned)
         if args.retrain_epochs:
             tx = optax.chain(optax.sgd(args.retrain_lr, momentum=args.retrain_momentum or None),
                              pruning.fixed_support(support))
@@ -163,17 +168,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
             row["retrained_sparsity"] = res.final.get("sparsity")
         rows.append(row)
     header = ["ratio", "sparsity", "test accuracy (no retraining)"]
+    if recalibrated is not None:
+        header += [f"BatchNorm recomputed ({args.bn_recalibrate} batches)"]
     if args.retrain_epochs:
         header += [f"after {args.retrain_epochs} epoch(s) of retraining", "sparsity after"]
     table = markdown_table(header, [
         [f"{r['ratio']:g}", pct(r["sparsity"]), pct(r["test_accuracy"])]
+        + ([pct(r["bn_recalibrated_accuracy"])] if recalibrated is not None else [])
         + ([pct(r["retrained_accuracy"]), pct(r["retrained_sparsity"])]
            if args.retrain_epochs else []) for r in rows])
     if is_primary():
         name = f"prune-{args.scope}" + (f"-e{args.retrain_epochs}" if args.retrain_epochs else "")
         (workdir / f"{name}.json").write_text(json.dumps(
-            {"scope": args.scope, "retrain_epochs": args.retrain_epochs, "rows": rows},
-            indent=2) + "\n")
+            {"scope": args.scope, "retrain_epochs": args.retrain_epochs,
+             "bn_recalibrate": args.bn_recalibrate, "rows": rows}, indent=2) + "\n")
         print(f"one-shot {args.scope} magnitude pruning of {workdir}:")
         print(table)
     return 0

@@ -128,11 +128,28 @@ def load_finished_run(workdir: str | os.PathLike[str], *, data_dir: str | None =
     return run_training(settings, workdir, data_dir=data_dir, source=source, log=None)
 
 
-def accuracy_of(run: TrainedRun) -> Callable[[Any], float]:
-    """``params -> test accuracy`` of the run's model (one evaluator, compiled once)."""
-    from sparsejax.train import make_evaluator
+def accuracy_of(run: TrainedRun, bn_recalibrate: int = 0) -> Callable[[Any], float]:
+    """``params -> test accuracy`` of the run's model (compiled once).
 
-    return make_evaluator(run.result.model, run.test_batches).accuracy
+    With ``bn_recalibrate = N > 0`` the BatchNorm statistics are first
+    recomputed at the given params from ``N`` training batches
+    (:class:`sparsejax.train.connectivity.BatchStats`): pruning shifts every
+    layer's activations, so the trained statistics no longer describe them.
+    Otherwise the run's trained statistics are used.
+    """
+    import jax
+
+    from sparsejax.train import make_evaluator
+    from sparsejax.train.connectivity import BatchStats, has_batch_stats
+
+    evaluator = make_evaluator(run.result.model, run.test_batches)
+    if not bn_recalibrate:
+        return evaluator.accuracy
+    if not has_batch_stats(run.result.model):
+        raise UsageError(f"--bn-recalibrate: model {run.settings.model!r} has no BatchNorm "
+                         "statistics to recompute")
+    stats_at = BatchStats(run.result.model, run.train_batches, max_batches=bn_recalibrate)
+    return lambda params: evaluator(params, jax.device_get(stats_at(params)))["accuracy"]
 
 
 def flops(run: TrainedRun) -> tuple[float, float]:
