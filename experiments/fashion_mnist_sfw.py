@@ -182,7 +182,7 @@ from sparsejax.models import create
 from sparsejax.optim.frank_wolfe import sfw, sfw_init
 from sparsejax.optim.loss_adaptive import loss_adaptive_learning_rate
 from sparsejax.train import fit, make_evaluator
-from sparsejax.train.connectivity import has_batch_stats, recompute_batch_stats
+from sparsejax.train.connectivity import BatchStats, has_batch_stats
 from sparsejax.tree import PyTree, leaves_with_paths, weights_only
 
 # fmnist_bn_common.py sits next to this file (the scripts are not a package).
@@ -831,9 +831,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.bn_recalibrate and results_fit and has_batch_stats(
             next(iter(results_fit.values())).model):
         for name, r in results_fit.items():
-            def recalibrated(p: PyTree, r: Any = r) -> float:
-                stats = recompute_batch_stats(r.model, p, train, max_batches=args.bn_recalibrate)
-                return evaluator(p, stats)["accuracy"]
+            stats_at = BatchStats(r.model, train, max_batches=args.bn_recalibrate)  # compiled once
+
+            def recalibrated(p: PyTree, stats_at: BatchStats = stats_at) -> float:
+                return evaluator(p, stats_at(p))["accuracy"]
 
             curves[f"{name} global + BN recomputed"] = pruning.one_shot_curve(
                 r.params, recalibrated, args.ratios, scope="global", mask=weights_only)
