@@ -159,19 +159,33 @@ def test_compare_writes_table_plots_and_skips_finished_runs(tmp_path, capsys) ->
          "--bn-recalibrate must be >= 0", "prune")
 
 
-def test_prune_recomputes_batchnorm_statistics_of_each_pruned_net(tmp_path, capsys) -> None:
-    # A BatchNorm net pruned one-shot is evaluated twice: with its trained statistics, and
-    # with statistics recomputed at the pruned weights from the first N training batches.
+def test_compare_and_prune_recompute_batchnorm_statistics_of_each_pruned_net(
+    tmp_path, capsys
+) -> None:
+    # A BatchNorm net pruned one-shot is evaluated with statistics recomputed at the pruned
+    # weights from the first N training batches: compare's curves with bn_recalibrate, prune's
+    # extra column with --bn-recalibrate (beside the trained statistics' figure).
     from sparsejax import pruning
     from sparsejax.train import make_evaluator
     from sparsejax.train.cli.runs import load_finished_run
     from sparsejax.train.connectivity import recompute_batch_stats
 
-    workdir = tmp_path / "r20"
-    data = ["--dataset", "synthetic", "--data-opt", "num_examples=192",
-            "--data-opt", "image_shape=[8,8,3]", "--batch-size", "64", "--eval-batch-size", "64"]
-    assert cli.main(["train", "--method", "sgd", "--model", "resnet20", *data, "--epochs", "1",
-                     "--workdir", str(workdir), "--quiet"]) == 0
+    config = tmp_path / "cfg.toml"
+    config.write_text(
+        'model = "resnet20"\ndataset = "synthetic"\nepochs = 1\nbatch_size = 64\n'
+        'eval_batch_size = 64\ndata_options = { num_examples = 192, image_shape = [8, 8, 3] }\n'
+        'ratios = [0.0, 0.5, 0.9]\nbn_recalibrate = 2\n[methods.sgd]\n')
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "BatchNorm statistics recomputed at each pruned net from 2 training batches for sgd" \
+        in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["bn_recalibrate"] == 2
+    (row,) = results["runs"]
+    assert row["one_shot_bn_recalibrate"] == 2
+
+    workdir = out / "sgd"
     assert cli.main(["prune", "--workdir", str(workdir), "--ratios", "0.5,0.9",
                      "--bn-recalibrate", "2", "--eval-batch-size", "64", "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -181,15 +195,29 @@ def test_prune_recomputes_batchnorm_statistics_of_each_pruned_net(tmp_path, caps
 
     run = load_finished_run(workdir, eval_batch_size=64)
     evaluator = make_evaluator(run.result.model, run.test_batches)
-    for row in report["rows"]:
-        pruned, _ = pruning.prune(run.result.params, row["ratio"], scope="global",
+    curve = {p["ratio"]: p["metric"] for p in row["one_shot"]}
+    for ratio in (0.0, 0.5, 0.9):
+        pruned, _ = pruning.prune(run.result.params, ratio, scope="global",
                                   mask=sj.tree.weights_only)
         stats = recompute_batch_stats(run.result.model, pruned, run.train_batches, max_batches=2)
-        assert row["bn_recalibrated_accuracy"] == evaluator(pruned, stats)["accuracy"]
-        assert row["test_accuracy"] == evaluator(pruned)["accuracy"]
-    # the recomputed statistics are not the trained ones (or the check above would be empty)
+        expected = evaluator(pruned, stats)["accuracy"]
+        assert curve[ratio] == expected, ratio
+        if ratio:
+            (r,) = [r for r in report["rows"] if r["ratio"] == ratio]
+            assert r["bn_recalibrated_accuracy"] == expected
+            assert r["test_accuracy"] == evaluator(pruned)["accuracy"]
+    # the recomputed statistics are not the trained ones (or the checks above would be empty)
     pairs = zip(jax.tree.leaves(run.result.model_state), jax.tree.leaves(stats), strict=True)
     assert any(not np.allclose(a, b) for a, b in pairs)
+
+    # a comparison whose model has no BatchNorm is refused before anything is trained
+    _bad(capsys, ["compare", "--methods", "sgd", *SMALL[:-1], "--bn-recalibrate", "2",
+                  "--out", str(tmp_path / "none")],
+         "no run's model (mlp) has BatchNorm statistics to recompute", "compare")
+    _bad(capsys, ["compare", "--config", str(config), "--bn-recalibrate", "-1",
+                  "--out", str(tmp_path / "none")], "bn_recalibrate must be an integer >= 0",
+         "compare")
+    assert not (tmp_path / "none").exists()
 
 
 def test_compare_bad_input(tmp_path, capsys) -> None:

@@ -36,7 +36,9 @@ magnitude at each ratio, and reports test accuracy without and, with
 BatchNorm, ``--bn-recalibrate N`` adds each pruned net's accuracy with its
 BatchNorm statistics recomputed at the pruned weights from ``N`` training
 batches (:class:`sparsejax.train.connectivity.BatchStats`), since the trained
-statistics no longer describe the pruned net's activations.
+statistics no longer describe the pruned net's activations; ``compare
+--bn-recalibrate N`` (or ``bn_recalibrate = N`` in its config) does the same for
+its any-sparsity curves.
 
 Bad input (an unknown method, model or dataset, a hyperparameter out of range,
 a workdir holding another experiment, missing data, a workdir whose checkpoints

@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                         + ",".join(f"{r:g}" for r in DEFAULT_RATIOS) + ")")
     p.add_argument("--scope", default=None, choices=("global", "layerwise"),
                    help="one-shot pruning scope of the curves (default global)")
+    p.add_argument("--bn-recalibrate", type=int, default=None, metavar="N",
+                   help="evaluate the curves' pruned nets with their BatchNorm statistics "
+                        "recomputed on N training batches (runs whose model has BatchNorm; "
+                        "default 0: the trained statistics)")
     add_setting_flags(p, model_required=False)
     add_run_flags(p)
 

@@ -29,6 +29,7 @@ from sparsejax.train.cli.runs import (
     accuracy_of,
     compare_methods,
     load_finished_run,
+    model_has_batch_stats,
     model_with_params,
     run_training,
 )
@@ -102,15 +103,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scope = args.scope or config.get("scope", "global")
     if scope not in ("global", "layerwise"):
         raise UsageError(f"scope must be 'global' or 'layerwise', got {scope!r}")
+    bn = args.bn_recalibrate if args.bn_recalibrate is not None else config.get("bn_recalibrate", 0)
+    if isinstance(bn, bool) or not isinstance(bn, int) or bn < 0:
+        raise UsageError(f"bn_recalibrate must be an integer >= 0 (training batches), got {bn!r}")
+    if bn and not any(model_has_batch_stats(r.model) for r in runs):
+        raise UsageError(f"bn_recalibrate: no run's model ({', '.join(sorted({r.model for r in runs}))}) "
+                         "has BatchNorm statistics to recompute")
     say = (lambda line: None) if args.quiet or not is_primary() else print
 
     rows, curves, trained = compare_methods(
-        runs, out, ratios, scope, data_dir=args.data_dir, source=args.source,
+        runs, out, ratios, scope, bn_recalibrate=bn, data_dir=args.data_dir, source=args.source,
         download=args.download, checkpoint_every_steps=args.checkpoint_every_steps,
         keep_checkpoints=args.keep_checkpoints, progress=args.progress,
         say=say, log_for=lambda name: say_for(args, f"  [{name}] "))
     if is_primary():
-        write_compare(out, rows, curves, trained, ratios, scope)
+        write_compare(out, rows, curves, trained, ratios, scope, bn)
     return 0
 
 

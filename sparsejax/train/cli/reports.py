@@ -67,7 +67,8 @@ def compare_markdown(rows: Sequence[Mapping[str, Any]], ratios: Sequence[float],
 
 
 def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, Any],
-                   trained: Sequence[TrainedRun], ratios: Sequence[float], scope: str) -> None:
+                   trained: Sequence[TrainedRun], ratios: Sequence[float], scope: str,
+                   bn_recalibrate: int = 0) -> None:
     from sparsejax.train import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -79,10 +80,14 @@ def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, An
                                       "sparsity": r["sparsity"]} for r in rows],
                                     out / "accuracy_vs_sparsity.png",
                                     title=f"accuracy vs sparsity ({first.dataset}, {first.model})")
+    recomputed = [r["name"] for r in rows if r.get("one_shot_bn_recalibrate")]
     plots.plot_one_shot_curves(curves, out / "one_shot_curves.png",
-                               title=f"one-shot {scope} magnitude pruning, no retraining")
+                               title=f"one-shot {scope} magnitude pruning, no retraining"
+                               + (", BatchNorm recomputed" if recomputed else ""))
     plots.plot_layer_sparsity_grid({r.settings.name: r.result.params for r in trained},
                                    out / "layer_sparsity.png", columns=3, mask=weights_only)
+    bn_note = (f"; BatchNorm statistics recomputed at each pruned net from {bn_recalibrate} "
+               f"training batches for {', '.join(recomputed)}" if recomputed else "")
     md = "\n".join([
         f"# sparsejax compare: {head}", "",
         "FLOPs: one example through the model, 2 x multiply-accumulates of the conv and dense "
@@ -90,7 +95,7 @@ def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, An
         "dense kernels.", "",
         table, "",
         f"Test accuracy after one-shot {scope} magnitude pruning at each ratio, no retraining "
-        "(any-sparsity):", "",
+        f"(any-sparsity){bn_note}:", "",
         curve_table, "",
         "![accuracy vs sparsity](accuracy_vs_sparsity.png)",
         "![one-shot pruning curves](one_shot_curves.png)",
@@ -98,11 +103,12 @@ def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, An
     ])
     (out / "results.md").write_text(md)
     (out / "results.json").write_text(json.dumps(
-        {"settings": head, "scope": scope, "ratios": list(ratios), "runs": rows}, indent=2) + "\n")
+        {"settings": head, "scope": scope, "ratios": list(ratios),
+         "bn_recalibrate": bn_recalibrate, "runs": rows}, indent=2) + "\n")
     print()
     print(table)
     print()
-    print(f"any-sparsity (one-shot {scope} pruning, no retraining):")
+    print(f"any-sparsity (one-shot {scope} pruning, no retraining{bn_note}):")
     print(curve_table)
     print(f"\nresults and plots in {out}/ (results.md, results.json, accuracy_vs_sparsity.png, "
           "one_shot_curves.png, layer_sparsity.png)")

@@ -128,6 +128,16 @@ def load_finished_run(workdir: str | os.PathLike[str], *, data_dir: str | None =
     return run_training(settings, workdir, data_dir=data_dir, source=source, log=None)
 
 
+def model_has_batch_stats(model: str) -> bool:
+    """Whether the zoo model ``model`` has BatchNorm statistics (built abstractly: no weights)."""
+    from flax import nnx
+
+    from sparsejax import models
+    from sparsejax.train.connectivity import has_batch_stats
+
+    return has_batch_stats(nnx.eval_shape(lambda: models.create(model, rngs=0)))
+
+
 def accuracy_of(run: TrainedRun, bn_recalibrate: int = 0) -> Callable[[Any], float]:
     """``params -> test accuracy`` of the run's model (compiled once).
 
@@ -173,7 +183,7 @@ def model_with_params(model: Any, params: Any) -> Any:
 
 def compare_methods(
     runs: Sequence[RunSettings], out: Path, ratios: Sequence[float], scope: str, *,
-    data_dir: str | None = None, source: str = "auto", download: bool = False,
+    bn_recalibrate: int = 0, data_dir: str | None = None, source: str = "auto", download: bool = False,
     checkpoint_every_steps: int | None = None, keep_checkpoints: int = 3,
     progress: bool | None = None, say: Callable[[str], None] = lambda line: None,
     log_for: Callable[[str], Callable[[str], None] | None] = lambda name: None,
@@ -182,7 +192,10 @@ def compare_methods(
 
     Each trained model is pruned one-shot by magnitude at every ratio of
     ``ratios`` and evaluated without retraining (one compiled evaluator per
-    run); FLOPs are counted with the zero weights skipped.
+    run); with ``bn_recalibrate = N > 0``, the pruned nets of the runs whose
+    model has BatchNorm are evaluated with their statistics recomputed from
+    ``N`` training batches (:func:`accuracy_of`). FLOPs are counted with the
+    zero weights skipped.
 
     Returns:
       ``(rows, curves, trained)``: one row of figures per run (what
@@ -192,6 +205,7 @@ def compare_methods(
     from tqdm import tqdm
 
     from sparsejax import pruning
+    from sparsejax.train.connectivity import has_batch_stats
     from sparsejax.train.loop import progress_enabled
 
     trained: list[TrainedRun] = []
@@ -213,7 +227,8 @@ def compare_methods(
     for run in trained:
         final = run.result.final
         sparse, dense = flops(run)
-        accuracy = accuracy_of(run)
+        recalibrate = bn_recalibrate if has_batch_stats(run.result.model) else 0
+        accuracy = accuracy_of(run, recalibrate)
 
         def counted(params: Any, accuracy: Callable[[Any], float] = accuracy) -> float:
             value = accuracy(params)
@@ -239,6 +254,7 @@ def compare_methods(
             "config": run.settings.config(),
             "workdir": str(run.result.workdir),
             "one_shot": [c._asdict() for c in curve],
+            "one_shot_bn_recalibrate": recalibrate,
         })
     bar.close()
     return rows, curves, trained

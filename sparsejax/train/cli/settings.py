@@ -32,7 +32,7 @@ SETTING_KEYS = tuple(DEFAULTS) + ("model", "dataset")
 DOC_KEYS = ("description", "source", "sources", "notes", "note")
 """Config keys kept for the reader only (comments that survive a JSON config)."""
 RUN_KEYS = ("method", "hparams") + SETTING_KEYS + DOC_KEYS
-COMPARE_KEYS = ("ratios", "scope", "methods", "out") + SETTING_KEYS + DOC_KEYS
+COMPARE_KEYS = ("ratios", "scope", "bn_recalibrate", "methods", "out") + SETTING_KEYS + DOC_KEYS
 DEFAULT_RATIOS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 EXIT_BAD_INPUT = 2
