@@ -9,12 +9,14 @@
 # extras (default: all,dev,tf: all brings the models, data, trainer and plots, dev the test tools,
 # tf TensorFlow, which TFDS needs to prepare datasets; the core alone needs only jax, optax, numpy);
 # SPARSEJAX_DATA_DIR=dir to use IDX files from another place; SPARSEJAX_INSTALLER=pip to install
-# with pip only.
+# with pip only; SPARSEJAX_CONSTRAINTS=file to pin the dependencies with another constraints file
+# (default scripts/constraints.txt: the versions the suite was last run with; empty: no pins).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SPARSEJAX_VENV:-$ROOT/.venv}"
 EXTRAS="${SPARSEJAX_EXTRAS:-all,dev,tf}"
+CONSTRAINTS="${SPARSEJAX_CONSTRAINTS-$ROOT/scripts/constraints.txt}"
 FMNIST_DIR="/usr/share/datasets/fashion-mnist"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -48,30 +50,50 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.sparsejax-installed"
-want="$(cat "$ROOT/pyproject.toml" <(echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)"
+pins=()
+if [ -n "$CONSTRAINTS" ]; then
+  [ -f "$CONSTRAINTS" ] || { log "error: constraints file $CONSTRAINTS not found"; exit 1; }
+  pins=(-c "$CONSTRAINTS")
+fi
+want="$(cat "$ROOT/pyproject.toml" <(echo "extras=$EXTRAS") ${CONSTRAINTS:+"$CONSTRAINTS"} |
+        sha256sum | cut -d' ' -f1)"
 # uv (from PyPI, into the venv) resolves and installs the same requirements as pip about six
 # times faster (2026-12-05, empty caches: 10 s against 60 s); pip is the fallback when uv cannot be
 # installed or fails, and SPARSEJAX_INSTALLER=pip forces it.
+# Each installer takes the constraints as extra arguments ("${pins[@]}", possibly none).
 install_with_uv() {
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q uv >>"$pip_log" 2>&1 &&
-    "$VENV/bin/python" -m uv pip install --python "$VENV/bin/python" -e "$ROOT[$EXTRAS]" >>"$pip_log" 2>&1
+    "$VENV/bin/python" -m uv pip install --python "$VENV/bin/python" "$@" -e "$ROOT[$EXTRAS]" \
+      >>"$pip_log" 2>&1
 }
 install_with_pip() {
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]" >>"$pip_log" 2>&1
+  "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" -e "$ROOT[$EXTRAS]" >>"$pip_log" 2>&1
+}
+install_with() {  # install_with ARGS...: uv (unless SPARSEJAX_INSTALLER=pip), then pip
+  if [ "${SPARSEJAX_INSTALLER:-uv}" = uv ]; then
+    install_with_uv "$@" && return 0
+    log "uv could not install; trying pip"
+  fi
+  install_with_pip "$@"
 }
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing sparsejax[$EXTRAS] and its dependencies (first run: 10 s to a minute)"
   pip_log="$VENV/pip-install.log"
   : >"$pip_log"
-  installed=0
-  if [ "${SPARSEJAX_INSTALLER:-uv}" = uv ]; then
-    if install_with_uv; then installed=1; else log "uv could not install; falling back to pip"; fi
-  fi
-  if [ "$installed" = 0 ] && ! install_with_pip; then
-    tail -n 40 "$pip_log" >&2
-    log "error: installation failed; the full log is in $pip_log"
-    exit 1
+  if ! install_with "${pins[@]}"; then
+    if [ ${#pins[@]} -eq 0 ]; then
+      tail -n 40 "$pip_log" >&2
+      log "error: installation failed; the full log is in $pip_log"
+      exit 1
+    fi
+    log "the pinned versions of $CONSTRAINTS could not be installed here (another Python or"
+    log "platform? see $pip_log); installing the newest compatible releases instead"
+    if ! install_with; then
+      tail -n 40 "$pip_log" >&2
+      log "error: installation failed; the full log is in $pip_log"
+      exit 1
+    fi
   fi
   echo "$want" > "$stamp"
 fi

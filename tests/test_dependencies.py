@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 #: The modules ``import sparsejax`` (and its core subpackages) must not import.
@@ -120,3 +122,46 @@ def test_pruning_forwards_the_structured_names() -> None:
     assert set(pruning._STRUCTURED) <= set(pruning.__all__)
     for name in structured.__all__:
         assert getattr(pruning, name) is getattr(structured, name), name
+
+
+def _pins() -> dict[str, str]:
+    """``scripts/constraints.txt`` as ``{normalised name: version}``."""
+    pins = {}
+    for line in (ROOT / "scripts" / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"not an exact pin: {line!r}"
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_constraints_pin_every_dependency_the_set_up_installs() -> None:
+    # setup.sh installs sparsejax[all,dev,tf] within scripts/constraints.txt: every direct
+    # dependency, core and extras, has an exact version there, inside pyproject's bounds.
+    from packaging.requirements import Requirement
+
+    pins = _pins()
+    project = _project()
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    requirements += [Requirement(r) for extra in project["optional-dependencies"].values()
+                     for r in extra if not r.startswith("sparsejax[")]
+    for req in requirements:
+        name = req.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned in scripts/constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert 'CONSTRAINTS="${SPARSEJAX_CONSTRAINTS-$ROOT/scripts/constraints.txt}"' in setup
+
+
+def test_the_suite_runs_on_the_pinned_versions() -> None:
+    # What CI verifies is what the pins say (unless the environment was built without them).
+    import os
+    from importlib.metadata import version
+
+    if os.environ.get("SPARSEJAX_CONSTRAINTS") is not None:
+        pytest.skip("SPARSEJAX_CONSTRAINTS is set: the environment may follow other pins")
+    pins = _pins()
+    for name in ("jax", "jaxlib", "numpy", "optax", "flax", "orbax-checkpoint",
+                 "tensorflow-datasets"):
+        assert version(name) == pins[name], (name, version(name), pins[name])
