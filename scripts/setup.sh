@@ -67,7 +67,8 @@ install_with_uv() {
       >>"$pip_log" 2>&1
 }
 install_with_pip() {
-  "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" -e "$ROOT[$EXTRAS]" >>"$pip_log" 2>&1
+  "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" -e "$ROOT[$EXTRAS]" \
+    >>"$pip_log" 2>&1
 }
 install_with() {  # install_with ARGS...: uv (unless SPARSEJAX_INSTALLER=pip), then pip
   if [ "${SPARSEJAX_INSTALLER:-uv}" = uv ]; then

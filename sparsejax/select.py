@@ -1,4 +1,4 @@
-"""Choosing the k smallest scores of a pytree without sorting it.
+"""Choosing the k smallest (or largest) entries of a pytree without sorting it.
 
 Magnitude pruning needs the set of the :math:`k` smallest scores, over one
 leaf (layer-wise) or over all leaves together (global). A full sort of

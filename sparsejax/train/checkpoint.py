@@ -694,7 +694,8 @@ class Workdir:
                         item=target, partial_restore=True,
                         restore_args=ocp.checkpoint_utils.construct_restore_args(target)),
                 )
-                meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                meta = self.manager.restore(
+                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
                 if _is_damage(e):
                     raise self._damaged(step, *_where_and_why(e, step_dir)) from e

@@ -107,8 +107,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if isinstance(bn, bool) or not isinstance(bn, int) or bn < 0:
         raise UsageError(f"bn_recalibrate must be an integer >= 0 (training batches), got {bn!r}")
     if bn and not any(model_has_batch_stats(r.model) for r in runs):
-        raise UsageError(f"bn_recalibrate: no run's model ({', '.join(sorted({r.model for r in runs}))}) "
-                         "has BatchNorm statistics to recompute")
+        names = ", ".join(sorted({r.model for r in runs}))
+        raise UsageError(f"bn_recalibrate: no run's model ({names}) has BatchNorm statistics "
+                         "to recompute")
     say = (lambda line: None) if args.quiet or not is_primary() else print
 
     rows, curves, trained = compare_methods(

@@ -183,7 +183,8 @@ def model_with_params(model: Any, params: Any) -> Any:
 
 def compare_methods(
     runs: Sequence[RunSettings], out: Path, ratios: Sequence[float], scope: str, *,
-    bn_recalibrate: int = 0, data_dir: str | None = None, source: str = "auto", download: bool = False,
+    bn_recalibrate: int = 0, data_dir: str | None = None, source: str = "auto",
+    download: bool = False,
     checkpoint_every_steps: int | None = None, keep_checkpoints: int = 3,
     progress: bool | None = None, say: Callable[[str], None] = lambda line: None,
     log_for: Callable[[str], Callable[[str], None] | None] = lambda name: None,
