@@ -608,25 +608,52 @@ class Workdir:
             r = self._restore_local(step, state, totals)
         except (WorkdirMismatchError, CheckpointRestoreError) as e:
             error = e
-        code = _agree(2 if isinstance(error, WorkdirMismatchError) else 1 if error else 0)
-        if code == 2:
-            raise error if isinstance(error, WorkdirMismatchError) else WorkdirMismatchError(
-                f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model "
-                "and optimizer (found by another process); use another workdir")
-        if code == 1:
-            raise error if error is not None else self._damaged(
-                step, "?", "another process could not read it")
+        self._raise_if_any_failed(step, error, f"the checkpoint at step {step} in "
+                                  f"{self.checkpoint_dir} does not fit this model and optimizer")
         new_state, new_totals, meta = r
         saved = meta.pop("checksums", None)  # absent in checkpoints of earlier versions
         if isinstance(saved, dict):
             for item, tree in (("state", new_state), ("totals", new_totals)):
-                mine = checksums(tree)  # the same on every process
-                bad = [k for k, v in (saved.get(item) or {}).items() if mine.get(k) != v]
-                if bad:
-                    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-                    raise self._damaged(step, f"{item}/", f"the data of {bad[0]}{more} differ "
-                                                          "from the checksums saved with them")
+                self._verify(step, item, checksums(tree), saved.get(item) or {}, partial=False)
         return new_state, new_totals, meta
+
+    def _raise_if_any_failed(self, step: int, error: BaseException | None, mismatch: str) -> None:
+        """Raises on every process if a restore of ``step`` failed on any (``mismatch``: why)."""
+        code = _agree(2 if isinstance(error, WorkdirMismatchError) else 1 if error else 0)
+        if code == 2:
+            raise error if isinstance(error, WorkdirMismatchError) else WorkdirMismatchError(
+                f"{mismatch} (found by another process); use another workdir")
+        if code == 1:
+            raise error if error is not None else self._damaged(
+                step, "?", "another process could not read it")
+
+    def _read_error(self, step: int, e: Exception, mismatch: str) -> Exception:
+        """What a failed Orbax read of checkpoint ``step`` means: damage, or ``mismatch``."""
+        if _is_damage(e):
+            return self._damaged(step, *_where_and_why(e, self.checkpoint_dir / str(step)))
+        return WorkdirMismatchError(
+            f"{mismatch} ({type(e).__name__}: {str(e)[:500]}); use another workdir")
+
+    def _checked_meta(self, step: int, meta: Any) -> dict:
+        """``meta`` as a dict, if it is a checkpoint record with every key of ``META_KEYS``."""
+        if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
+            missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+            raise self._damaged(step, "meta/", f"the record lacks {', '.join(missing)}")
+        return dict(meta)
+
+    def _verify(self, step: int, item: str, mine: dict[str, int], saved: dict[str, int], *,
+                partial: bool) -> None:
+        """Raises if checksums ``mine`` (the same on every process) differ from ``saved``.
+
+        Every saved array must be among ``mine``, unless ``partial`` (only some
+        arrays were restored: those are compared).
+        """
+        keys = [k for k in saved if k in mine] if partial else list(saved)
+        bad = [k for k in keys if mine.get(k) != saved[k]]
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            raise self._damaged(step, f"{item}/", f"the data of {bad[0]}{more} differ "
+                                                  "from the checksums saved with them")
 
     def _restore_local(self, step: int, state: TrainState,
                        totals: Totals) -> tuple[TrainState, Totals, dict]:
@@ -647,16 +674,10 @@ class Workdir:
                 ),
             )
         except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
-            if _is_damage(e):
-                raise self._damaged(step, *_where_and_why(e, step_dir)) from e
-            raise WorkdirMismatchError(
-                f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model "
-                f"and optimizer ({type(e).__name__}: {str(e)[:500]}); use another workdir"
-            ) from e
-        meta = r["meta"]
-        if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
-            missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
-            raise self._damaged(step, "meta/", f"the record lacks {', '.join(missing)}")
+            raise self._read_error(step, e, f"the checkpoint at step {step} in "
+                                   f"{self.checkpoint_dir} does not fit this model and "
+                                   "optimizer") from e
+        meta = self._checked_meta(step, r["meta"])
         new = {item: _unpack_bools(r[item], tree) if packed[item] else r[item]
                for item, tree in (("state", state), ("totals", totals))}
         return TrainState(*new["state"]), Totals(*new["totals"]), dict(meta)
@@ -686,10 +707,9 @@ class Workdir:
         keep = ("step", "params", "model_state")
         try:
             target = {name: _abstract(getattr(state, name)) for name in keep}
-            step_dir = self.checkpoint_dir / str(step)
             try:
                 weights = ocp.PyTreeCheckpointer().restore(
-                    step_dir / "state",
+                    self.checkpoint_dir / str(step) / "state",
                     args=ocp.args.PyTreeRestore(
                         item=target, partial_restore=True,
                         restore_args=ocp.checkpoint_utils.construct_restore_args(target)),
@@ -697,33 +717,17 @@ class Workdir:
                 meta = self.manager.restore(
                     step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
-                if _is_damage(e):
-                    raise self._damaged(step, *_where_and_why(e, step_dir)) from e
-                raise WorkdirMismatchError(
-                    f"the params of the checkpoint at step {step} in {self.checkpoint_dir} do not "
-                    f"fit this model ({type(e).__name__}: {str(e)[:500]}); use another workdir"
-                ) from e
+                raise self._read_error(step, e, f"the params of the checkpoint at step {step} in "
+                                       f"{self.checkpoint_dir} do not fit this model") from e
         except (WorkdirMismatchError, CheckpointRestoreError) as e:
             error = e
-        code = _agree(2 if isinstance(error, WorkdirMismatchError) else 1 if error else 0)
-        if code == 2:
-            raise error if isinstance(error, WorkdirMismatchError) else WorkdirMismatchError(
-                f"the params of the checkpoint at step {step} in {self.checkpoint_dir} do not fit "
-                "this model (found by another process); use another workdir")
-        if code == 1:
-            raise error if error is not None else self._damaged(
-                step, "?", "another process could not read it")
-        if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
-            raise self._damaged(step, "meta/", "the record lacks " + ", ".join(
-                k for k in META_KEYS if not isinstance(meta, dict) or k not in meta))
+        self._raise_if_any_failed(step, error, f"the params of the checkpoint at step {step} in "
+                                  f"{self.checkpoint_dir} do not fit this model")
+        meta = self._checked_meta(step, meta)
         saved = (meta.pop("checksums", None) or {}).get("state") or {}
-        mine = checksums(weights)  # the same paths as in the whole state: step, params/..., ...
-        bad = [k for k, v in mine.items() if k in saved and saved[k] != v]
-        if bad:
-            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-            raise self._damaged(step, "state/", f"the data of {bad[0]}{more} differ from the "
-                                                "checksums saved with them")
-        return state._replace(opt_state=None, **weights), dict(meta)
+        # the same paths as in the whole state's checksums: step, params/..., model_state/...
+        self._verify(step, "state", checksums(weights), saved, partial=True)
+        return state._replace(opt_state=None, **weights), meta
 
     def _check_fits(self, step: int, state: TrainState, totals: Totals) -> dict[str, bool]:
         """Compares the saved arrays' paths, shapes and dtypes with ``state`` and ``totals``.
