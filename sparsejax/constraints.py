@@ -204,7 +204,7 @@ class KSparsePolytope(Constraint):
         arbitrary vertex; for a gradient whose K largest entries are nonzero the
         result is a vertex with exactly K nonzeros. The K entries are the ones
         ``jax.lax.top_k(|g|, K)`` returns, marked by
-        :func:`sparsejax.select.top_k_mask` (no sort of large leaves).
+        :func:`sparsejax.select.top_k_mask` (on a CPU, no sort of large leaves).
         """
         g = jnp.asarray(g)
         n = _size(g.shape)

@@ -413,11 +413,13 @@ def top_k_mask(x: jax.Array, k: int, *, sample_size: int = _SAMPLE_SIZE) -> jax.
     set as ``lax.top_k``, which is what its tests check. Arrays of more than
     ``sample_size`` entries are not sorted: their keys (the float32 bit patterns,
     mapped so that integer order is total order, then complemented) go through
-    the sampled-bracket bisection of :func:`select_layerwise`. On a 2-core
-    XLA:CPU host the K-sparse LMO of a ResNet-18's 21 kernels (:math:`k` = 5%
-    of each) took 0.18 s this way against 0.88 s through ``lax.top_k``
-    (``benchmarks/pruning_select.py``; not measured on accelerators). Smaller
-    arrays, and dtypes wider than 32 bits, use ``lax.top_k`` itself.
+    the sampled-bracket bisection of :func:`select_layerwise` when the program
+    runs on a CPU: on a 2-core XLA:CPU host the K-sparse LMO of a ResNet-18's
+    21 kernels (:math:`k` = 5% of each) took 0.18 s this way against 0.88 s
+    through ``lax.top_k`` (``benchmarks/pruning_select.py``). On other
+    platforms (not measured), for smaller arrays and for dtypes wider than 32
+    bits, ``lax.top_k`` itself marks them (``jax.lax.platform_dependent``
+    decides when the program is lowered).
 
     Args:
       x: a float array (compared as float32 unless wider; ``bfloat16`` and
@@ -439,18 +441,26 @@ def top_k_mask(x: jax.Array, k: int, *, sample_size: int = _SAMPLE_SIZE) -> jax.
     n = int(x.size)
     if not 0 <= k <= n:
         raise ValueError(f"top_k_mask: k must be in [0, {n}] for an array of {n} entries, got {k}")
-    wide = jnp.dtype(x.dtype).itemsize > 4
-    if n <= sample_size or wide:
+
+    def by_top_k(x: jax.Array) -> jax.Array:
         mask = jnp.zeros(n, bool)
         if k > 0:
             _, idx = jax.lax.top_k(jnp.ravel(x), k)
             mask = mask.at[idx].set(True)
         return mask.reshape(x.shape)
-    # Bit patterns, no arithmetic: nothing is flushed or canonicalised on the way.
-    bits = jax.lax.bitcast_convert_type(jnp.ravel(x).astype(jnp.float32), jnp.uint32)
-    total_order = jnp.where((bits >> 31) == 1, ~bits, bits | np.uint32(0x80000000))
-    largest_first = ~total_order
-    return _smallest([largest_first], jnp.full((1,), k, jnp.int32), sample_size)[0].reshape(x.shape)
+
+    def by_search(x: jax.Array) -> jax.Array:
+        # Bit patterns, no arithmetic: nothing is flushed or canonicalised on the way.
+        bits = jax.lax.bitcast_convert_type(jnp.ravel(x).astype(jnp.float32), jnp.uint32)
+        total_order = jnp.where((bits >> 31) == 1, ~bits, bits | np.uint32(0x80000000))
+        largest_first = ~total_order
+        found = _smallest([largest_first], jnp.full((1,), k, jnp.int32), sample_size)[0]
+        return found.reshape(x.shape)
+
+    if n <= sample_size or jnp.dtype(x.dtype).itemsize > 4:
+        return by_top_k(x)
+    # The search where it was measured faster (XLA:CPU); lax.top_k on the other platforms.
+    return jax.lax.platform_dependent(x, cpu=by_search, default=by_top_k)
 
 
 def select_global_argsort(scores: PyTree, num_remove: int) -> PyTree:
