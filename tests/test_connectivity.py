@@ -137,6 +137,28 @@ def test_train_curve_resumes_and_keeps_its_end_points(bn_setup, tmp_path):
         conn.BezierCurveModel(net, w1, {"dense": w2["dense"]})
 
 
+def test_batch_stats_averages_the_first_batches_and_compiles_once(bn_setup):
+    # BatchStats(net, train, max_batches=2)(w): the mean over the first two training batches of
+    # each batch's mean and (biased) variance of the dense layer's output, at any w, with the
+    # statistics step compiled once.
+    net, w1, w2, train, _ = bn_setup
+    stats_at = conn.BatchStats(net, train, max_batches=2)
+    for w in (w1, w2):
+        k, b = np.asarray(w["dense"]["kernel"]), np.asarray(w["dense"]["bias"])
+        outs = [batch["image"].reshape(len(batch["image"]), -1) @ k + b
+                for batch, _ in zip(train.epoch(0), range(2))]
+        got = stats_at(w)
+        np.testing.assert_allclose(np.asarray(got["bn"]["mean"]),
+                                   np.mean([h.mean(0) for h in outs], 0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(got["bn"]["var"]),
+                                   np.mean([h.var(0) for h in outs], 0), rtol=1e-4, atol=1e-6)
+    assert stats_at.step._cache_size() == 1
+    from sparsejax.models import create
+
+    with pytest.raises(ValueError, match="no BatchNorm statistics"):
+        conn.BatchStats(create("mlp", hidden=(4,), rngs=0), train)
+
+
 def test_evaluation_recomputes_batchnorm_statistics_at_each_point(bn_setup):
     net, w1, w2, train, test = bn_setup
     control = jax.tree.map(lambda a, b: 0.5 * (a + b) + 0.05, w1, w2)

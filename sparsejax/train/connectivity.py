@@ -436,8 +436,8 @@ class BatchStats:
 
     ``BatchStats(net, bn_data, max_batches=N)(params)`` gives what
     ``recompute_batch_stats(net, params, bn_data, max_batches=N)`` gives, with
-    the statistics step compiled at construction's first call and reused: for
-    evaluating many pruned or interpolated weights of one net.
+    the statistics step compiled on the first call and reused: for evaluating
+    many pruned or interpolated weights of one net.
 
     Args:
       net: a network with BatchNorm statistics.
