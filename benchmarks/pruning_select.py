@@ -21,7 +21,8 @@ kernel, the registry's default) on the kernels of an ImageNet ResNet-18
 random normal gradients: ``select``, the library's oracle, which marks the K
 largest ``|g|`` with :func:`sparsejax.select.top_k_mask`, against ``top_k``,
 the same oracle written with ``jax.lax.top_k`` and a scatter (the library's
-form before 2026-12-06). Both must give identical vertices.
+form before 2026-12-06). Both must give identical vertices. (Off a CPU the
+library's oracle uses ``lax.top_k`` too, so there the two should time alike.)
 
 Each is one jitted function ``tree -> masks``. They run in interleaved rounds
 (each round runs each once, in a rotating order) so that the noise of a shared
