@@ -114,6 +114,37 @@ def test_grda_mask_leaves_unselected_leaves_as_sgd():
     assert float(sj.sparsity(history[-1]["dense"]["kernel"])) > 0.05
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_grda_sets_params_to_the_threshold_of_the_dual_point_bit_for_bit(dtype):
+    # w_n = S_{tau_n}(a_n) computed from a_n itself (the paper, the reference code), not from
+    # p + (a_n - p); unselected leaves move to a_n. The state keeps the layout of
+    # chain(dual_averaging(lr, 'init'), apply_soft_threshold(...)), so older checkpoints load.
+    rng = np.random.default_rng(5)
+    params = {"w": jnp.asarray(rng.standard_normal((9, 4)), dtype),
+              "b": jnp.asarray(rng.standard_normal(4), dtype)}
+    grads = [jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape) * 10.0 ** rng.integers(-5, 1),
+                                                 dtype), params) for _ in range(10)]
+    lr, c, mu = 0.1, 0.3, 0.6
+    tx = sj.grda(lr, c=c, mu=mu, mask=lambda p: jax.tree.map(lambda x: x.ndim == 2, p))
+    state = tx.init(params)
+    layout = optax.chain(sj.dual_averaging(lr), sj.apply_soft_threshold(1.0)).init(params)
+    assert jax.tree.structure(state) == jax.tree.structure(layout)
+    p, a = params, params
+    bits = np.uint16 if jnp.dtype(dtype).itemsize == 2 else np.uint32
+    for g in grads:
+        a = jax.tree.map(lambda a_, g_: (a_.astype(jnp.float32) - jnp.float32(lr) * g_.astype(jnp.float32))
+                         .astype(dtype), a, g)
+        u, state = tx.update(g, state, p)
+        tau = jnp.float32(optax.tree_utils.tree_get(state, "threshold"))
+        w = (a["w"].astype(jnp.float32) - jnp.clip(a["w"].astype(jnp.float32), -tau, tau)).astype(dtype)
+        np.testing.assert_array_equal(np.asarray(u["w"]).view(bits),
+                                      np.asarray((w - p["w"]).astype(dtype)).view(bits))
+        np.testing.assert_array_equal(np.asarray(u["b"]).view(bits),
+                                      np.asarray((a["b"] - p["b"]).astype(dtype)).view(bits))
+        p = optax.apply_updates(p, u)
+    assert 0 < int(jnp.sum(p["w"] == 0)) < p["w"].size  # both regimes are exercised
+
+
 @pytest.mark.parametrize("mu", [0.4, 0.5, 1.0, 1.5])
 def test_grda_warns_outside_theory_range(mu):
     with pytest.warns(UserWarning, match="0.5 < mu < 1"):

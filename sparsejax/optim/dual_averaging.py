@@ -25,7 +25,7 @@ from sparsejax._validation import (
 )
 from sparsejax.optim._common import compute_dtype, copy_as, opaque_one, tree_compute_dtype
 from sparsejax.optim.masking import freeze_zeros
-from sparsejax.optim.proximal import _soft_threshold_transform
+from sparsejax.optim.proximal import SoftThresholdState, _soft_threshold_transform
 from sparsejax.tree import Mask, resolve_mask
 
 __all__ = ["DualAveragingState", "RDAState", "dual_averaging", "grda", "irda", "rda"]
@@ -108,23 +108,31 @@ def dual_averaging(
     ) -> tuple[optax.Updates, DualAveragingState]:
         del extra_args
         require_params(params, "dual_averaging")
-        eta = lr(state.count)
-
-        def leaf_dual(z: jax.Array, g: jax.Array) -> jax.Array:
-            # float32 for bf16/f32 accumulators, float64 for float64 ones; the same
-            # arithmetic for numbers and the arrays of inject_hyperparams
-            return (z - jnp.asarray(eta, compute_dtype(z.dtype)) * g).astype(z.dtype)
-
-        def leaf_update(z: jax.Array, p: jax.Array) -> jax.Array:
-            # times an opaque 1 (exact): a loop of plain subtractions runs slower on XLA:CPU
-            d = z - p
-            return (d * opaque_one(d.dtype)).astype(p.dtype)
-
-        dual = jax.tree.map(leaf_dual, state.dual, updates)
-        new_updates = jax.tree.map(leaf_update, dual, params)
-        return new_updates, DualAveragingState(optax.safe_increment(state.count), dual)
+        state = _dual_step(lr, state, updates)
+        return jax.tree.map(_move_to, state.dual, params), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _dual_step(
+    lr: optax.Schedule, state: DualAveragingState, grads: optax.Updates
+) -> DualAveragingState:
+    r"""Dual averaging's state after one gradient: :math:`z \leftarrow z - \eta_t g`."""
+    eta = lr(state.count)
+
+    def leaf(z: jax.Array, g: jax.Array) -> jax.Array:
+        # float32 for bf16/f32 accumulators, float64 for float64 ones; the same
+        # arithmetic for numbers and the arrays of inject_hyperparams
+        return (z - jnp.asarray(eta, compute_dtype(z.dtype)) * g).astype(z.dtype)
+
+    return DualAveragingState(optax.safe_increment(state.count), jax.tree.map(leaf, state.dual, grads))
+
+
+def _move_to(target: jax.Array, p: jax.Array) -> jax.Array:
+    """The update that moves ``p`` to ``target``: ``target - p`` in ``p``'s dtype."""
+    # times an opaque 1 (exact): a loop of plain subtractions runs slower on XLA:CPU
+    d = target - p
+    return (d * opaque_one(d.dtype)).astype(p.dtype)
 
 
 def _power_increment(n: jax.Array, mu: jax.Array) -> jax.Array:
@@ -164,10 +172,12 @@ def grda(
     after :math:`n` gradients. The paper writes
     :math:`w_{n+1} = S_{g(n,\gamma)}(w_0 - \gamma\sum_{k=0}^{n}\nabla f(w_k; Z_{k+1}))`,
     i.e. :math:`g(n,\gamma)` after :math:`n+1` gradients: the same rule shifted by one
-    step (a slightly smaller threshold at each step in the paper's form). Built
-    as ``optax.chain(dual_averaging(lr, 'init'), apply_soft_threshold(increment,
-    mask, cumulative=True))``; read the threshold with
-    ``optax.tree_utils.tree_get(state, 'threshold')``.
+    step (a slightly smaller threshold at each step in the paper's form). The
+    params are set to :math:`S_{\tau_n}(a_n)` computed from :math:`a_n` itself,
+    as in the paper and the reference code. The state is that of
+    ``optax.chain(dual_averaging(lr, 'init'), apply_soft_threshold(increment,
+    mask, cumulative=True))`` (a ``(DualAveragingState, SoftThresholdState)``
+    tuple); read the threshold with ``optax.tree_utils.tree_get(state, 'threshold')``.
 
     Args:
       learning_rate: :math:`\eta \ge 0`, a scalar or a schedule.
@@ -213,10 +223,42 @@ def grda(
         eta = jnp.asarray(lr(count), dtype)
         return jnp.asarray(c_(count), dtype) * eta ** (m + 0.5) * _power_increment(n, m)
 
-    return optax.chain(
-        dual_averaging(learning_rate, center="init", accumulator_dtype=accumulator_dtype),
-        _soft_threshold_transform(threshold_increment, True, mask, cumulative=True),
-    )
+    # The state is that of optax.chain(dual_averaging(lr, 'init'),
+    # apply_soft_threshold(increment, mask, cumulative=True)), but the params are set
+    # to the soft threshold of the dual point itself, w_n = S(a_n), as in the paper
+    # and the reference code, not of p + (a_n - p) as the chain would compute it.
+    averaging = dual_averaging(learning_rate, center="init", accumulator_dtype=accumulator_dtype)
+    thresholding = _soft_threshold_transform(threshold_increment, True, mask, cumulative=True)
+
+    def init_fn(params: optax.Params) -> tuple[DualAveragingState, SoftThresholdState]:
+        return averaging.init(params), thresholding.init(params)
+
+    def update_fn(
+        updates: optax.Updates,
+        state: tuple[DualAveragingState, SoftThresholdState],
+        params: optax.Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, tuple[DualAveragingState, SoftThresholdState]]:
+        del extra_args
+        require_params(params, "grda")
+        dual_state, threshold_state = state
+        dual_state = _dual_step(lr, dual_state, updates)
+        tau = threshold_state.threshold + threshold_increment(
+            threshold_state.count, tree_compute_dtype(params)
+        )
+        selected = resolve_mask(mask, params, nonempty=True)
+
+        def leaf_update(a: jax.Array, p: jax.Array, sel: bool) -> jax.Array:
+            if not sel:
+                return _move_to(a, p)
+            w = prox.soft_threshold(a, jnp.asarray(tau, compute_dtype(a.dtype)))
+            return (w - p).astype(p.dtype)
+
+        new_updates = jax.tree.map(leaf_update, dual_state.dual, params, selected)
+        threshold_state = SoftThresholdState(optax.safe_increment(threshold_state.count), tau)
+        return new_updates, (dual_state, threshold_state)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 class RDAState(NamedTuple):
