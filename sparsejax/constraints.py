@@ -262,7 +262,12 @@ class LpBall(Constraint):
 
     def _norm(self, x: jax.Array) -> jax.Array:
         x = jnp.asarray(x)
-        return jnp.linalg.norm(x.reshape(-1).astype(_work_dtype(x)), ord=self.p)
+        flat = x.reshape(-1).astype(_work_dtype(x))
+        if self.p == 1 or self.p == math.inf:
+            return jnp.linalg.norm(flat, ord=self.p)
+        # top * ||x / top||_p, so that |x|^p cannot overflow or underflow for large p
+        top = jnp.max(jnp.abs(flat), initial=0.0)
+        return top * jnp.linalg.norm(flat / jnp.where(top > 0, top, 1.0), ord=self.p)
 
     def lmo(self, g: jax.Array) -> jax.Array:
         r"""The minimiser of :math:`\langle g, v\rangle` on the ball.
@@ -280,6 +285,8 @@ class LpBall(Constraint):
         g = jnp.asarray(g)
         flat = g.reshape(-1).astype(_work_dtype(g))
         r = self.radius
+        if flat.size == 0:
+            return g
         if self.p == 1:
             i = jnp.argmax(jnp.abs(flat))
             v = jnp.zeros_like(flat).at[i].set(-r * jnp.sign(flat[i]))
@@ -356,6 +363,8 @@ class Simplex(Constraint):
         """The vertex :math:`r e_{i^*}` at the smallest :math:`g_i` (first index on ties)."""
         g = jnp.asarray(g)
         flat = g.reshape(-1).astype(_work_dtype(g))
+        if flat.size == 0:
+            return g
         v = jnp.zeros_like(flat).at[jnp.argmin(flat)].set(self.radius)
         return (v + 0.0).reshape(g.shape).astype(g.dtype)  # + 0.0: no negative zeros
 
@@ -376,6 +385,8 @@ class Simplex(Constraint):
     def project(self, x: jax.Array) -> jax.Array:
         """Euclidean projection (:func:`optax.projections.projection_simplex`)."""
         x = jnp.asarray(x)
+        if x.size == 0:  # no entry to constrain (the convention of every set here)
+            return x
         y = x.reshape(-1).astype(_work_dtype(x))
         out = optax.projections.projection_simplex(y, self.radius)
         return out.reshape(x.shape).astype(x.dtype)

@@ -236,6 +236,36 @@ def test_lmo_under_jit_and_vmap_and_for_scalars():
     assert C.l2_ball().lmo(scalar).shape == ()
 
 
+def test_every_set_takes_empty_leaves():
+    # a (0,)-shaped leaf (a layer with no units) has an empty LMO vertex and is feasible;
+    # the L1 ball and the simplex used to fail in argmax/argmin of an empty array
+    empty = jnp.zeros((0,), jnp.float32)
+    for con in ALL_SETS:
+        for fn in (con.lmo, jax.jit(con.lmo)):
+            v = fn(empty)
+            assert v.shape == (0,) and v.dtype == jnp.float32, con
+        assert con.make_feasible(empty).shape == (0,), con
+    p = {"w": empty, "b": jnp.ones(3)}
+    tx = sj.sfw(0.5, C.l1_ball())
+    updates, _ = tx.update({"w": empty, "b": jnp.ones(3)}, tx.init(p), p)
+    assert updates["w"].shape == (0,) and float(jnp.abs(updates["b"]).sum()) > 0
+
+
+@pytest.mark.parametrize("p", [3.0, 30.0, 50.0, 200.0])
+def test_lp_norm_of_contains_and_max_scale_has_no_overflow_or_underflow(p):
+    # ||x||_p of values whose p-th powers overflow (8^50 > float32 max) or underflow (0.05^30):
+    # contains, max_scale and make_feasible must agree with the float64 norm
+    for x, radius in ((np.full(2, 8.0), 10.0), (np.full(1000, 0.05), 0.04), (np.full(4, 3e-30), 1e-29)):
+        c = C.lp_ball(p, radius=radius)
+        norm = float(np.max(np.abs(x)) * np.linalg.norm(x / np.max(np.abs(x)), ord=p))
+        xj = jnp.asarray(x, jnp.float32)
+        assert bool(c.contains(xj)) == (norm <= radius * (1 + 1e-5)), (p, x[0])
+        assert float(c.max_scale(xj)) == pytest.approx(radius / norm, rel=1e-5), (p, x[0])
+        y = np.asarray(c.make_feasible(xj), np.float64)
+        ynorm = np.max(np.abs(y)) * np.linalg.norm(y / np.max(np.abs(y)), ord=p)
+        assert ynorm == pytest.approx(min(norm, radius), rel=1e-5), (p, x[0])
+
+
 def test_bf16_lmo_matches_f32_support():
     g = jnp.asarray(_rng(4).normal(size=(8, 8)), jnp.float32)
     c = C.k_sparse_polytope(k_frac=0.1, radius=0.5)

@@ -198,6 +198,77 @@ def test_saga_fw_matches_hand_computation():
             np.testing.assert_allclose(state.table_mean[key], table[key].mean(0), rtol=1e-5, atol=1e-7)
 
 
+def test_float64_params_get_float64_frank_wolfe_steps():
+    # Under jax_enable_x64, float64 params and gradients are stepped in float64: every transform
+    # equals the float64 NumPy reference to 1e-12, and an LMO decided by a 1e-12 difference of
+    # the gradient picks the right vertex (it picked the other one when steps ran in float32).
+    def rel(a, b):
+        return float(np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300))
+
+    with jax.enable_x64(True):
+        p0, g32 = _start(7)
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), p0)
+        grads = [jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) / 3, g) for g in g32]
+        np_p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+        np_g = [{k: np.asarray(v, np.float64) for k, v in g.items()} for g in grads]
+
+        for rescale in ("gradient", "diameter", None):
+            tx = sfw(0.3, CONS, momentum=0.9, rescale=rescale)
+            got, state = _run(tx, params, grads)
+            p, m = dict(np_p), {}
+            for t, g in enumerate(np_g):
+                for k in p:
+                    m[k] = g[k] if t == 0 else 0.9 * m[k] + 0.1 * g[k]
+                    p[k] = np_fw_step(p[k], m[k], CONS[k], 0.3, rescale)
+            for k in p:
+                assert got[-1][k].dtype == jnp.float64 and state.momentum[k].dtype == jnp.float64
+                assert rel(got[-1][k], p[k]) <= 1e-12, (rescale, k)
+                assert rel(state.momentum[k], m[k]) <= 1e-12, (rescale, k)
+
+        got, _ = _run(one_shot_fw(frank_wolfe_step_size(shift=8), CONS), params, grads)
+        p, d = dict(np_p), {k: np.zeros_like(v) for k, v in np_p.items()}
+        for t, g in enumerate(np_g, start=1):
+            rho, eta = 4 / (t + 8) ** (2 / 3), 2 / (t + 8)
+            for k in p:
+                d[k] = (1 - rho) * d[k] + rho * g[k]
+                p[k] = np_fw_step(p[k], d[k], CONS[k], eta, None)
+        assert all(rel(got[-1][k], p[k]) <= 1e-12 for k in p)
+
+        snap, full = grads[1], grads[2]
+        got, _ = _run(svrf(0.5, CONS, rescale="gradient"), params, grads[:2],
+                      snapshot_grads=snap, snapshot_full_grads=full)
+        p = dict(np_p)
+        for g in np_g[:2]:
+            for k in p:
+                direction = g[k] - np.asarray(snap[k]) + np.asarray(full[k])
+                p[k] = np_fw_step(p[k], direction, CONS[k], 0.5, "gradient")
+        assert all(rel(got[-1][k], p[k]) <= 1e-12 for k in p)
+
+        tx = saga_fw(0.4, CONS, num_samples=3, rescale="diameter")
+        state, jp = tx.init(params), params
+        p, table = dict(np_p), {k: np.zeros((3,) + v.shape) for k, v in np_p.items()}
+        for idx in (np.array([0, 2]), np.array([1, 2])):
+            ps = {k: jnp.stack([grads[i][k] for i in idx]) for k in params}
+            updates, state = tx.update(jax.tree.map(lambda x: x.mean(0), ps), state, jp,
+                                       indices=jnp.asarray(idx), per_sample_grads=ps)
+            jp = optax.apply_updates(jp, updates)
+            for k in p:
+                ps64 = np.asarray(ps[k])
+                direction = ps64.mean(0) - table[k][idx].mean(0) + table[k].mean(0)
+                table[k][idx] = ps64
+                p[k] = np_fw_step(p[k], direction, CONS[k], 0.4, "diameter")
+        assert all(rel(jp[k], p[k]) <= 1e-12 for k in p)
+
+        # the vertex: the second entry's |g| is larger by 1e-12, so the 1-sparse LMO takes it
+        w = {"w": jnp.zeros(2, jnp.float64)}
+        g = {"w": -jnp.array([1.0, 1.0 + 1e-12], jnp.float64)}
+        for tx in (sfw(1.0, C.k_sparse_polytope(k=1), momentum=0.0, rescale=None),
+                   one_shot_fw(1.0, C.k_sparse_polytope(k=1), rho=1.0)):
+            updates, _ = tx.update(g, tx.init(w), w)
+            np.testing.assert_array_equal(updates["w"], [0.0, 1.0])
+        assert frank_wolfe_step_size()(jnp.asarray(1)).dtype == jnp.float64
+
+
 # --- feasibility of iterates -------------------------------------------------------------------
 
 FEAS_SETS = {

@@ -46,6 +46,7 @@ import numpy as np
 import optax
 
 from sparsejax._validation import as_schedule, check_choice, check_number, require_params
+from sparsejax.optim._common import compute_dtype, tree_compute_dtype
 from sparsejax.constraints import (
     Constraint,
     ConstraintTree,
@@ -151,22 +152,26 @@ def _constraints_for(constraints: ConstraintTree, params: PyTree, transform: str
 def _leaf_step(
     p: jax.Array, d: jax.Array, c: Constraint, lr: jax.Array, rescale: Rescale
 ) -> jax.Array:
-    """``eta * (v - p)`` with ``v = LMO(d)`` and ``eta = clip(lr * factor, 0, 1)``."""
-    p32 = p.astype(jnp.float32)
-    d32 = d.astype(jnp.float32)
-    v = c.lmo(d32).astype(jnp.float32)
+    """``eta * (v - p)`` with ``v = LMO(d)`` and ``eta = clip(lr * factor, 0, 1)``.
+
+    Computed in float32, or in float64 where the params or the direction are float64.
+    """
+    dt = jnp.promote_types(compute_dtype(p.dtype), compute_dtype(d.dtype))
+    pw = p.astype(dt)
+    dw = d.astype(dt)
+    v = c.lmo(dw).astype(dt)
     if rescale == "diameter":
         diam = c.diameter(np.shape(p))
-        factor = jnp.asarray(1.0 / diam if diam > 0 else 1.0, jnp.float32)
+        factor = jnp.asarray(1.0 / diam if diam > 0 else 1.0, dt)
     elif rescale == "gradient":
-        den = jnp.linalg.norm((p32 - v).reshape(-1))
-        num = jnp.linalg.norm(d32.reshape(-1))
+        den = jnp.linalg.norm((pw - v).reshape(-1))
+        num = jnp.linalg.norm(dw.reshape(-1))
         factor = jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
     else:
-        factor = jnp.ones([], jnp.float32)
-    eta = jnp.clip(lr * factor, 0.0, 1.0)
-    new = (1.0 - eta) * p32 + eta * v
-    return (new - p32).astype(p.dtype)
+        factor = jnp.ones([], dt)
+    eta = jnp.clip(jnp.asarray(lr, dt) * factor, 0.0, 1.0)
+    new = (1.0 - eta) * pw + eta * v
+    return (new - pw).astype(p.dtype)
 
 
 def _fw_updates(
@@ -182,6 +187,14 @@ def _fw_updates(
         for p, d, c in zip(p_leaves, d_leaves, cons)
     ]
     return treedef.unflatten(out)
+
+
+def _variance_reduced(g: jax.Array, old: jax.Array, mean: jax.Array) -> jax.Array:
+    """``g - old + mean`` (SVRF's and SAGA-FW's estimate) in the widest compute dtype of the three."""
+    dt = jnp.promote_types(
+        jnp.promote_types(compute_dtype(g.dtype), compute_dtype(old.dtype)), compute_dtype(mean.dtype)
+    )
+    return g.astype(dt) - old.astype(dt) + mean.astype(dt)
 
 
 def _align_extra(extra: Any, like: PyTree, name: str, transform: str) -> PyTree:
@@ -229,7 +242,8 @@ def frank_wolfe_step_size(shift: float = 1.0, scale: float = 2.0) -> optax.Sched
       scale: ``> 0``.
 
     Returns:
-      A schedule ``count -> eta``.
+      A schedule ``count -> eta`` in the default float dtype (float64 under
+      ``jax_enable_x64``, float32 otherwise).
 
     Example:
       >>> import sparsejax as sj
@@ -240,8 +254,10 @@ def frank_wolfe_step_size(shift: float = 1.0, scale: float = 2.0) -> optax.Sched
     check_number("scale", scale, gt=0)
 
     def schedule(count: jax.Array) -> jax.Array:
-        t = jnp.asarray(count, jnp.float32) + 1.0
-        return jnp.asarray(scale, jnp.float32) / (t + shift)
+        # the default float dtype: float64 under jax_enable_x64, float32 otherwise
+        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+        t = jnp.asarray(count, dtype) + 1
+        return jnp.asarray(scale, dtype) / (t + shift)
 
     return schedule
 
@@ -273,18 +289,21 @@ def _averaged_fw(
         del extra_args
         require_params(params, transform)
         cons = _constraints_for(constraints, params, transform)
-        eta = jnp.asarray(lr(state.count), jnp.float32)
-        rho = jnp.asarray(keep(state.count), jnp.float32)
+        dtype = tree_compute_dtype(params)
+        eta = jnp.asarray(lr(state.count), dtype)
+        rho = jnp.asarray(keep(state.count), dtype)
         first = state.count == 0
 
         def average(m: jax.Array, g: jax.Array) -> jax.Array:
-            g32 = g.astype(jnp.float32)
-            avg = rho * m.astype(jnp.float32) + (1.0 - rho) * g32
-            return jnp.where(first, g32, avg) if first_is_gradient else avg
+            dt = jnp.promote_types(compute_dtype(m.dtype), compute_dtype(g.dtype))
+            gw = g.astype(dt)
+            r = jnp.asarray(rho, dt)
+            avg = r * m.astype(dt) + (1.0 - r) * gw
+            return jnp.where(first, gw, avg) if first_is_gradient else avg
 
-        m32 = jax.tree.map(average, state.momentum, updates)
-        new_updates = _fw_updates(params, m32, cons, eta, rescale)
-        momentum = jax.tree.map(lambda m, old: m.astype(old.dtype), m32, state.momentum)
+        averaged = jax.tree.map(average, state.momentum, updates)
+        new_updates = _fw_updates(params, averaged, cons, eta, rescale)
+        momentum = jax.tree.map(lambda m, old: m.astype(old.dtype), averaged, state.momentum)
         return new_updates, FrankWolfeState(optax.safe_increment(state.count), momentum)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -328,7 +347,9 @@ def sfw(
         :func:`sparsejax.constraints.leaf_constraints`): a constraint object
         for all leaves, a constraint pytree, or a callable
         ``params -> constraint pytree``. Every leaf needs one (see the module
-        docstring for unconstrained leaves).
+        docstring for unconstrained leaves). Under ``optax.inject_hyperparams``
+        pass a callable through ``static_args=('constraints',)``: it calls every
+        callable argument with the step count, as a schedule.
       momentum: :math:`\rho \in [0, 1)`, a scalar or a schedule; 0 gives
         plain SFW on :math:`g_t`.
       rescale: ``'gradient'`` (default, as in SFW pruning), ``'diameter'`` or
@@ -360,7 +381,7 @@ def sfw(
 
 
 def _one_shot_rho(count: jax.Array) -> jax.Array:
-    t = jnp.asarray(count, jnp.float32) + 1.0
+    t = jnp.asarray(count, jax.dtypes.canonicalize_dtype(jnp.float64)) + 1
     return 4.0 / (t + 8.0) ** (2.0 / 3.0)
 
 
@@ -500,9 +521,8 @@ def svrf(
         full = _align_extra(
             extra_args.get("snapshot_full_grads"), updates, "snapshot_full_grads", "svrf"
         )
-        f32 = lambda x: x.astype(jnp.float32)  # noqa: E731
-        direction = jax.tree.map(lambda g, s, f: f32(g) - f32(s) + f32(f), updates, snap, full)
-        eta = jnp.asarray(lr(state.count), jnp.float32)
+        direction = jax.tree.map(_variance_reduced, updates, snap, full)
+        eta = jnp.asarray(lr(state.count), tree_compute_dtype(params))
         new_updates = _fw_updates(params, direction, cons, eta, rescale)
         return new_updates, SVRFState(optax.safe_increment(state.count))
 
@@ -607,10 +627,10 @@ def saga_fw(
                     "saga_fw: per_sample_grads leaves must have shape (len(indices), *grad.shape), "
                     f"got {jnp.shape(psg)} for a gradient of shape {jnp.shape(g)}"
                 )
-            old = table[idx].astype(jnp.float32)
-            direction = g.astype(jnp.float32) - old.mean(0) + mean.astype(jnp.float32)
+            dt = compute_dtype(table.dtype)
+            direction = _variance_reduced(g, table[idx].astype(dt).mean(0), mean)
             new_table = table.at[idx].set(psg.astype(table.dtype))
-            new_mean = new_table.astype(jnp.float32).mean(0).astype(mean.dtype)
+            new_mean = new_table.astype(dt).mean(0).astype(mean.dtype)
             return direction, new_table, new_mean
 
         out = jax.tree.map(leaf, updates, per_sample, state.table, state.table_mean)
@@ -619,7 +639,7 @@ def saga_fw(
         direction = treedef.unflatten([x[0] for x in parts])
         table = treedef.unflatten([x[1] for x in parts])
         mean = treedef.unflatten([x[2] for x in parts])
-        eta = jnp.asarray(lr(state.count), jnp.float32)
+        eta = jnp.asarray(lr(state.count), tree_compute_dtype(params))
         new_updates = _fw_updates(params, direction, cons, eta, rescale)
         return new_updates, SAGAFWState(optax.safe_increment(state.count), table, mean)
 
