@@ -144,8 +144,37 @@ def test_set_drops_smallest_new_weights_and_regrows_at_random():
         assert int(grown.sum()) == k
         w = np.asarray(new_params[n]["kernel"]).ravel()
         np.testing.assert_allclose(w[kept], v[kept], rtol=1e-6)
-        assert np.all(w[~kept] == 0)  # dropped and grown weights are zero
-        assert np.all(np.asarray(new_state.inner_state[0].trace[n]["kernel"]).ravel()[grown & ~m_old] == 0)
+        # a weight active before and after (dropped, then drawn again) keeps its value and its
+        # momentum, as in the reference (reinit_when_same=False); only new connections start at 0
+        stay, new = m_new & m_old, m_new & ~m_old
+        np.testing.assert_allclose(w[stay], v[stay], rtol=1e-6)
+        assert np.all(w[~m_new] == 0) and np.all(w[new] == 0)
+        trace = np.asarray(new_state.inner_state[0].trace[n]["kernel"]).ravel()
+        assert np.all(trace[new] == 0)
+        np.testing.assert_allclose(trace[stay], np.asarray(grads[n]["kernel"]).ravel()[stay], rtol=1e-6)
+
+
+@pytest.mark.parametrize("sparsity,distribution", [(0.0, "uniform"), (0.8, "erk")])
+def test_set_leaves_layers_it_keeps_dense_as_plain_training(sparsity, distribution):
+    # A dense layer (sparsity 0, or one ERK keeps dense) drops its smallest weights and can only
+    # regrow those same weights: its mask stays all-True and its step must be the inner
+    # optimizer's, with nothing zeroed and no momentum reset (the mask update once zeroed them).
+    params = {"small": jnp.asarray(np.arange(1.0, 11.0).reshape(2, 5), jnp.float32),
+              "big": jnp.asarray(np.random.default_rng(0).normal(size=(64, 64)), jnp.float32)}
+    tx = pruning.set_(optax.sgd(0.1, momentum=0.9), sparsity, end_step=100, update_freq=1,
+                      drop_fraction=0.3, distribution=distribution)
+    ref = optax.sgd(0.1, momentum=0.9)
+    state, ref_state = tx.init(params), ref.init(params)
+    assert bool(jnp.all(state.support["small"]))
+    p, q = params, params
+    for k in range(3):
+        g = {n: jnp.ones_like(x) * (1.0 + k) for n, x in params.items()}
+        u, state = tx.update(g, state, p)
+        r, ref_state = ref.update(g, ref_state, q)
+        p, q = optax.apply_updates(p, u), optax.apply_updates(q, r)
+        assert bool(jnp.all(state.support["small"]))
+        np.testing.assert_array_equal(p["small"], q["small"])
+        np.testing.assert_array_equal(state.inner_state[0].trace["small"], ref_state[0].trace["small"])
 
 
 def test_static_sparse_mask_is_fixed_and_n_m_static_is_valid():
@@ -422,3 +451,15 @@ def test_cli_pattern_reaches_the_runs_that_have_one():
         compare_runs(args, {})
     args = build_parser().parse_args(["train", "--method", "rigl", "--pattern", "4x4"])
     assert with_pattern(args, {"sparsity": "0.8"}) == {"sparsity": "0.8", "pattern": "4x4"}
+
+
+def test_schedules_that_can_never_act_are_refused():
+    # RigL/SET whose first possible update is not before end_step would silently be static
+    # sparse training; STE with end_step < begin_step has no pruning window.
+    for make in (pruning.rigl, pruning.set_):
+        with pytest.raises(ValueError, match="begin_step=50 >= end_step=50"):
+            make(optax.sgd(0.1), 0.5, end_step=50, begin_step=50)
+        make(optax.sgd(0.1), 0.5, end_step=51, begin_step=50)  # one update step: accepted
+    with pytest.raises(ValueError, match="end_step must be >= begin_step"):
+        pruning.ste_pruning(optax.sgd(0.1), 0.5, begin_step=5, end_step=4)
+    pruning.ste_pruning(optax.sgd(0.1), 0.5, begin_step=5, end_step=5)

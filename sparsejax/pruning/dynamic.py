@@ -246,8 +246,8 @@ def static_sparse(
     ``init`` draws a random mask of the selected leaves with per-layer
     densities :math:`d_l` (uniform, or ERK as in RigL's "Static" baseline:
     :func:`~sparsejax.pruning.erk_densities`; the counts are rounded so that
-    the selected leaves keep exactly :math:`\operatorname{round}((1-s)N)`
-    weights). Every update is
+    the selected leaves keep exactly :math:`N - \operatorname{round}(sN)`
+    weights, rounding half to even). Every update is
 
     .. math::
 
@@ -332,8 +332,8 @@ def _dst_mask_update(
     pattern: Pattern,
     key: jax.Array,
     branch: bool = True,
-) -> tuple[jax.Array, list[jax.Array], list[jax.Array], list[jax.Array]]:
-    """``(due, new support, kept-after-drop, newly grown)`` after step ``t`` (0-based).
+) -> tuple[jax.Array, list[jax.Array], list[jax.Array]]:
+    """``(due, new support, newly grown)`` after step ``t`` (0-based).
 
     ``branch``: the selection runs under ``lax.cond(due, ...)``; ``False``: it
     runs unconditionally and its results are kept where ``due`` (the program
@@ -351,7 +351,7 @@ def _dst_mask_update(
     else:
         fraction = jnp.asarray(hyper.drop_fraction, jnp.float32)
 
-    def update() -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+    def update() -> tuple[list[jax.Array], list[jax.Array]]:
         shapes = [m.shape for m in old]
         active = [group_any(m, pattern) for m in old]
         gshapes = [a.shape for a in active]
@@ -373,21 +373,19 @@ def _dst_mask_update(
         not_grown = pruned_entries(grow_scores, sizes - n_drop, True)
         grown = [~ng.reshape(s) & ~k for ng, k, s in zip(not_grown, kept, gshapes)]
         new = [expand_groups(k | g, pattern, s) for k, g, s in zip(kept, grown, shapes)]
-        kept_e = [expand_groups(k, pattern, s) for k, s in zip(kept, shapes)]
         fresh = [expand_groups(g, pattern, s) & ~m for g, s, m in zip(grown, shapes, old)]
-        return new, kept_e, fresh
+        return new, fresh
 
-    def skip() -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-        return list(old), list(old), [jnp.zeros_like(m) for m in old]
+    def skip() -> tuple[list[jax.Array], list[jax.Array]]:
+        return list(old), [jnp.zeros_like(m) for m in old]
 
     if branch:
-        new, kept, fresh = jax.lax.cond(due, update, skip)
+        new, fresh = jax.lax.cond(due, update, skip)
     else:
-        new, kept, fresh = update()
+        new, fresh = update()
         new = [jnp.where(due, n, o) for n, o in zip(new, old)]
-        kept = [jnp.where(due, k, o) for k, o in zip(kept, old)]
         fresh = [f & due for f in fresh]
-    return due, new, kept, fresh
+    return due, new, fresh
 
 
 def _mask_update_flag(extra_args: dict[str, Any], name: str) -> bool | None:
@@ -453,6 +451,12 @@ def _dynamic(
     check_number("drop_fraction", drop_fraction, ge=0, le=1)
     check_number("end_step", end_step, ge=1, integer=True)
     check_number("begin_step", begin_step, ge=0, integer=True)
+    begin, end = concrete_value(begin_step), concrete_value(end_step)
+    if begin is not None and end is not None and begin >= end:
+        raise ValueError(
+            f"{name}: begin_step={begin:g} >= end_step={end:g} leaves no step for a mask update; "
+            "use static_sparse for a fixed mask"
+        )
     check_choice("anneal", anneal, ("cosine", "constant"))
     structure = parse_pattern(pattern)
     if structure.kind == "n:m":
@@ -491,16 +495,18 @@ def _dynamic(
             end_step=jnp.asarray(end_step, jnp.int32),
             drop_fraction=jnp.asarray(drop_fraction, jnp.float32),
         )
-        due, new, kept, fresh = _dst_mask_update(
+        due, new, fresh = _dst_mask_update(
             state.count, old, weights, [g for _, g, _ in chosen], hyper, grow, anneal, structure,
             jax.random.fold_in(jax.random.PRNGKey(seed), 1), branch=flag is None,
         )
         support = jax.tree.unflatten(treedef, new)
         fresh_tree = jax.tree.unflatten(treedef, fresh)
+        # Weights active before and after the update keep their value and their optimizer
+        # state (a dropped weight drawn again among the grown ones included, as the reference's
+        # reinit_when_same=False); new connections start at zero with their state reset.
+        stay = jax.tree.unflatten(treedef, [n & o for n, o in zip(new, old)])
         if grow == "gradient":
-            # Mask update steps: kept weights stay, every other one (dropped, grown) is zero;
-            # no gradient step anywhere and the inner state does not advance.
-            stay = jax.tree.unflatten(treedef, [n & o for n, o in zip(new, old)])
+            # Mask update steps: no gradient step anywhere and the inner state does not advance.
             on_update = _masked(jax.tree.map(jnp.zeros_like, u), support, params, keep=stay)
             on_step = _masked(u, state.support, params)
             new_updates = jax.tree.map(lambda a, b: jnp.where(due, a, b), on_update, on_step)
@@ -508,7 +514,8 @@ def _dynamic(
                 lambda a, b: jnp.where(due, a, b), state.inner_state, inner_state
             )
         else:
-            new_updates = _masked(u, support, params, keep=jax.tree.unflatten(treedef, kept))
+            # SET: the step is taken where the weight stays; the rest is zero.
+            new_updates = _masked(u, support, params, keep=stay)
         inner_state = reset_state_entries(inner_state, params, fresh_tree)
         return new_updates, SparseTrainingState(optax.safe_increment(state.count), support, inner_state)
 
@@ -640,9 +647,12 @@ def set_(
     :math:`a_l` active weights drops the :math:`k_l = \lfloor \zeta a_l
     \rfloor` of smallest magnitude (:math:`\zeta` = ``drop_fraction``, 0.3 in
     the paper, constant unless ``anneal='cosine'``) and activates as many
-    uniformly at random among the others. Grown weights start at zero with
-    their inner optimizer buffers reset (as in RigL's reference code); every
-    layer keeps exactly its number of active weights.
+    uniformly at random among the weights not kept, the dropped ones included.
+    Newly grown weights start at zero with their inner optimizer buffers reset
+    (as in RigL's reference code); a dropped weight drawn again stays as it was,
+    value and buffers (the reference's ``reinit_when_same=False``), so a layer
+    kept dense (by ERK, or at sparsity 0) trains as without SET. Every layer
+    keeps exactly its number of active weights.
 """ + _DST_ARGS + r"""
     Example:
       >>> import jax, jax.numpy as jnp, optax

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sparsejax._validation import check_choice, check_number, require_params
+from sparsejax._validation import check_choice, check_number, concrete_value, require_params
 from sparsejax.patterns import parse_pattern
 from sparsejax.pruning.dynamic import (
     _check_nm_sparsity,
@@ -211,6 +211,9 @@ def ste_pruning(
     check_number("power", power, gt=0)
     check_number("sr_ste_decay", sr_ste_decay, ge=0)
     check_number("erk_power_scale", erk_power_scale, ge=0)
+    t0, t1 = concrete_value(begin_step), concrete_value(end_step)
+    if t0 is not None and t1 is not None and t1 < t0:
+        raise ValueError(f"end_step must be >= begin_step, got {end_step} < {begin_step}")
     check_choice("scope", scope, ("global", "layerwise"))
     check_choice("distribution", distribution, ("uniform", "erk"))
     if scope == "global" and distribution != "uniform":
