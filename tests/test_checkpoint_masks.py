@@ -7,11 +7,16 @@ back equal, boolean, with its shape and sharding, while the checkpoint's
 metadata and data hold ``ceil(n / 8)`` uint8 bytes of NumPy's ``packbits``
 layout. A 1e6-entry support takes fewer bytes on disk than the same
 checkpoint written the way earlier versions did (one byte per entry), and such
-an earlier checkpoint still restores.
+an earlier checkpoint still restores. The shapes of the packed leaves are kept
+in the checkpoint's record: a support of another shape that packs into as many
+bytes does not fit (``WorkdirMismatchError``, nothing moved), and a checkpoint
+written before that record was kept still restores.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import warnings
 from pathlib import Path
 
@@ -148,3 +153,81 @@ def test_a_large_support_is_smaller_packed_and_unpacked_checkpoints_still_restor
     _assert_same(restored, state)
     for wd in (packed, unpacked):
         wd.close()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("shape, dtype", [((7, 5), bool), ((35,), bool), ((39,), bool),
+                                          ((40,), bool), ((5,), np.uint8)])
+def test_a_boolean_leaf_of_another_shape_with_the_same_packed_length_does_not_fit(
+        tmp_path, shape, dtype):
+    """A (5, 7) support is 5 packed bytes, as are (7, 5), (35,), (39,) and (40,) supports and a
+    (5,) uint8 array: the record of the packed leaves' shapes tells them apart, so each is
+    another model (nothing moved), never a silently reshaped or zero-padded support."""
+    mesh = data_mesh()
+    rep = NamedSharding(mesh, PartitionSpec())
+    state = _state({"m": jax.device_put(np.random.default_rng(0).random((5, 7)) < 0.5, rep)}, mesh)
+    totals = zero_totals(mesh)
+    wd = Workdir(tmp_path / "run", {}, {}, keep=3)
+    wd.prepare("new")
+    wd.save(1, state, totals, META)
+    wd.wait()
+    before = _files(wd.path)
+    other = _state({"m": jax.device_put(np.zeros(shape, dtype), rep)}, mesh)
+    now = f"{shape} {np.dtype(dtype)}"
+    with pytest.raises(WorkdirMismatchError, match=re.escape(
+            f"opt_state/support/m: (5, 7) bool (bit-packed) saved, {now} now")):
+        wd.restore(1, other, totals)
+    with pytest.raises(WorkdirMismatchError, match="nothing was changed"):
+        wd.restore_latest(other, totals, report=pytest.fail)
+    assert _files(wd.path) == before and not (wd.path / "damaged_checkpoints").exists()
+    _assert_same(wd.restore(1, state, totals)[0], state)
+    wd.close()
+
+
+def test_all_ones_support_restored_into_a_shorter_one_is_another_model_not_damage(tmp_path):
+    """``ones(40)`` restored into a ``zeros(35)`` template: the 5 packed bytes fit, the checksum
+    of the first 35 bits does not; without the shapes in the record this was reported as damage
+    and the checkpoint moved to ``damaged_checkpoints/``."""
+    mesh = data_mesh()
+    rep = NamedSharding(mesh, PartitionSpec())
+    state = _state({"m": jax.device_put(np.ones(40, bool), rep)}, mesh)
+    totals = zero_totals(mesh)
+    wd = Workdir(tmp_path / "run", {}, {}, keep=3)
+    wd.prepare("new")
+    wd.save(1, state, totals, META)
+    wd.wait()
+    before = _files(wd.path)
+    with pytest.raises(WorkdirMismatchError, match=r"\(40,\) bool \(bit-packed\) saved, \(35,\) bool"):
+        wd.restore_latest(_state({"m": jax.device_put(np.zeros(35, bool), rep)}, mesh), totals,
+                          report=pytest.fail)
+    assert _files(wd.path) == before and not (wd.path / "damaged_checkpoints").exists()
+    wd.close()
+
+
+def test_a_packed_checkpoint_without_the_record_of_shapes_still_restores(tmp_path):
+    """Checkpoints written before the shapes of packed leaves were recorded (no ``packed`` key
+    in the JSON record) restore as before: checked by their packed length and the checksums."""
+    mesh = data_mesh()
+    state, totals = _state(_odd_supports(mesh), mesh), zero_totals(mesh)
+    wd = Workdir(tmp_path / "run", {}, {}, keep=3)
+    wd.prepare("new")
+    wd.save(1, state, totals, META)
+    wd.wait()
+    record = wd.checkpoint_dir / "1" / "meta" / "metadata"
+    meta = json.loads(record.read_text())
+    assert meta["packed"]["state"]["opt_state/support/five_by_seven"] == {"shape": [5, 7],
+                                                                          "dtype": "bool"}
+    assert meta["packed"]["totals"] == {}
+    del meta["packed"]
+    record.write_text(json.dumps(meta))
+    restored, _, restored_meta = wd.restore(1, state, totals)
+    _assert_same(restored, state)
+    assert "packed" not in restored_meta and "checksums" not in restored_meta
+    wrong = state._replace(opt_state={**state.opt_state, "support": {
+        **state.opt_state["support"], "thirteen": jnp.ones(17, bool)}})
+    with pytest.raises(WorkdirMismatchError, match=r"thirteen: \(2,\) uint8 saved"):
+        wd.restore(1, wrong, totals)
+    wd.close()

@@ -41,6 +41,13 @@ number of processes or devices. It costs ``size / 8`` bytes of device memory per
 device while saving and restoring, no more than the replicated boolean arrays
 of the data-parallel trainer. The checksums (:func:`checksums`) are those of
 the unpacked state, so a bit lost in packing or unpacking is reported like damage.
+The JSON record keeps the shape and dtype of every packed leaf (``packed``:
+``{item: {path: {"shape": [...], "dtype": "bool"}}}``), checked against the
+restore target before any array is read: a mask of another shape (``(7, 5)``
+for ``(5, 7)``, or 35 entries for 40, which pack into as many bytes) is another
+model, never bits reread in another shape. Packed checkpoints written before
+this record was kept are checked by their packed length only (and by the
+checksums, so a mask whose bits differ is then reported as damage).
 Checkpoints written before packing (one byte per boolean entry: their metadata
 holds ``bool`` arrays) still restore, unpacked as they were saved.
 
@@ -88,6 +95,7 @@ CHECKPOINT_DIR = "checkpoints"
 DAMAGED_DIR = "damaged_checkpoints"
 ITEMS = ("state", "totals", "meta")
 META_KEYS = ("epoch", "batch", "history", "wall_time", "epoch_elapsed")
+WEIGHTS = ("step", "params", "model_state")  # what restore_weights reads of the state
 
 
 class WorkdirMismatchError(ValueError):
@@ -230,6 +238,12 @@ def _packer(shardings: tuple[jax.sharding.Sharding, ...]) -> Callable:
 def _unpacker(specs: tuple[tuple[tuple[int, ...], jax.sharding.Sharding], ...]) -> Callable:
     return jax.jit(lambda leaves: [_unpack_stored(p, shape) for p, (shape, _) in zip(leaves, specs)],
                    out_shardings=[sharding for _, sharding in specs])
+
+
+def _packed_record(tree: Any) -> dict[str, dict[str, Any]]:
+    """The shape and dtype of every boolean leaf of ``tree`` (stored bit-packed), by path."""
+    return {path_str(p): {"shape": list(x.shape), "dtype": "bool"}
+            for p, x in jax.tree_util.tree_leaves_with_path(tree) if _is_bool(x)}
 
 
 def _pack_bools(tree: Any) -> Any:
@@ -573,10 +587,12 @@ class Workdir:
 
         Boolean leaves are stored bit-packed (see the module docstring). ``meta``
         is stored with the checksums of every array (:func:`checksums`, of the
-        unpacked arrays), which :meth:`restore` verifies.
+        unpacked arrays), which :meth:`restore` verifies, and the shapes of the
+        packed leaves, which it checks against its target.
         """
         meta = dict(meta)
         meta["checksums"] = {"state": checksums(state), "totals": checksums(totals)}
+        meta["packed"] = {"state": _packed_record(state), "totals": _packed_record(totals)}
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -611,6 +627,7 @@ class Workdir:
         self._raise_if_any_failed(step, error, f"the checkpoint at step {step} in "
                                   f"{self.checkpoint_dir} does not fit this model and optimizer")
         new_state, new_totals, meta = r
+        meta.pop("packed", None)
         saved = meta.pop("checksums", None)  # absent in checkpoints of earlier versions
         if isinstance(saved, dict):
             for item, tree in (("state", new_state), ("totals", new_totals)):
@@ -661,7 +678,9 @@ class Workdir:
         for item in ITEMS:
             if not (step_dir / item).is_dir():
                 raise self._damaged(step, f"{item}/", "the directory is missing")
-        packed = self._check_fits(step, state, totals)
+        mismatch = (f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this "
+                    "model and optimizer")
+        packed, meta = self._check_fits(step, {"state": state, "totals": totals}, mismatch)
         targets = {item: (_stored_abstract if packed[item] else _abstract)(tree)
                    for item, tree in (("state", state), ("totals", totals))}
         try:
@@ -670,14 +689,10 @@ class Workdir:
                 args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(targets["state"]),
                     totals=ocp.args.StandardRestore(targets["totals"]),
-                    meta=ocp.args.JsonRestore(),
                 ),
             )
         except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
-            raise self._read_error(step, e, f"the checkpoint at step {step} in "
-                                   f"{self.checkpoint_dir} does not fit this model and "
-                                   "optimizer") from e
-        meta = self._checked_meta(step, r["meta"])
+            raise self._read_error(step, e, mismatch) from e
         new = {item: _unpack_bools(r[item], tree) if packed[item] else r[item]
                for item, tree in (("state", state), ("totals", totals))}
         return TrainState(*new["state"]), Totals(*new["totals"]), dict(meta)
@@ -687,8 +702,10 @@ class Workdir:
 
         For a finished run whose optimizer state no longer fits the optimizer
         (its layout changed between versions of the library): the weights it
-        trained are still there. The three items are read with Orbax's partial
-        restore and checked against the checksums saved with them.
+        trained are still there. The paths, shapes and dtypes of the saved
+        params and model state (boolean leaves: those recorded before packing)
+        are compared with ``state``'s first; then the three items are read with
+        Orbax's partial restore and checked against the checksums saved with them.
 
         Args:
           step: the checkpoint.
@@ -700,13 +717,18 @@ class Workdir:
           ``model_state`` and ``opt_state=None``; ``meta`` the checkpoint's record.
 
         Raises:
-          WorkdirMismatchError: if the params or model state do not fit either.
+          WorkdirMismatchError: if the params or model state do not fit either
+            (another structure, shape or dtype; the message names the
+            differences); nothing is moved.
           CheckpointRestoreError: if the checkpoint is damaged.
         """
         error: BaseException | None = None
-        keep = ("step", "params", "model_state")
+        mismatch = (f"the params of the checkpoint at step {step} in {self.checkpoint_dir} "
+                    "do not fit this model")
         try:
-            target = {name: _abstract(getattr(state, name)) for name in keep}
+            mine = {name: getattr(state, name) for name in WEIGHTS}
+            packed, meta = self._check_fits(step, {"state": mine}, mismatch, only=WEIGHTS)
+            target = (_stored_abstract if packed["state"] else _abstract)(mine)
             try:
                 weights = ocp.PyTreeCheckpointer().restore(
                     self.checkpoint_dir / str(step) / "state",
@@ -714,38 +736,52 @@ class Workdir:
                         item=target, partial_restore=True,
                         restore_args=ocp.checkpoint_utils.construct_restore_args(target)),
                 )
-                meta = self.manager.restore(
-                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
-                raise self._read_error(step, e, f"the params of the checkpoint at step {step} in "
-                                       f"{self.checkpoint_dir} do not fit this model") from e
+                raise self._read_error(step, e, mismatch) from e
+            if packed["state"]:
+                weights = _unpack_bools(weights, mine)
         except (WorkdirMismatchError, CheckpointRestoreError) as e:
             error = e
-        self._raise_if_any_failed(step, error, f"the params of the checkpoint at step {step} in "
-                                  f"{self.checkpoint_dir} do not fit this model")
-        meta = self._checked_meta(step, meta)
+        self._raise_if_any_failed(step, error, mismatch)
+        meta.pop("packed", None)
         saved = (meta.pop("checksums", None) or {}).get("state") or {}
         # the same paths as in the whole state's checksums: step, params/..., model_state/...
         self._verify(step, "state", checksums(weights), saved, partial=True)
         return state._replace(opt_state=None, **weights), meta
 
-    def _check_fits(self, step: int, state: TrainState, totals: Totals) -> dict[str, bool]:
-        """Compares the saved arrays' paths, shapes and dtypes with ``state`` and ``totals``.
+    def _check_fits(self, step: int, trees: Mapping[str, Any], mismatch: str, *,
+                    only: tuple[str, ...] | None = None) -> tuple[dict[str, bool], dict]:
+        """Compares the saved arrays' paths, shapes and dtypes with ``trees`` and reads the record.
 
-        Unreadable metadata means a damaged checkpoint; different arrays, another model.
+        Unreadable metadata or record means a damaged checkpoint; different
+        arrays, another model. A bit-packed boolean leaf is compared by its
+        packed length, then by the shape and dtype the record keeps of it
+        (checkpoints written before the record was kept: by its packed length only).
+
+        Args:
+          step: the checkpoint.
+          trees: the restore targets by item (``'state'``, ``'totals'``).
+          mismatch: the start of the :class:`WorkdirMismatchError`'s message.
+          only: if given, only the arrays under these top-level names are
+            compared (a partial restore; others may differ).
 
         Returns:
-          For ``'state'`` and ``'totals'``: whether the boolean leaves are stored
-          bit-packed (``False`` for a checkpoint of an earlier version, whose
-          metadata holds ``bool`` arrays).
+          ``(packed, meta)``: for each item of ``trees``, whether its boolean
+          leaves are stored bit-packed (``False`` for a checkpoint of an earlier
+          version, whose metadata holds ``bool`` arrays); the checkpoint's JSON
+          record (with every key of ``META_KEYS``).
         """
-        packed = {}
+
+        def kept(path: str) -> bool:
+            return only is None or path.split("/", 1)[0] in only
+
+        packed, layouts = {}, {}
         step_dir = self.checkpoint_dir / str(step)
         try:
             metadata = self.manager.item_metadata(step)
         except Exception as e:  # noqa: BLE001 - any failure to read is damage
             raise self._damaged(step, *_where_and_why(e, step_dir)) from e
-        for item, tree in (("state", state), ("totals", totals)):
+        for item, tree in trees.items():
             saved_tree = None if metadata is None else metadata.get(item)
             if saved_tree is None:
                 raise self._damaged(step, f"{item}/", "its metadata cannot be read")
@@ -756,9 +792,11 @@ class Workdir:
                 raise self._damaged(step, f"{item}/",
                                     f"its metadata cannot be read ({type(e).__name__}: {e})") from e
             packed[item] = not any(dtype == "bool" for _, dtype in saved.values())
-            layout = _stored_abstract(tree) if packed[item] else tree
+            saved = {p: v for p, v in saved.items() if kept(p)}
+            stored = _stored_abstract(tree) if packed[item] else tree
             mine = {path_str(p): (tuple(x.shape), str(np.dtype(x.dtype)))
-                    for p, x in jax.tree_util.tree_leaves_with_path(layout)}
+                    for p, x in jax.tree_util.tree_leaves_with_path(stored)}
+            layouts[item] = saved, mine
             if saved == mine:
                 continue
             # the boolean arrays behind packed ones are named in the message
@@ -770,13 +808,51 @@ class Workdir:
             problems += [f"{name}{p}: {saved[p][0]} {saved[p][1]} saved, {mine[p][0]} {mine[p][1]}"
                          f"{note[p]} now"
                          for p in sorted(mine.keys() & saved.keys()) if saved[p] != mine[p]]
-            raise WorkdirMismatchError(
-                f"the checkpoint at step {step} in {self.checkpoint_dir} does not fit this model and "
-                f"optimizer ({'; '.join(problems[:4])}"
-                + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
-                + "); nothing was changed; use another workdir"
-            )
-        return packed
+            raise self._mismatch(mismatch, problems)
+        try:
+            meta = self.manager.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 - sorted into damaged / does not fit
+            raise self._read_error(step, e, mismatch) from e
+        meta = self._checked_meta(step, meta)
+        record = meta.get("packed")  # absent in checkpoints of earlier versions
+        for item, tree in trees.items():
+            if not packed[item] or not isinstance(record, dict) or record.get(item) is None:
+                continue
+            try:
+                saved_bools = {p: (tuple(int(n) for n in r["shape"]), str(np.dtype(r["dtype"])))
+                               for p, r in record[item].items() if kept(p)}
+            except Exception as e:  # noqa: BLE001
+                raise self._damaged(step, "meta/", "the shapes of its packed arrays cannot be read "
+                                                   f"({type(e).__name__}: {e})") from e
+            saved, mine = layouts[item]
+            if not saved_bools.keys() <= saved.keys():
+                raise self._damaged(step, "meta/", "the shapes of its packed arrays name arrays "
+                                                   f"that {item}/ does not hold")
+            mine_bools = {path_str(p): (tuple(x.shape), "bool")
+                          for p, x in jax.tree_util.tree_leaves_with_path(tree)
+                          if _is_bool(x) and kept(path_str(p))}
+            name = "" if item == "state" else f"{item} "
+            problems = []
+            for p in sorted(saved_bools.keys() | mine_bools.keys()):
+                if saved_bools.get(p) == mine_bools.get(p):
+                    continue
+                was = (f"{saved_bools[p][0]} {saved_bools[p][1]} (bit-packed)" if p in saved_bools
+                       else f"{saved[p][0]} {saved[p][1]}")
+                now = (f"{mine_bools[p][0]} bool" if p in mine_bools
+                       else f"{mine[p][0]} {mine[p][1]}")
+                problems.append(f"{name}{p}: {was} saved, {now} now")
+            if problems:
+                raise self._mismatch(mismatch, problems)
+        return packed, meta
+
+    @staticmethod
+    def _mismatch(mismatch: str, problems: list[str]) -> WorkdirMismatchError:
+        return WorkdirMismatchError(
+            f"{mismatch} ({'; '.join(problems[:4])}"
+            + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+            + "); nothing was changed; use another workdir"
+        )
 
     def _move_aside(self, step: int) -> Path:
         """Moves checkpoint ``step`` to ``damaged_checkpoints/`` (process 0) and refreshes the manager.
