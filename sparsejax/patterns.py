@@ -30,6 +30,7 @@ transform can use it.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, NamedTuple
 
@@ -175,7 +176,7 @@ def group_shape(pattern: Pattern, shape: tuple[int, ...]) -> tuple[int, ...]:
     if pattern.kind == "block":
         return (*shape[:-2], shape[-2] // pattern.rows, shape[-1] // pattern.cols)
     if pattern.kind == "channel":
-        return (shape[-1],)
+        return (shape[-1],) if math.prod(shape) else (0,)  # an empty leaf has no channels
     return tuple(shape)
 
 
@@ -188,8 +189,8 @@ def group_scores(scores: jax.Array, pattern: Pattern) -> jax.Array:
       S_{\text{channel}} = \sum_{j \in \text{channel}} s_j^{p} \quad (p = 1 \text{ or } 2),
 
     (the channel score is the :math:`p`-th power of the L\ :sub:`p` norm, which
-    orders channels the same way). Unstructured and N:M patterns return the
-    scores themselves.
+    orders channels the same way). An empty leaf has no channels (shape
+    ``(0,)``). Unstructured and N:M patterns return the scores themselves.
 
     Example:
       >>> import jax.numpy as jnp
@@ -203,6 +204,8 @@ def group_scores(scores: jax.Array, pattern: Pattern) -> jax.Array:
         s = s.reshape(*lead, n_in // pattern.rows, pattern.rows, n_out // pattern.cols, pattern.cols)
         return jnp.sum(s, axis=(-3, -1))
     if pattern.kind == "channel":
+        if s.size == 0:  # an empty leaf has no channels (not shape[-1] channels of score 0)
+            return jnp.zeros((0,), jnp.float32)
         power = s if pattern.norm == 1 else jnp.square(s)
         return jnp.sum(power.reshape(-1, s.shape[-1]), axis=0)
     return s
@@ -221,6 +224,8 @@ def expand_groups(keep: jax.Array, pattern: Pattern, shape: tuple[int, ...]) -> 
         out = jnp.repeat(jnp.repeat(keep, pattern.rows, axis=-2), pattern.cols, axis=-1)
         return out.reshape(shape)
     if pattern.kind == "channel":
+        if math.prod(shape) == 0:
+            return jnp.zeros(shape, keep.dtype)
         return jnp.broadcast_to(keep, shape)
     return keep.reshape(shape)
 

@@ -173,3 +173,31 @@ def test_saliency_snip_and_random_scores_drive_prune():
     _, support = pruning.prune(params, 0.75, importance_scores=rand, mask=sj.tree.weights_only,
                                pattern="channel", scope="layerwise")
     assert kept_groups(support["dense"]["kernel"], parse_pattern("channel")) == (2, 6)
+
+
+def test_empty_leaves_have_no_channels_and_take_no_share_of_the_count():
+    assert sj.patterns.group_shape(parse_pattern("channel"), (0, 8)) == (0,)
+    assert sj.patterns.group_scores(jnp.zeros((0, 8)), parse_pattern("channel")).shape == (0,)
+    kernel = jax.random.normal(jax.random.key(0), (8, 8))
+    params = {"k": kernel, "e": jnp.zeros((0, 8))}
+    norms = np.linalg.norm(np.asarray(kernel), axis=0)
+    best = np.zeros(8, bool)
+    best[np.argsort(norms)[4:]] = True
+    tx = pruning.ste_pruning(optax.sgd(0.1), 0.5, 0, 0, scope="global", pattern="channel")
+    state = tx.init(params)
+    _, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+    # the 8 empty "channels" of e (score 0) took the whole budget: 8 of 8 were kept
+    np.testing.assert_array_equal(np.asarray(state.support["k"]).any(axis=0), best)
+    assert state.support["e"].shape == (0, 8)
+    for scope, distribution in [("global", "uniform"), ("layerwise", "uniform"), ("layerwise", "erk")]:
+        keep = sj.pruning.pattern_masks.pattern_keep(
+            [jnp.abs(kernel), jnp.zeros((0, 8)), jnp.zeros((3, 0))], parse_pattern("channel"),
+            0.5, scope, distribution)
+        np.testing.assert_array_equal(np.asarray(keep[0]).any(axis=0), best)
+        assert keep[1].shape == (0, 8) and keep[2].shape == (3, 0)
+    # gradual pruning reads the empty leaf's old support as no channels, not 8 pruned ones
+    tx = pruning.gradual_pruning(optax.sgd(0.0), 0.5, 0, 2, 1, pattern="channel")
+    state = tx.init(params)
+    for _ in range(3):
+        _, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+    np.testing.assert_array_equal(np.asarray(state.support["k"]).any(axis=0), best)

@@ -186,3 +186,48 @@ def test_score_is_validated():
         pruning.gradual_pruning(optax.sgd(0.1), 0.5, 0, 10, score="snip")
     with pytest.raises(ValueError, match="seed"):
         pruning.gradual_pruning(optax.sgd(0.1), 0.5, 0, 10, score="random", seed=-1)
+
+
+@pytest.mark.parametrize("pattern", [None, "channel"])
+def test_pruned_weights_stay_pruned_when_the_largest_remainders_shift(pattern):
+    # sizes 2, 5, 5: 3 removed split as 1, 1, 1 but 4 as 0, 2, 2 by largest remainder
+    # alone (the Alabama paradox), which brought a's pruned weight (channel) back
+    a, b, c = [0.1, 5.0], [1.0, 2, 3, 4, 6], [1.5, 2.5, 3.5, 4.5, 7]
+    if pattern is None:
+        params = {"a": jnp.array(a), "b": jnp.array(b), "c": jnp.array(c)}
+    else:  # one input row: a channel is one weight, the same counts in channels
+        params = {"a": jnp.array([a]), "b": jnp.array([b]), "c": jnp.array([c])}
+    tx = pruning.gradual_pruning(optax.sgd(0.1), 1 / 3, 0, 1, 1, initial_sparsity=0.25,
+                                 pattern=pattern)
+    state = tx.init(params)
+    history = []
+    for _ in range(3):
+        updates, state = tx.update(jax.tree.map(lambda x: -jnp.ones_like(x), params), state, params)
+        params = optax.apply_updates(params, updates)
+        history.append({k: np.asarray(v).ravel() for k, v in state.support.items()})
+        assert sum(int((~m).sum()) for m in history[-1].values()) == round(
+            float(state.sparsity) * 12)
+    np.testing.assert_array_equal(history[0]["a"], [False, True])
+    for before, after in zip(history, history[1:]):
+        for k in before:
+            assert not np.any(after[k] & ~before[k]), (k, before[k], after[k])
+    assert params["a"].ravel()[0] == 0
+
+
+def test_counts_stay_at_least_what_is_pruned_under_a_changing_schedule():
+    # a final sparsity lowered through inject_hyperparams: what was removed stays removed
+    params = {"a": jnp.arange(1.0, 9.0), "b": jnp.arange(1.0, 5.0)}
+    tx = optax.inject_hyperparams(pruning.gradual_pruning, static_args=("inner",))(
+        optax.sgd(0.0), final_sparsity=0.5, begin_step=0, end_step=10, frequency=1,
+        initial_sparsity=0.5)
+    state = tx.init(params)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    _, state = tx.update(zero, state, params)
+    removed = {k: int((~v).sum()) for k, v in state.inner_state.support.items()}
+    assert sum(removed.values()) == 6
+    state.hyperparams["final_sparsity"] = jnp.asarray(0.25)
+    state.hyperparams["initial_sparsity"] = jnp.asarray(0.25)
+    _, state = tx.update(zero, state, params)
+    assert float(state.inner_state.sparsity) == 0.25  # the mask was recomputed
+    after = {k: int((~v).sum()) for k, v in state.inner_state.support.items()}
+    assert after == removed

@@ -155,13 +155,16 @@ def _maybe_update_support(
             return keep, s
         total = sum(int(w.size) for w in weights)
         k = jnp.round(s * jnp.float32(total)).astype(jnp.int32)
-        # Weights pruned before score below everything, so they stay pruned.
+        # Weights pruned before score below everything, and every count is at least
+        # what is pruned already, so they stay pruned.
         scores = [jnp.where(m, x, -jnp.inf) for m, x in zip(old, importance)]
+        removed = jnp.stack([jnp.sum(~m, dtype=jnp.int32) for m in old])
         if scope == "global":
-            counts = jnp.reshape(k, (1,))
+            counts = jnp.reshape(jnp.maximum(k, jnp.sum(removed)), (1,))
         else:
             shapes = [w.shape for w in weights]
-            counts = layer_remove_counts(shapes, k, distribution, hyper.erk_power_scale)
+            counts = layer_remove_counts(shapes, k, distribution, hyper.erk_power_scale,
+                                         at_least=removed)
         pruned = pruned_entries(scores, counts, scope == "layerwise")
         return [~p.reshape(w.shape) for p, w in zip(pruned, weights)], s
 

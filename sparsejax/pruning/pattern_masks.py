@@ -70,9 +70,15 @@ def pattern_keep(
     * N:M: :math:`\operatorname{round}(sM)` entries removed from every run of
       :math:`M` (``scope`` and ``distribution`` do not apply).
 
+    For ``distribution='erk'`` with blocks or channels, a leaf's density is
+    the share of its groups kept, from the ERK ratio of the leaf's own shape,
+    with :math:`\epsilon` solved so that the groups kept add up (see
+    :func:`~sparsejax.pruning.layer_remove_counts`). Empty leaves have no
+    groups and take no share of the count.
+
     Ties are ranked by position (earlier removed first). Where ``keep_old``
-    is given, the entries (groups) it removes score below everything, so they
-    stay removed.
+    is given, the entries (groups) it removes score below everything and each
+    leaf's count is at least the number it removes, so they stay removed.
 
     Args:
       scores: per-entry scores of the selected leaves.
@@ -97,15 +103,21 @@ def pattern_keep(
             out.append(n_m_keep(s, pattern.m, r))
         return out
     grouped = [group_scores(s, pattern) for s in scores]
+    removed = None
     if keep_old is not None:
-        grouped = [jnp.where(group_any(k, pattern), g, -jnp.inf) for g, k in zip(grouped, keep_old)]
+        old_groups = [group_any(k, pattern) for k in keep_old]
+        grouped = [jnp.where(a, g, -jnp.inf) for g, a in zip(grouped, old_groups)]
+        removed = jnp.stack([jnp.sum(~a, dtype=jnp.int32) for a in old_groups])
     gshapes = [tuple(g.shape) for g in grouped]
     total = sum(math.prod(s) for s in gshapes)
     k = _count(sparsity, total)
     if scope == "global":
+        if removed is not None:  # what was removed stays removed
+            k = jnp.maximum(jnp.asarray(k, jnp.int32), jnp.sum(removed))
         counts = jnp.reshape(jnp.asarray(k, jnp.int32), (1,))
     else:
-        counts = layer_remove_counts(gshapes, k, distribution, power_scale, erk_shapes=shapes)
+        counts = layer_remove_counts(gshapes, k, distribution, power_scale, erk_shapes=shapes,
+                                     at_least=removed)
         counts = jnp.asarray(counts, jnp.int32)
     pruned = pruned_entries(grouped, counts, scope == "layerwise")
     return [
