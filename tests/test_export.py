@@ -105,6 +105,19 @@ def test_shrink_folds_a_constant_unit_into_dense_consumers():
     assert float(jnp.abs(0.7 * model.layers[1].kernel.get_value()[2]).max()) > 1e-3
 
 
+def test_shrink_keeps_one_unit_of_an_all_constant_group_without_folding_it():
+    # Every hidden unit is constant and foldable; one must stay, and its constant
+    # must then not be folded into the next bias as well (it would count twice).
+    model = create("mlp", num_classes=3, input_shape=(5,), hidden=(6,), rngs=0)
+    model.layers[0].bias.set_value(jnp.linspace(0.2, 0.7, 6))
+    model.layers[0].kernel.set_value(jnp.zeros((5, 6)))
+    x = _x((5,), n=4)
+    small, info = shrink_structured(model, x)
+    assert small.layers[0].kernel.shape == (5, 1)
+    assert len(info.folded) == 5 and ("layers/0", 5) not in info.folded  # unit 5 kept
+    np.testing.assert_allclose(small(x), model(x), **TOL)
+    assert info.max_abs_diff < 1e-5
+
 def test_shrink_by_norm_equals_the_gated_model():
     model, shape = _tiny("vgg_bn")
     _randomize(model, 1)
@@ -144,6 +157,14 @@ def test_sparse_matmul_equals_dense(fmt):
     with pytest.raises(ValueError, match="unknown sparse format"):
         sparse_matmul(x, k, "csc")
 
+
+def test_sparse_matmul_promotes_like_a_dense_product():
+    w = _kernel_with_holes(np.random.default_rng(0))
+    x = jax.random.normal(jax.random.key(0), (2, 13)).astype(jnp.bfloat16)
+    for fmt in FORMATS:
+        y = sparse_matmul(x, CSRKernel.from_dense(w), fmt)
+        assert y.dtype == (x @ w).dtype == jnp.float32, fmt
+        np.testing.assert_allclose(y, np.asarray(x, np.float32) @ w, **TOL)
 
 def _sparse_lenet(seed=0):
     """A tiny LeNet-5 (convs with padding 2 and VALID) with ~30% dense kernels,
@@ -186,6 +207,69 @@ def test_sparse_conv_with_strides_and_projections():
     y = sparse_apply(model, x, policy="bcsr", max_density=1.0)
     np.testing.assert_allclose(y, eval_copy(model)(x), **TOL)
 
+
+class _Net(nnx.Module):
+    """A conv and a dense layer with ~30% dense kernels, of the given dtypes."""
+
+    def __init__(self, **dtypes):
+        self.conv = nnx.Conv(3, 4, (3, 3), strides=2, rngs=nnx.Rngs(0), **dtypes)
+        self.fc = nnx.Linear(4, 5, rngs=nnx.Rngs(1), **dtypes)
+        rng = np.random.default_rng(0)
+        for layer in (self.conv, self.fc):
+            k = layer.kernel
+            k.set_value(k.get_value() * jnp.asarray(rng.random(k.shape) < 0.3, k.get_value().dtype))
+            layer.bias.set_value(jnp.asarray(rng.normal(size=layer.bias.shape),
+                                             layer.bias.get_value().dtype))
+
+    def __call__(self, x):
+        return self.fc(self.conv(x).mean((-3, -2)))
+
+
+# JAX's BCSR product has no bf16 CPU kernel and says so; its fallback is what is tested here
+@pytest.mark.filterwarnings("ignore:bcsr_dot_general cpu lowering not available")
+@pytest.mark.parametrize("case", ["bf16 input", "bf16 layer dtype", "f64 params"])
+def test_sparse_layers_compute_in_the_dense_layers_dtype(case):
+    x64 = case == "f64 params"
+    with jax.enable_x64(x64):
+        layer_dtypes = {"bf16 input": {}, "bf16 layer dtype": {"dtype": jnp.bfloat16},
+                        "f64 params": {"param_dtype": jnp.float64}}[case]
+        model = _Net(**layer_dtypes)
+        x = _x((7, 7, 3), n=2).astype(jnp.bfloat16 if case == "bf16 input" else jnp.float32)
+        want = model(x)
+        assert want.dtype == {"bf16 input": jnp.float32, "bf16 layer dtype": jnp.bfloat16,
+                              "f64 params": jnp.float64}[case]
+        tol = dict(rtol=2e-2, atol=2e-2) if want.dtype == jnp.bfloat16 else TOL
+        for fmt in ("bcsr", "bcoo", "segment"):
+            sparse, _ = sparsify(model, x, policy=fmt, max_density=1.0)
+            assert type(sparse.conv).__name__ == "SparseConv"
+            got = sparse(x)
+            assert got.dtype == want.dtype, (fmt, got.dtype)
+            np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
+                                       **tol)
+
+
+@pytest.mark.parametrize("shape", [(7, 7, 3), (2, 2, 7, 7, 3)])
+def test_sparse_conv_takes_the_batch_axes_nnx_conv_takes(shape):
+    model = _Net()
+    conv = model.conv
+    x = jax.random.normal(jax.random.key(0), shape)
+    sparse, report = sparsify(conv, x, policy="segment", max_density=1.0)
+    assert report.formats() == {"": "segment"}
+    assert sparse(x).shape == conv(x).shape
+    np.testing.assert_allclose(sparse(x), conv(x), **TOL)
+    sparse, _ = sparsify(model, x, policy="bcsr", max_density=1.0)  # inside a model
+    np.testing.assert_allclose(sparse(x), model(x), **TOL)
+
+
+def test_sparsify_a_bare_layer():
+    layer = _Net().fc
+    x = _x((4,), n=2)
+    sparse, report = sparsify(layer, x, policy="bcsr", max_density=1.0)
+    assert type(sparse).__name__ == "SparseLinear"
+    assert report.formats() == {"": "bcsr"}
+    np.testing.assert_allclose(sparse(x), layer(x), **TOL)
+    np.testing.assert_allclose(sparse_apply(layer, x, policy="segment", max_density=1.0),
+                               layer(x), **TOL)
 
 def test_measured_choice_is_the_fastest_and_never_slower_than_dense(lenet):
     model, x = lenet
@@ -323,3 +407,49 @@ def test_damaged_or_mismatched_files_are_refused(lenet, tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         load_sparse(f, LeNet5(4, (16, 16, 3), rngs=nnx.Rngs(0)))
     assert zipfile.is_zipfile(f)
+
+
+class _Leaves(nnx.Module):
+    """A kernel, a vector and a scalar of one dtype, and a float32 kernel with no outputs."""
+
+    def __init__(self, dtype):
+        rng = np.random.default_rng(0)
+        w = np.where(rng.random((6, 4)) < 0.3, rng.normal(size=(6, 4)), 0.0)  # no -0.0
+        self.fc = nnx.Dict({"kernel": nnx.Param(jnp.asarray(w.astype(dtype)))})
+        self.v = nnx.Param(jnp.asarray(rng.normal(size=(5,)).astype(dtype)))
+        self.s = nnx.Param(jnp.asarray(np.float32(2.5).astype(dtype)))
+        self.empty = nnx.Dict({"kernel": nnx.Param(jnp.zeros((3, 0), jnp.float32))})
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float16"])
+def test_save_load_round_trips_every_float_dtype_exactly(dtype, tmp_path):
+    dtype = jnp.dtype(dtype)
+    model = _Leaves(dtype)
+    f = tmp_path / "w.npz"
+    header = save_sparse(f, model)
+    assert {e["path"]: e["storage"] for e in header["leaves"]}["fc/kernel"] == "csr"
+    loaded = load_sparse(f, _Leaves(jnp.float32 if dtype == jnp.float16 else jnp.float16))
+    bits = lambda a: np.asarray(a).reshape(-1).view(np.uint8)  # noqa: E731
+    for get in (lambda m: m.v, lambda m: m.s, lambda m: m.fc["kernel"]):
+        got, want = get(loaded).get_value(), get(model).get_value()
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_array_equal(bits(got), bits(want))
+    with np.load(f, allow_pickle=False) as z:  # no pickle anywhere
+        assert all(z[k].dtype.kind in "uif" for k in z.files)
+
+
+def test_save_load_kernel_without_outputs(tmp_path):
+    f = tmp_path / "w.npz"
+    model = _Leaves(jnp.float32)
+    header = save_sparse(f, model)
+    assert {e["path"]: e["shape"] for e in header["leaves"]}["empty/kernel"] == [3, 0]
+    loaded = load_sparse(f, model)
+    assert loaded.empty["kernel"].get_value().shape == (3, 0)
+    np.testing.assert_array_equal(loaded.fc["kernel"].get_value(), model.fc["kernel"].get_value())
+
+
+def test_load_sparse_refuses_a_npy_file(tmp_path):
+    f = tmp_path / "w.npy"
+    np.save(f, np.arange(3))
+    with pytest.raises(ValueError, match="not a readable sparse export"):
+        load_sparse(f)

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx.nn.dtypes import promote_dtype
 
 from sparsejax.export.kernels import FORMATS, CSRKernel, conv_matrix, conv_patches, matmul_arrays
 from sparsejax.export.nm import is_nm, nm_compress, nm_matmul, nm_metadata, nm_support
@@ -88,11 +89,26 @@ def _get_arrays(module: nnx.Module) -> dict[str, jax.Array]:
     return {name: getattr(module, name).get_value() for name in module.names}
 
 
-def _product(module: nnx.Module, x: jax.Array) -> jax.Array:
+def _weights_name(fmt: str) -> str:
+    return {"nm": "values", "dense": "dense"}.get(fmt, "data")
+
+
+def _affine(module: nnx.Module, x: jax.Array) -> jax.Array:
+    """``x W + b`` in the dtype the replaced layer computes in.
+
+    As ``nnx.Linear`` and ``nnx.Conv``: the input, the kernel and the bias are
+    promoted with the layer's ``promote_dtype`` to its ``dtype`` when set, else
+    to their common dtype.
+    """
     arrays = _get_arrays(module)
+    name = _weights_name(module.fmt)
+    bias = None if module.bias is None else module.bias.get_value()
+    x, arrays[name], bias = module.promote_dtype((x, arrays[name], bias), dtype=module.dtype)
     if module.fmt == "nm":
-        return nm_matmul(x, arrays["values"], arrays["metadata"]).astype(x.dtype)
-    return matmul_arrays(x, module.fmt, module.shape, arrays)
+        y = nm_matmul(x, arrays["values"], arrays["metadata"]).astype(x.dtype)
+    else:
+        y = matmul_arrays(x, module.fmt, module.shape, arrays)
+    return y if bias is None else y + bias
 
 
 def _format_arrays(kernel: CSRKernel, fmt: str) -> dict[str, np.ndarray]:
@@ -105,36 +121,50 @@ def _format_arrays(kernel: CSRKernel, fmt: str) -> dict[str, np.ndarray]:
 class SparseLinear(nnx.Module):
     """A dense layer ``x W + b`` whose kernel is compressed (replaces ``nnx.Linear``).
 
+    The input, kernel and bias are promoted as in ``nnx.Linear``: to ``dtype``
+    when set, else to their common dtype.
+
     Attributes:
       shape: ``(in_features, out_features)``.
       fmt: the format (one of :data:`~sparsejax.export.FORMATS` or ``"nm"``).
       density: the kernel's fraction of nonzeros.
+      dtype: the computation dtype (``None``: inferred from the input and parameters).
+      promote_dtype: the promotion function (``nnx.Linear``'s argument of that name).
     """
 
-    def __init__(self, kernel: CSRKernel, bias: Any, fmt: str) -> None:
+    def __init__(self, kernel: CSRKernel, bias: Any, fmt: str, *, dtype: Any = None,
+                 promote_dtype: Callable[..., Any] = promote_dtype) -> None:
         self.shape = kernel.shape
         self.fmt = fmt
         self.density = kernel.density
+        self.dtype = dtype
+        self.promote_dtype = promote_dtype
         _set_arrays(self, _format_arrays(kernel, fmt))
         self.bias = None if bias is None else SparseArray(jnp.asarray(bias))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = _product(self, x)
-        return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
+        return _affine(self, x)
 
 
 class SparseConv(nnx.Module):
     """A 2-D convolution (NHWC) computed as its im2col patches times a compressed kernel matrix.
+
+    As ``nnx.Conv``: the input is ``(*batch, h, w, in)`` (several batch axes
+    are flattened into one, none is added and removed again), and the input,
+    kernel and bias are promoted to ``dtype`` when set, else to their common dtype.
 
     Attributes:
       kernel_shape: ``(kh, kw, in, out)``.
       strides, padding: as the replaced ``nnx.Conv`` (padding canonicalised).
       fmt: the format of the product.
       density: the kernel's fraction of nonzeros.
+      dtype: the computation dtype (``None``: inferred from the input and parameters).
+      promote_dtype: the promotion function (``nnx.Conv``'s argument of that name).
     """
 
     def __init__(self, kernel: np.ndarray, bias: Any, strides: tuple[int, int],
-                 padding: str | tuple[tuple[int, int], ...], fmt: str) -> None:
+                 padding: str | tuple[tuple[int, int], ...], fmt: str, *, dtype: Any = None,
+                 promote_dtype: Callable[..., Any] = promote_dtype) -> None:
         matrix = CSRKernel.from_dense(conv_matrix(kernel))
         self.kernel_shape = tuple(int(d) for d in kernel.shape)
         self.shape = matrix.shape
@@ -142,14 +172,28 @@ class SparseConv(nnx.Module):
         self.padding = padding
         self.fmt = fmt
         self.density = matrix.density
+        self.dtype = dtype
+        self.promote_dtype = promote_dtype
         _set_arrays(self, _format_arrays(matrix, fmt))
         self.bias = None if bias is None else SparseArray(jnp.asarray(bias))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = self.kernel_shape[:2]
-        patches = conv_patches(x, (kh, kw), self.strides, self.padding)
-        y = _product(self, patches)
-        return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
+        x4, batch = _one_batch_axis(x)
+        patches = conv_patches(x4, (kh, kw), self.strides, self.padding)
+        y = _affine(self, patches)
+        return y.reshape(*batch, *y.shape[1:])
+
+
+def _one_batch_axis(x: Any) -> tuple[Any, tuple[int, ...]]:
+    """An ``(*batch, h, w, c)`` input as ``(prod(batch), h, w, c)``, and ``batch``."""
+    if x.ndim < 3:
+        raise ValueError(f"a 2-D convolution reads (*batch, height, width, channels), got "
+                         f"shape {tuple(x.shape)}")
+    batch = tuple(x.shape[:-3])
+    if len(batch) == 1:
+        return x, batch
+    return x.reshape(math.prod(batch), *x.shape[-3:]), batch
 
 
 def _pair(v: Any) -> tuple[int, int] | None:
@@ -357,6 +401,8 @@ class _Recorder:
 
 
 def _input_shapes(model: nnx.Module, x: jax.Array) -> dict[str, tuple[int, ...]]:
+    if isinstance(model, (nnx.Linear, nnx.Conv)):  # the model is a single layer (path "")
+        return {"": tuple(x.shape)}
     probe = nnx.clone(model)
     shapes: dict[str, tuple[int, ...]] = {}
     for path, layer in _layers(probe):
@@ -373,10 +419,12 @@ def _jitted(model: nnx.Module) -> tuple[Callable[..., jax.Array], Any]:
 def _sparse_layer(layer: nnx.Module, kind: str, fmt: str) -> nnx.Module:
     kernel = np.asarray(layer.kernel.get_value())
     bias = None if layer.bias is None else np.asarray(layer.bias.get_value())
+    promotion = dict(dtype=layer.dtype,
+                     promote_dtype=getattr(layer, "promote_dtype", promote_dtype))
     if kind == "linear":
-        return SparseLinear(CSRKernel.from_dense(kernel), bias, fmt)
+        return SparseLinear(CSRKernel.from_dense(kernel), bias, fmt, **promotion)
     strides, padding = _conv_settings(layer)
-    return SparseConv(kernel, bias, strides, padding, fmt)
+    return SparseConv(kernel, bias, strides, padding, fmt, **promotion)
 
 
 def _rows(kind: str, in_shape: tuple[int, ...], layer: nnx.Module) -> int:
@@ -384,7 +432,8 @@ def _rows(kind: str, in_shape: tuple[int, ...], layer: nnx.Module) -> int:
         return math.prod(in_shape[:-1])
     strides, padding = _conv_settings(layer)
     out = jax.eval_shape(
-        lambda z: conv_patches(z, layer.kernel.get_value().shape[:2], strides, padding),
+        lambda z: conv_patches(_one_batch_axis(z)[0], layer.kernel.get_value().shape[:2],
+                               strides, padding),
         jax.ShapeDtypeStruct(in_shape, jnp.float32))
     return math.prod(out.shape[:-1])
 
@@ -403,9 +452,10 @@ def sparsify(
 
     Every ``nnx.Linear`` and plain ``nnx.Conv`` (no grouping, dilation or mask)
     whose kernel density :math:`\mathrm{nnz}/\mathrm{size}` is at most
-    ``max_density`` is a candidate; the others stay dense. The output equals
-    the dense model's (evaluation mode) up to float summation order, except
-    with the N:M product, which computes in bf16.
+    ``max_density`` is a candidate; the others stay dense. ``model`` may itself
+    be such a layer (its path in the report is ``""``). The output equals
+    the dense model's (evaluation mode), in the same dtype, up to float
+    summation order, except with the N:M product, which computes in bf16.
 
     Args:
       model: an NNX model (left unchanged).
@@ -488,7 +538,10 @@ def sparsify(
             fmt = min(seconds, key=seconds.get)
             reason = "fastest measured"
         if fmt != "dense":
-            _replace(sparse, path, _sparse_layer(layer, kind, fmt))
+            if path:
+                _replace(sparse, path, _sparse_layer(layer, kind, fmt))
+            else:  # the model is this one layer
+                sparse = _sparse_layer(layer, kind, fmt)
         choices.append(LayerChoice(path, kind, tuple(kernel.shape), density, rows, fmt, seconds,
                                    reason))
     dense_s = sparse_s = None

@@ -136,7 +136,8 @@ def sparse_matmul(x: jax.Array, kernel: CSRKernel, fmt: str) -> jax.Array:
       fmt: one of :data:`FORMATS`.
 
     Returns:
-      ``(..., N)`` outputs, in ``x``'s dtype.
+      ``(..., N)`` outputs, in the dtype ``x @ W`` has: the promotion of ``x``'s
+      and the kernel's dtypes.
 
     Raises:
       ValueError: for an unknown format or a wrong input width.
@@ -166,33 +167,36 @@ def matmul_arrays(
       arrays: ``kernel.arrays(fmt)``.
 
     Returns:
-      ``(..., N)`` outputs in ``x``'s dtype.
+      ``(..., N)`` outputs, in the promotion of ``x``'s and the kernel's dtypes
+      (as ``x @ W``).
     """
     k, n = shape
     if x.shape[-1] != k:
         raise ValueError(f"the kernel reads {k} features, the input has {x.shape[-1]}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown sparse format {fmt!r}; the formats are {FORMATS}")
+    weights = arrays["dense"] if fmt == "dense" else arrays["data"]
+    dtype = jnp.result_type(x.dtype, weights.dtype)
+    weights = jnp.asarray(weights).astype(dtype)
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, k)
+    x2 = jnp.asarray(x).reshape(-1, k).astype(dtype)
     if fmt == "dense":
-        y = x2 @ arrays["dense"].astype(x.dtype)
-    elif arrays["data"].shape[0] == 0:  # no nonzero: the product is zero
-        y = jnp.zeros((x2.shape[0], n), x.dtype)
+        y = x2 @ weights
+    elif weights.shape[0] == 0:  # no nonzero: the product is zero
+        y = jnp.zeros((x2.shape[0], n), dtype)
     elif fmt == "bcsr":
-        m = jsparse.BCSR((arrays["data"].astype(x.dtype), arrays["indices"], arrays["indptr"]),
+        m = jsparse.BCSR((weights, arrays["indices"], arrays["indptr"]),
                          shape=(n, k), indices_sorted=True, unique_indices=True)
         y = (m @ x2.T).T
     elif fmt == "bcoo":
         idx = jnp.stack([arrays["indices"], arrays["rows"]], axis=1)
-        m = jsparse.BCOO((arrays["data"].astype(x.dtype), idx), shape=(k, n),
-                         unique_indices=True)
+        m = jsparse.BCOO((weights, idx), shape=(k, n), unique_indices=True)
         y = x2 @ m
-    elif fmt == "segment":
-        gathered = x2.T[arrays["indices"]] * arrays["data"].astype(x.dtype)[:, None]
+    else:  # "segment"
+        gathered = x2.T[arrays["indices"]] * weights[:, None]
         y = jax.ops.segment_sum(gathered, arrays["rows"], num_segments=n,
                                 indices_are_sorted=True).T
-    else:
-        raise ValueError(f"unknown sparse format {fmt!r}; the formats are {FORMATS}")
-    return y.reshape(*lead, n).astype(x.dtype)
+    return y.reshape(*lead, n).astype(dtype)
 
 
 def conv_matrix(kernel: np.ndarray) -> np.ndarray:

@@ -5,7 +5,10 @@ model; each kernel (a leaf named ``kernel`` with two or more axes) whose
 density is at most ``max_density`` is stored as the CSR arrays of its
 transposed 2-D view ``(prod(shape[:-1]), shape[-1])`` (row pointers int32,
 input indices uint16 when they fit, else int32, values in the kernel's dtype),
-every other leaf as it is. The header (array ``__header__``, UTF-8 JSON) holds
+every other leaf as it is. An array of a dtype the ``.npy`` format cannot name
+(``bfloat16`` and the other ``ml_dtypes`` types) is stored as its raw bits
+(unsigned integers of the same width) and viewed back on loading, so it
+round-trips exactly. The header (array ``__header__``, UTF-8 JSON) holds
 the format name and version, the model class and, when given, how to rebuild
 it (:func:`sparsejax.models.create` arguments), each leaf's path, storage,
 shape, dtype and nonzeros, and a SHA-256 checksum of all arrays.
@@ -42,6 +45,36 @@ def _leaves(model: nnx.Module) -> list[tuple[str, np.ndarray]]:
     state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     flat, _ = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
     return [(path_str(p), np.asarray(x)) for p, x in flat]
+
+
+def _is_extension(dtype: np.dtype) -> bool:
+    """Whether ``.npy`` cannot name ``dtype`` (the ``ml_dtypes`` types: bfloat16, float8, int4, ...)."""
+    if dtype.fields is not None:
+        return False
+    try:
+        return np.lib.format.descr_to_dtype(np.lib.format.dtype_to_descr(dtype)) != dtype
+    except (TypeError, ValueError):
+        return True
+
+
+def _encode(a: np.ndarray) -> np.ndarray:
+    """``a`` as ``np.savez`` can store it: an extension dtype as unsigned ints of its width."""
+    if _is_extension(a.dtype):
+        return np.asarray(a, order="C").view(np.dtype(f"u{a.dtype.itemsize}"))
+    return a
+
+
+def _decode_dtype(a: np.ndarray, name: str) -> np.ndarray:
+    """Undoes :func:`_encode` for an array whose header dtype is ``name``."""
+    if str(a.dtype) == name:
+        return a
+    try:
+        dtype = jnp.dtype(name)
+    except TypeError:
+        raise ValueError(f"unknown dtype {name!r}") from None
+    if not _is_extension(dtype) or a.dtype != np.dtype(f"u{dtype.itemsize}"):
+        raise ValueError(f"stored as {a.dtype}, the header says {name}")
+    return a.view(dtype)
 
 
 def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
@@ -95,14 +128,14 @@ def save_sparse(
                  "nnz": int(np.count_nonzero(x))}
         is_kernel = name.rsplit("/", 1)[-1] == "kernel" and x.ndim >= 2
         if is_kernel and entry["nnz"] <= max_density * x.size:
-            k = CSRKernel.from_dense(x.reshape(-1, x.shape[-1]))
+            k = CSRKernel.from_dense(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]))
             small = k.shape[0] <= np.iinfo(np.uint16).max
             arrays[f"{i}.indptr"] = k.indptr
             arrays[f"{i}.indices"] = k.indices.astype(np.uint16 if small else np.int32)
-            arrays[f"{i}.data"] = k.data
+            arrays[f"{i}.data"] = _encode(k.data)
             entry["storage"] = "csr"
         else:
-            arrays[f"{i}.value"] = x
+            arrays[f"{i}.value"] = _encode(x)
             entry["storage"] = "dense"
         entries.append(entry)
     header = {
@@ -141,7 +174,10 @@ def dense_bytes(model: nnx.Module) -> int:
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy array
+            raise ValueError(f"it holds a single {type(z).__name__}, not an .npz archive")
+        with z:
             files = {name: z[name] for name in z.files}
     except FileNotFoundError:
         raise
@@ -167,11 +203,12 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
 def _decode(entry: Mapping[str, Any], i: int, files: Mapping[str, np.ndarray]) -> np.ndarray:
     shape = tuple(entry["shape"])
     if entry["storage"] == "dense":
-        x = files[f"{i}.value"]
+        x = _decode_dtype(files[f"{i}.value"], entry["dtype"])
     else:
         n = shape[-1]
         k = CSRKernel((math.prod(shape[:-1]), n), files[f"{i}.indptr"],
-                      files[f"{i}.indices"].astype(np.int32), files[f"{i}.data"])
+                      files[f"{i}.indices"].astype(np.int32),
+                      _decode_dtype(files[f"{i}.data"], entry["dtype"]))
         x = k.todense().reshape(shape)
     if tuple(x.shape) != shape or str(x.dtype) != entry["dtype"]:
         raise ValueError(f"leaf {entry['path']!r} does not match its header entry")

@@ -222,6 +222,7 @@ def shrink_structured(
     kept_constant: list[tuple[str, int]] = []
     gates: dict[str, np.ndarray] = {}
     for g in groups:
+        to_fold: dict[int, float] = {}
         unread = ~_unit_slices(values, g.consumers, g.size, kernels_only=False).any(axis=1)
         if criterion == "zero":
             dead = ~_unit_slices(values, g.producers, g.size, kernels_only=True).any(axis=1)
@@ -230,7 +231,6 @@ def shrink_structured(
             const = acts[0]
             is_const = np.abs(acts - const).max(axis=0) <= atol * (1 + np.abs(const))
             remove = unread.copy()
-            to_fold: dict[int, float] = {}
             can_fold = _foldable(model, g)
             for i in np.flatnonzero(dead & ~unread):
                 if not is_const[i]:
@@ -242,18 +242,22 @@ def shrink_structured(
                     remove[i] = True
                 else:
                     kept_constant.append((g.name, int(i)))
-            if to_fold:
-                _fold_constants(model, g, to_fold)
-                folded.extend((g.name, i) for i in to_fold)
         else:
             w = _unit_slices(values, g.producers, g.size, kernels_only=True)
             norm = np.abs(w).sum(1) if criterion == "l1" else np.sqrt((w * w).sum(1))
             remove = unread | (norm <= threshold)
             gates[g.name] = (~remove).astype(np.float32)
         if remove.all():  # a group keeps at least one unit
-            remove[int(np.argmax(np.abs(captured[g.name]).reshape(-1, g.size).mean(0)))] = False
+            kept = int(np.argmax(np.abs(captured[g.name]).reshape(-1, g.size).mean(0)))
+            remove[kept] = False
+            to_fold.pop(kept, None)  # it stays, with its constant: not folded as well
             if g.name in gates:
                 gates[g.name] = (~remove).astype(np.float32)
+        # Folded only now that the kept units are final: a unit both folded and kept
+        # would add its constant twice.
+        if to_fold:
+            _fold_constants(model, g, to_fold)
+            folded.extend((g.name, i) for i in to_fold)
         if remove.any():
             keep[g.name] = np.flatnonzero(~remove)
     # The reference: the model itself ("zero"; computed before any folding), or the
