@@ -483,7 +483,10 @@ def svrf(
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires
       ``params`` and the extra arguments ``snapshot_grads`` and
-      ``snapshot_full_grads`` (pytrees like the gradients).
+      ``snapshot_full_grads`` (pytrees like the gradients). Not for
+      ``optax.MultiSteps``: it averages the gradients of its micro-batches but
+      hands on the extra arguments of the last one only, so the estimate would
+      mix batches.
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -567,7 +570,9 @@ def saga_fw(
       ``params`` and the extra arguments ``indices`` (int array of shape
       ``(b,)``, the samples of the minibatch, in ``[0, num_samples)``) and
       ``per_sample_grads`` (a pytree like the gradients whose leaves have a
-      leading axis of size ``b``, e.g. from ``jax.vmap(jax.grad(loss))``).
+      leading axis of size ``b``, e.g. from ``jax.vmap(jax.grad(loss))``). Not
+      for ``optax.MultiSteps``, which hands on the last micro-batch's extra
+      arguments only.
 
     Example:
       >>> import jax.numpy as jnp, optax

@@ -5,7 +5,10 @@ Each factory wraps an inner Optax optimizer and returns an
 (the mask: ``True`` = active, ``None`` for dense leaves). The mask is applied
 *as part of the update* (an inactive weight gets :math:`-w`, so it is exactly
 zero after ``optax.apply_updates``): no call after ``apply_updates``. Wrap the
-whole optimizer (``rigl(optax.chain(...), ...)``) or put the transform last.
+whole optimizer (``rigl(optax.chain(...), ...)``): the transform then sees the
+gradient (RigL grows by it) and resets the wrapped optimizer's buffers (momentum,
+Adam's moments) at grown weights; a transform chained after another optimizer
+would grow by that optimizer's updates and leave its buffers alone.
 
 * :func:`static_sparse`: a fixed random mask, uniform or ERK per layer;
 * :func:`set_` (Mocanu et al. 2018): every :math:`\Delta T` steps drop the
