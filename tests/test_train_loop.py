@@ -386,6 +386,54 @@ def test_interrupted_run_resumes_mid_epoch_to_the_same_result(data, tmp_path):
             == [{k: v for k, v in r.items() if k not in drop} for r in reference.history])
 
 
+def test_wall_time_of_a_run_resumed_mid_epoch_counts_each_second_once(data, tmp_path, monkeypatch):
+    # A fake clock: each batch the pipeline yields takes 10 s. Cut after the step-10 checkpoint
+    # (epoch 2, batch 2 of 8), the resumed run must report the time of the epochs it ran, with
+    # the part of epoch 2 before the checkpoint counted once (it was counted twice: +20 s).
+    import sparsejax.train.loop as loop
+
+    train, _ = data
+
+    class Clock:
+        now = 0.0
+
+        @staticmethod
+        def perf_counter():
+            return Clock.now
+
+    class Timed:
+        def __init__(self, inner):
+            self.inner, self.batch_size = inner, inner.batch_size
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def epoch(self, e, start=0):
+            for b in self.inner.epoch(e, start):
+                Clock.now += 10.0
+                yield b
+
+    monkeypatch.setattr(loop, "time", Clock)
+
+    def run(batches, wd):
+        return fit(tiny_mlp(), optax.sgd(0.1), batches, epochs=2, workdir=wd, seed=1,
+                   checkpoint_every_steps=5, log=None)
+
+    reference = run(Timed(train), tmp_path / "ref")
+    assert reference.wall_time == 160.0 and [r["wall_time"] for r in reference.history] == [80.0, 160.0]
+    Clock.now = 0.0
+    with pytest.raises(Interrupt):
+        run(StopAt(Timed(train), 1, 4), tmp_path / "cut")
+    resumed = run(Timed(train), tmp_path / "cut")
+    assert resumed.resumed_from == 10
+    # epoch 1: 80 s; epoch 2: 20 s before the checkpoint, 60 s after the resume
+    assert [r["wall_time"] for r in resumed.history] == [80.0, 160.0]
+    assert resumed.wall_time == 160.0
+
+
 def test_workdir_of_another_experiment_is_refused_and_left_alone(data, tmp_path):
     train, _ = data
     wd = tmp_path / "run"

@@ -174,6 +174,32 @@ def test_learning_rate_schedules() -> None:
         schedules.make_schedule("cosine", 0.2, warmup_steps=40, **kw)
 
 
+def test_schedules_with_a_warm_up_and_coinciding_decays() -> None:
+    # cosine_epoch changes at the run's epoch boundaries with a warm-up too (it changed 5 steps
+    # into an epoch, counting epochs from the warm-up's end)
+    kw = dict(steps_per_epoch=10, epochs=4)
+    ep = schedules.make_schedule("cosine_epoch", 1.0, warmup_steps=5, **kw)
+    values = [float(ep(k)) for k in range(40)]
+    for e in range(4):
+        expected = 0.5 * (1 + math.cos(math.pi * e / 4))
+        first = max(5, 10 * e)  # after the warm-up
+        assert values[first:10 * e + 10] == pytest.approx([expected] * (10 * e + 10 - first)), e
+    # step: decays on the same step multiply (0.5 and 0.54 of 10 steps both round to step 5;
+    # 0.1 and 0.2 of 100 steps both fall inside a 30-step warm-up and apply when it ends)
+    s = schedules.make_schedule("step", 1.0, steps_per_epoch=10, epochs=1, decay_at=(0.5, 0.54))
+    assert [float(s(k)) for k in (4, 5, 9)] == pytest.approx([1.0, 0.01, 0.01])
+    s = schedules.make_schedule("step", 1.0, steps_per_epoch=10, epochs=10, warmup_steps=30,
+                                decay_at=(0.1, 0.2, 0.5))
+    assert [float(s(k)) for k in (30, 49, 50)] == pytest.approx([0.01, 0.01, 0.001])
+
+
+@pytest.mark.parametrize("name", ["gmp", "ste"])
+def test_a_pruning_window_that_ends_before_it_begins_is_an_error(name) -> None:
+    with pytest.raises(ValueError, match=r"end_fraction \(0.2\) must be >= begin_fraction \(0.8\)"):
+        methods.make_optimizer(name, {"begin_fraction": 0.8, "end_fraction": 0.2}, learning_rate=None,
+                               momentum=None, steps_per_epoch=10, epochs=2, params=_params())
+
+
 def test_learning_rate_is_injected_and_follows_the_schedule() -> None:
     params = _params()
     tx, _ = methods.make_optimizer("lats", {}, learning_rate=0.4, momentum=None,

@@ -369,7 +369,10 @@ def fit(
             latest, state, totals, meta = restored
             history = list(meta["history"])
             start_epoch, start_batch = int(meta["epoch"]), int(meta["batch"])
-            wall_time, epoch_elapsed = float(meta["wall_time"]), float(meta["epoch_elapsed"])
+            epoch_elapsed = float(meta["epoch_elapsed"])
+            # a mid-epoch checkpoint's wall time includes the epoch's elapsed part, which the
+            # resumed epoch counts again in its own time (its clock starts epoch_elapsed back)
+            wall_time = float(meta["wall_time"]) - epoch_elapsed
             resumed_from = latest
             if status == "finished" and (start_epoch, start_batch) == (epochs, 0):
                 wd.close()

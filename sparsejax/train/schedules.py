@@ -39,7 +39,9 @@ def make_schedule(
       :math:`\eta_e = \tfrac{\eta_0}{2}(1 + \cos(\pi e/E))` (the schedule
       :func:`sparsejax.optim.lats_epochwise`'s theory assumes);
     * ``step``: :math:`\eta_0` multiplied by ``decay_factor`` at each fraction
-      of training in ``decay_at``.
+      of training in ``decay_at`` (at step :math:`\operatorname{round}(fT)`;
+      decays on the same step multiply, decays inside the warm-up apply when it
+      ends, and one that rounds to :math:`T` falls after the last step).
 
     Args:
       kind: one of :data:`SCHEDULES`.
@@ -80,11 +82,19 @@ def make_schedule(
         main = optax.cosine_decay_schedule(lr, rest)
     elif kind == "cosine_epoch":
         def main(count: Any) -> jax.Array:
-            e = jnp.floor(jnp.asarray(count, jnp.float32) / steps_per_epoch)
+            # the epoch of the whole run (the warm-up's steps included), so that the rate
+            # changes at epoch boundaries with or without a warm-up
+            k = jnp.asarray(count, jnp.float32) + int(warmup_steps)
+            e = jnp.floor(k / steps_per_epoch)
             return jnp.float32(lr / 2) * (1.0 + jnp.cos(jnp.pi * jnp.minimum(e / epochs, 1.0)))
     else:
-        boundaries = {int(round(f * total)) - int(warmup_steps): decay_factor for f in decay_at}
-        main = optax.piecewise_constant_schedule(lr, {max(b, 0): v for b, v in boundaries.items()})
+        # steps counted after the warm-up; decays that fall inside it apply when it ends,
+        # and decays that fall on the same step multiply
+        scales: dict[int, float] = {}
+        for f in decay_at:
+            b = max(int(round(f * total)) - int(warmup_steps), 0)
+            scales[b] = scales.get(b, 1.0) * float(decay_factor)
+        main = optax.piecewise_constant_schedule(lr, scales)
     if not warmup_steps:
         return main
     return optax.join_schedules(

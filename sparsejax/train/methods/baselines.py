@@ -41,6 +41,9 @@ register(MethodSpec(
 
 
 def _build_gmp(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    if hp["end_fraction"] < hp["begin_fraction"]:
+        raise ValueError(f"end_fraction ({hp['end_fraction']}) must be >= begin_fraction "
+                         f"({hp['begin_fraction']})")
     begin = ctx.steps(hp["begin_fraction"] * ctx.epochs)
     end = max(begin, ctx.steps(hp["end_fraction"] * ctx.epochs))
     frequency = max(1, min(hp["frequency"], max(1, end - begin)))

@@ -148,6 +148,9 @@ def _ste_due(ctx: Context, hp: Mapping[str, Any]) -> Callable[[int], bool]:
 
 
 def _build_ste(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
+    if hp["end_fraction"] < hp["begin_fraction"]:
+        raise ValueError(f"end_fraction ({hp['end_fraction']}) must be >= begin_fraction "
+                         f"({hp['begin_fraction']})")
     begin = _ste_begin(ctx, hp)
     end = max(begin, ctx.steps(hp["end_fraction"] * ctx.epochs))
     return pruning.ste_pruning(
