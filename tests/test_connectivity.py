@@ -35,6 +35,21 @@ def test_bezier_passes_through_both_end_points_exactly():
     np.testing.assert_allclose(a, dp.line_point(w1, w2, 0.3)["dense"]["kernel"], atol=1e-6)
 
 
+def test_integer_leaves_are_interpolated_and_rounded_not_truncated_to_zero():
+    # An integer leaf (a counter) equal at the three points stays as it is along the curve; it
+    # came out 0 for every 0 < t < 1 (the coefficients were cast to int)
+    s = {"w": jnp.array([1.0]), "n": jnp.array(5), "m": jnp.array([2, 4], jnp.int32)}
+    e = {"w": jnp.array([3.0]), "n": jnp.array(5), "m": jnp.array([4, 8], jnp.int32)}
+    for t in (0.25, 0.5, jnp.float32(0.7)):
+        for point in (dp.bezier(s, s, s, t), dp.line_point(s, s, t), dp.init_control(s, s)):
+            assert int(point["n"]) == 5 and point["n"].dtype == s["n"].dtype
+            np.testing.assert_array_equal(point["m"], s["m"])
+    mid = dp.line_point(s, e, 0.5)
+    np.testing.assert_array_equal(mid["m"], [3, 6])
+    assert mid["m"].dtype == jnp.int32 and float(mid["w"][0]) == 2.0
+    np.testing.assert_array_equal(dp.bezier(s, dp.init_control(s, e), e, 0.25)["m"], [2, 5])  # 2.5, 5
+
+
 def _ring(p):
     """A valley along the unit circle (plus a flat second leaf): the straight line from (-1, 0)
     to (1, 0) crosses a barrier of height 1 at the origin, the half circle has loss 0."""

@@ -266,6 +266,44 @@ def test_dp_keeps_dtypes_unselected_leaves_and_lambda_for_sparsity_hits_the_targ
         dp.directional_prune(params, scores, lam)
 
 
+def test_lambda_for_sparsity_zeroes_the_target_in_the_weights_own_arithmetic():
+    # The K-th ratio |w|/s in float64 can round to a float32 kappa = lam * s one unit below |w|,
+    # which left that weight at ~1e-7 (6 of 200 random draws at sparsity 0.3): lam is raised to
+    # the smallest value that zeroes it in the leaf's dtype, and is no larger than that.
+    w = {"w": jnp.array([0.9034701585769653, 100.0], jnp.float32)}
+    s = {"w": jnp.array([0.7735183238983154, 1.0], jnp.float32)}
+    lam = dp.lambda_for_sparsity(w, s, 0.5)
+    assert float(dp.directional_prune(w, s, lam)["w"][0]) == 0.0
+    below = float(np.nextafter(np.float32(lam), np.float32(0)))
+    assert float(dp.directional_prune(w, s, below)["w"][0]) != 0.0  # the smallest such lam
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        params = {"a": jnp.asarray(rng.normal(size=40), jnp.float32),
+                  "b": jnp.asarray(rng.normal(size=(3, 5)), jnp.bfloat16),
+                  "z": jnp.zeros(4, jnp.float32)}
+        scores = {"a": jnp.asarray(rng.uniform(-0.5, 2.0, 40), jnp.float32),
+                  "b": jnp.asarray(rng.uniform(0.01, 2.0, (3, 5)), jnp.bfloat16),
+                  "z": jnp.asarray([-1.0, 0.0, 1.0, 2.0], jnp.float32)}  # zeros: any score
+        lam = dp.lambda_for_sparsity(params, scores, 0.3)
+        out = dp.directional_prune(params, scores, lam)
+        assert sum(int(jnp.sum(x == 0)) for x in out.values()) >= round(0.3 * 59)
+
+
+def test_a_new_function_object_is_compiled_again_with_its_own_data():
+    # The Hessian programs are cached per loss object (as jax.jit does); the documented way to
+    # change the data is a new object, e.g. functools.partial, which must see its own data
+    import functools
+
+    def loss(p, scale):
+        return 0.5 * jnp.sum(scale * p["w"] ** 2)
+
+    p = {"w": jnp.ones(2)}
+    for scale in ([1.0, 2.0], [10.0, 20.0]):
+        f = functools.partial(loss, scale=jnp.array(scale))
+        np.testing.assert_allclose(np.diag(np.asarray(dp.exact_hessian(f, p))), scale)
+        assert float(dp.top_eigenpairs(f, p, k=1, num_steps=2).values[0]) == pytest.approx(scale[1])
+
+
 def test_grda_lambda_is_grdas_threshold():
     c, mu, lr, n = 0.02, 0.6, 0.05, 37
     tx = sj.grda(lr, c=c, mu=mu)

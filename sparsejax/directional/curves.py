@@ -77,7 +77,9 @@ def bezier(start: PyTree, control: PyTree, end: PyTree, t: Any) -> PyTree:
 
       \theta(t) = (1-t)^2 w_1 + 2t(1-t)\,\theta_c + t^2 w_2 .
 
-    Each leaf is computed in its own dtype; :math:`\theta(0) = w_1` and
+    Each floating leaf is computed in its own dtype; integer and boolean
+    leaves in float32, rounded to the nearest value (so a leaf equal at the
+    three points stays as it is). :math:`\theta(0) = w_1` and
     :math:`\theta(1) = w_2` exactly (the other weights are exactly 0 there).
 
     Args:
@@ -107,10 +109,22 @@ def bezier(start: PyTree, control: PyTree, end: PyTree, t: Any) -> PyTree:
     c0, c1, c2 = bezier_coefficients(t)
 
     def leaf(a: jax.Array, c: jax.Array, b: jax.Array) -> jax.Array:
-        dt = jnp.asarray(a).dtype
-        return (jnp.asarray(c0, dt) * a + jnp.asarray(c1, dt) * c + jnp.asarray(c2, dt) * b).astype(dt)
+        dt, wt = _dtypes(a)
+        out = jnp.asarray(c0, wt) * a + jnp.asarray(c1, wt) * c + jnp.asarray(c2, wt) * b
+        return _back(out, dt)
 
     return jax.tree.map(leaf, start, control, end)
+
+
+def _dtypes(a: Any) -> tuple[Any, Any]:
+    """A leaf's dtype and the dtype its combination is computed in (float32 for integer leaves)."""
+    dt = jnp.asarray(a).dtype
+    return dt, (dt if jnp.issubdtype(dt, jnp.inexact) else jnp.promote_types(dt, jnp.float32))
+
+
+def _back(x: jax.Array, dt: Any) -> jax.Array:
+    """``x`` in the leaf's dtype ``dt``; integer and boolean leaves are rounded to the nearest value."""
+    return (x if jnp.issubdtype(dt, jnp.inexact) else jnp.round(x)).astype(dt)
 
 
 def line_point(start: PyTree, end: PyTree, t: Any) -> PyTree:
@@ -125,8 +139,8 @@ def line_point(start: PyTree, end: PyTree, t: Any) -> PyTree:
     _check_three(start, None, end)
 
     def leaf(a: jax.Array, b: jax.Array) -> jax.Array:
-        dt = jnp.asarray(a).dtype
-        return (jnp.asarray(1 - t, dt) * a + jnp.asarray(t, dt) * b).astype(dt)
+        dt, wt = _dtypes(a)
+        return _back(jnp.asarray(1 - t, wt) * a + jnp.asarray(t, wt) * b, dt)
 
     return jax.tree.map(leaf, start, end)
 

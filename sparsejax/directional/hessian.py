@@ -4,7 +4,13 @@ Everything here is pure JAX on a loss function and a parameter pytree (nested
 dicts, lists, ``nnx.State`` as a pure dict, ...): no Flax. Two kinds of loss
 are accepted wherever a loss is asked for:
 
-* a callable ``f(params) -> scalar`` (the data, if any, closed over);
+* a callable ``f(params) -> scalar`` (the data, if any, closed over). As with
+  ``jax.jit``, it must be a pure function: the programs built from it are
+  compiled once per function object and parameter shapes and reused, so an
+  array it reads from outside its arguments is the one it saw at the first
+  call. For other data pass another function object (``functools.partial(
+  loss_fn, batch=batch)`` builds a new one, compiled again) or a
+  :class:`DatasetLoss`, whose data are arguments of the compiled programs;
 * a :class:`DatasetLoss`: the mean of per-example losses over a dataset,
   evaluated batch by batch inside one jitted program, exact over a padded last
   batch.

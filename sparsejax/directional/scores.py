@@ -332,8 +332,12 @@ def lambda_for_sparsity(params_sgd: PyTree, scores: PyTree, sparsity: float, *,
     :math:`|w^{SGD}_j| / s_j \le \lambda`), so the share of zeros is a step
     function of :math:`\lambda`; this returns the :math:`K`-th smallest ratio
     :math:`r_j = |w^{SGD}_j| / s_j` (:math:`r_j = 0` for :math:`w_j = 0`,
-    :math:`+\infty` for :math:`s_j \le 0`), :math:`K = \operatorname{round}(q N)`.
-    Ties can make DP at that :math:`\lambda` zero a few more.
+    :math:`+\infty` for :math:`s_j \le 0`), :math:`K = \operatorname{round}(q N)`,
+    raised by as many units in the last place as :func:`directional_prune`'s
+    own arithmetic (:math:`\kappa = \lambda s` rounded to the weights' dtype)
+    needs to zero those :math:`K` weights (the ratio computed in float64 can
+    round to a :math:`\kappa` one unit below :math:`|w_j|`). Ties can make DP at
+    that :math:`\lambda` zero a few more.
 
     Args:
       params_sgd: :math:`w^{SGD}`.
@@ -357,7 +361,7 @@ def lambda_for_sparsity(params_sgd: PyTree, scores: PyTree, sparsity: float, *,
       0.4000000059604645
     """
     check_number("sparsity", sparsity, ge=0, lt=1)
-    ratios = []
+    ratios, leaves = [], []
     for _, w, s, sel in _pairs(params_sgd, scores, mask):
         if not sel:
             continue
@@ -366,6 +370,7 @@ def lambda_for_sparsity(params_sgd: PyTree, scores: PyTree, sparsity: float, *,
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(a == 0, 0.0, np.where(sc > 0, a / np.where(sc > 0, sc, 1.0), np.inf))
         ratios.append(r)
+        leaves.append((w, s, r))
     r = np.sort(np.concatenate(ratios))
     k = int(round(float(sparsity) * r.size))
     if k == 0:
@@ -377,7 +382,24 @@ def lambda_for_sparsity(params_sgd: PyTree, scores: PyTree, sparsity: float, *,
             f"sparsity={sparsity} asks DP to zero {k} of {r.size} weights, but only {reachable} "
             f"({reachable / r.size:.2%}) are zero or have a positive score; DP never prunes the others"
         )
-    return value
+    # directional_prune zeroes w_j iff |w_j| <= lam * s_j computed in the leaf's dtype: raise lam
+    # one unit in the last place (of that dtype) at a time until every weight with r_j <= value is
+    # zeroed there too
+    lam = value
+    for w, s, rj in leaves:
+        dtype = np.dtype(jnp.result_type(w.dtype, jnp.asarray(s).dtype))
+        due = rj <= value
+        if not due.any():
+            continue
+        a = np.abs(np.asarray(w).astype(dtype).ravel()[due])
+        sc = np.asarray(s).astype(dtype).ravel()[due]
+        lam_d = np.asarray(lam, dtype)
+        for _ in range(64):  # one or two steps in practice
+            if np.all((a == 0) | (a <= lam_d * sc)):  # a zero weight stays zero for any lam
+                break
+            lam_d = np.nextafter(lam_d, np.asarray(np.inf, dtype))
+        lam = max(lam, float(lam_d))
+    return lam
 
 
 def grda_lambda(c: float, mu: float, learning_rate: float, steps: int) -> float:
