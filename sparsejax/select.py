@@ -256,7 +256,8 @@ def _smallest_by_bisection_f32(
         for i, x in enumerate(keys)
     ]
     rest = k - below_hi
-    tau_lo = _bisect(jnp.where(rest == upto_hi - below_hi, 255, 0), jnp.full_like(k, 255),
+    tau_lo = _bisect(jnp.where(rest == upto_hi - below_hi, np.int32(255), np.int32(0)),
+                     jnp.full_like(k, 255),
                      lambda v, active: count_le(lo_digits, v, active) >= rest)
     ge_lo = count_ge(lo_digits, tau_lo)
     below = below_hi + (total - ge_lo)  # #{key < tau}

@@ -43,12 +43,17 @@ def sparsity(params: PyTree, mask: Mask = None) -> jax.Array:
       Array(0.375, dtype=float32)
     """
     leaves = _selected_leaves(params, mask)
-    total = sum(x.size for x in leaves)
+    total = sum(int(np.size(x)) for x in leaves)
     if total == 0:
         return jnp.zeros([], jnp.float32)
     # Per-leaf int32 counts (a leaf has < 2**31 entries), summed in float32.
     zeros = sum(jnp.sum(x == 0).astype(jnp.float32) for x in leaves)
     return zeros / jnp.float32(total)
+
+
+def _share_of_zeros(nonzeros: int, size: int) -> float:
+    """``1 - nonzeros / size``, and 0 for an empty leaf or selection (as :func:`sparsity`)."""
+    return 1.0 - nonzeros / size if size else 0.0
 
 
 class LeafSparsity(NamedTuple):
@@ -88,7 +93,7 @@ def sparsity_summary(params: PyTree, mask: Mask = None) -> list[LeafSparsity]:
         nonzeros = int(np.count_nonzero(np.asarray(x)))
         size = int(np.size(x))
         rows.append(
-            LeafSparsity(path, tuple(np.shape(x)), size, nonzeros, 1.0 - nonzeros / max(size, 1))
+            LeafSparsity(path, tuple(np.shape(x)), size, nonzeros, _share_of_zeros(nonzeros, size))
         )
     return rows
 
@@ -119,7 +124,7 @@ def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = Non
     total = sum(r.size for r in rows)
     nonzeros = sum(r.nonzeros for r in rows)
     table = [(r.path, str(r.shape), r.nonzeros, r.size, r.sparsity) for r in rows]
-    table.append(("total", "", nonzeros, total, 1.0 - nonzeros / max(total, 1)))
+    table.append(("total", "", nonzeros, total, _share_of_zeros(nonzeros, total)))
     groups: list[str] = []
     structure = parse_pattern(pattern)
     if structure.kind != "unstructured":

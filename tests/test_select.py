@@ -203,6 +203,24 @@ def test_top_k_mask_rejects_a_k_outside_the_array_and_takes_float64():
         assert bool(got[1]) and not bool(got[0])
 
 
+def test_float32_selections_run_under_x64():
+    # With jax_enable_x64 on, float32 leaves above the sample size go through the bisection,
+    # whose loop carries int32 bounds: a Python-int branch of a where() became int64 there and
+    # the while loop refused the carry (prune, select_global, select_layerwise, top_k_mask).
+    from sparsejax.select import top_k_mask
+
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=70_000), jnp.float32)
+        params = {"a": x, "b": jnp.asarray(rng.normal(size=(300, 250)), jnp.float32)}
+        got = top_k_mask(x, 20_000)
+        np.testing.assert_array_equal(np.asarray(got), _top_k_reference(x, 20_000))
+        pruned, _ = pruning.prune(params, 0.5)
+        assert sum(int(jnp.sum(v == 0)) for v in pruned.values()) == round(0.5 * 145_000)
+        pruned, _ = pruning.prune(params, 0.3, scope="layerwise")
+        assert int(jnp.sum(pruned["a"] == 0)) == 21_000 and int(jnp.sum(pruned["b"] == 0)) == 22_500
+
+
 def test_k_sparse_lmo_on_a_large_leaf_is_the_top_k_vertex():
     # Above the sample size, KSparsePolytope.lmo selects with top_k_mask; its vertex must be
     # the one lax.top_k gives (ties to the lower index, zero where the gradient is zero).

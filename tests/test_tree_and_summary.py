@@ -49,6 +49,12 @@ def test_sparsity_counts_exact_zeros_and_works_under_jit():
     np.testing.assert_allclose(jax.jit(sj.sparsity)(params), 4 / 8)
     np.testing.assert_allclose(sj.sparsity(params, sj.tree.weights_only), 3 / 4)
     assert float(sj.sparsity({"x": None})) == 0.0
+    # Python scalars are leaves too; empty leaves and empty selections count as 0% sparse
+    assert float(sj.sparsity({"w": jnp.zeros(3), "step": 3})) == 0.75
+    empty = {"w": jnp.zeros((0, 4)), "v": jnp.array([0.0, 1.0])}
+    assert [r.sparsity for r in sj.sparsity_summary(empty)] == [0.5, 0.0]
+    assert sj.format_sparsity(empty, mask="nomatch").splitlines()[-1].endswith(" 0.00%")
+    assert float(sj.sparsity(empty, mask="nomatch")) == 0.0
 
 
 def test_sparsity_summary_and_table():
