@@ -83,6 +83,20 @@ def test_int_amount_equals_the_matching_fraction():
             np.testing.assert_array_equal(a, b)
     assert pruning.num_to_remove(0.5, 5) == 2  # round half to even, like torch
     assert pruning.num_to_remove(np.int64(4), 5) == 4
+    # a fraction that rounds to every weight is refused like the count itself (it pruned all)
+    with pytest.raises(ValueError, match="rounds to all 3: pruning all of them is not allowed"):
+        pruning.prune({"a": jnp.array([1.0, 2.0, 3.0])}, 0.9)
+    with pytest.raises(ValueError, match="pruning all of them is not allowed"):
+        pruning.prune({"a": jnp.array([1.0, 2.0, 3.0])}, 3)
+    assert pruning.num_to_remove(0.8, 3) == 2
+
+
+def test_pattern_amounts_may_be_numpy_scalars():
+    params = {"k": jnp.asarray(np.random.default_rng(0).normal(size=(8, 4)), jnp.float32)}
+    for pattern, amount in (("2:4", np.float32(0.5)), ("2x2", np.float32(0.5)), ("channel", np.float64(0.5))):
+        pruned, _ = pruning.prune(params, amount, pattern=pattern)
+        expected, _ = pruning.prune(params, 0.5, pattern=pattern)
+        np.testing.assert_array_equal(pruned["k"], expected["k"])
 
 
 def erk_reference(shapes, density, power):

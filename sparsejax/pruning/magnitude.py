@@ -26,7 +26,8 @@ def num_to_remove(amount: Any, total: int) -> int:
 
     Args:
       amount: a fraction in ``[0, 1)`` (``round(amount * total)`` weights, with
-        Python's round-half-to-even) or an integer count in ``[0, total)``.
+        Python's round-half-to-even, which must be below ``total``) or an
+        integer count in ``[0, total)``.
       total: the number of weights that take part.
 
     Returns:
@@ -61,7 +62,13 @@ def num_to_remove(amount: Any, total: int) -> int:
         return int(value)
     if not (isinstance(value, numbers.Real) and 0.0 <= value < 1.0):
         raise ValueError(f"amount={value!r} (a fraction) must be in [0, 1)")
-    return min(int(round(value * total)), total)
+    k = int(round(value * total))
+    if total and k >= total:
+        raise ValueError(
+            f"amount={value!r} of {total} weights rounds to all {total}: pruning all of them is "
+            "not allowed (as for a count); pass a smaller fraction"
+        )
+    return k
 
 
 def _check_scores(scores: PyTree, params: PyTree, selected: PyTree) -> list[jax.Array]:
@@ -238,7 +245,8 @@ def _prune_pattern(
     if pattern.kind == "n:m":
         target = 1.0 - pattern.n / pattern.m
         if amount is not None and not (
-            isinstance(amount, (int, float)) and not isinstance(amount, bool)
+            isinstance(amount, (numbers.Real, np.floating, np.integer))
+            and not isinstance(amount, (bool, np.bool_))
             and abs(float(amount) - target) < 1e-9
         ):
             raise ValueError(
@@ -247,12 +255,13 @@ def _prune_pattern(
             )
         sparsity: Any = target
     else:
-        if isinstance(amount, jax.core.Tracer) or not isinstance(amount, float) or not 0.0 <= amount < 1.0:
+        if (isinstance(amount, jax.core.Tracer)
+                or not isinstance(amount, (float, np.floating)) or not 0.0 <= amount < 1.0):
             raise ValueError(
                 f"with pattern {pattern}, amount must be a fraction in [0, 1) of the "
                 f"{'blocks' if pattern.kind == 'block' else 'channels'}, got {amount!r}"
             )
-        sparsity = amount
+        sparsity = float(amount)
     if importance_scores is None:
         scores = [jnp.abs(x) for _, x in rows]
     else:
