@@ -289,6 +289,17 @@ def test_lambda_for_sparsity_zeroes_the_target_in_the_weights_own_arithmetic():
         assert sum(int(jnp.sum(x == 0)) for x in out.values()) >= round(0.3 * 59)
 
 
+def test_negative_curvature_among_the_top_k_counts_as_flat():
+    # H = diag(2, -1, 0): with k=3 and no tol only the direction of eigenvalue 2 is retained;
+    # the negative-curvature and zero directions are flat (they were projected out with k alone)
+    f = lambda p: 0.5 * jnp.sum(jnp.array([2.0, -1.0, 0.0]) * p["w"] ** 2)  # noqa: E731
+    eig = dp.exact_eigenpairs(f, {"w": jnp.ones(3)})
+    proj = dp.flat_projector(eig, k=3)
+    assert proj.rank == 1
+    np.testing.assert_allclose(proj({"w": jnp.array([1.0, 1.0, 1.0])})["w"], [0.0, 1.0, 1.0], atol=1e-6)
+    assert dp.flat_projector(eig, k=3, tol=-2.0).rank == 3  # an explicit tol is what it says
+
+
 def test_a_new_function_object_is_compiled_again_with_its_own_data():
     # The Hessian programs are cached per loss object (as jax.jit does); the documented way to
     # change the data is a new object, e.g. functools.partial, which must see its own data

@@ -115,7 +115,8 @@ def flat_projector(eigen: HessianEigen, *, k: int | None = None,
     Args:
       eigen: a :class:`~sparsejax.directional.HessianEigen`, largest eigenvalue first.
       k: keep at most the top ``k`` pairs (:math:`1 \le k \le` the number given).
-      tol: keep only eigenvalues :math:`> \text{tol}`.
+      tol: keep only eigenvalues :math:`> \text{tol}` (default, with ``k``: 0, so
+        that eigenvalues :math:`\le 0` among the top ``k`` count as flat).
 
     Returns:
       A :class:`FlatProjector` (the identity if no direction is retained).
@@ -152,8 +153,8 @@ def flat_projector(eigen: HessianEigen, *, k: int | None = None,
     if tol is not None:
         check_number("tol", tol)
     keep = np.arange(n) < (n if k is None else int(k))
-    if tol is not None:
-        keep &= np.asarray(values, np.float64) > float(tol)
+    # negative curvature is flat whatever k is: without tol, only eigenvalues > 0 are retained
+    keep &= np.asarray(values, np.float64) > (0.0 if tol is None else float(tol))
     idx = np.flatnonzero(keep)
     return FlatProjector(jax.tree.map(lambda x: x[idx], eigen.vectors), values[idx])
 
