@@ -159,6 +159,16 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _saved_once(tmp_path, state, mesh):
+    """A new workdir with ``state`` saved at step 1: ``(workdir, totals, its files)``."""
+    totals = zero_totals(mesh)
+    wd = Workdir(tmp_path / "run", {}, {}, keep=3)
+    wd.prepare("new")
+    wd.save(1, state, totals, META)
+    wd.wait()
+    return wd, totals, _files(wd.path)
+
+
 @pytest.mark.parametrize("shape, dtype", [((7, 5), bool), ((35,), bool), ((39,), bool),
                                           ((40,), bool), ((5,), np.uint8)])
 def test_a_boolean_leaf_of_another_shape_with_the_same_packed_length_does_not_fit(
@@ -169,12 +179,7 @@ def test_a_boolean_leaf_of_another_shape_with_the_same_packed_length_does_not_fi
     mesh = data_mesh()
     rep = NamedSharding(mesh, PartitionSpec())
     state = _state({"m": jax.device_put(np.random.default_rng(0).random((5, 7)) < 0.5, rep)}, mesh)
-    totals = zero_totals(mesh)
-    wd = Workdir(tmp_path / "run", {}, {}, keep=3)
-    wd.prepare("new")
-    wd.save(1, state, totals, META)
-    wd.wait()
-    before = _files(wd.path)
+    wd, totals, before = _saved_once(tmp_path, state, mesh)
     other = _state({"m": jax.device_put(np.zeros(shape, dtype), rep)}, mesh)
     now = f"{shape} {np.dtype(dtype)}"
     with pytest.raises(WorkdirMismatchError, match=re.escape(
@@ -194,12 +199,7 @@ def test_all_ones_support_restored_into_a_shorter_one_is_another_model_not_damag
     mesh = data_mesh()
     rep = NamedSharding(mesh, PartitionSpec())
     state = _state({"m": jax.device_put(np.ones(40, bool), rep)}, mesh)
-    totals = zero_totals(mesh)
-    wd = Workdir(tmp_path / "run", {}, {}, keep=3)
-    wd.prepare("new")
-    wd.save(1, state, totals, META)
-    wd.wait()
-    before = _files(wd.path)
+    wd, totals, before = _saved_once(tmp_path, state, mesh)
     with pytest.raises(WorkdirMismatchError, match=r"\(40,\) bool \(bit-packed\) saved, \(35,\) bool"):
         wd.restore_latest(_state({"m": jax.device_put(np.zeros(35, bool), rep)}, mesh), totals,
                           report=pytest.fail)
@@ -211,11 +211,8 @@ def test_a_packed_checkpoint_without_the_record_of_shapes_still_restores(tmp_pat
     """Checkpoints written before the shapes of packed leaves were recorded (no ``packed`` key
     in the JSON record) restore as before: checked by their packed length and the checksums."""
     mesh = data_mesh()
-    state, totals = _state(_odd_supports(mesh), mesh), zero_totals(mesh)
-    wd = Workdir(tmp_path / "run", {}, {}, keep=3)
-    wd.prepare("new")
-    wd.save(1, state, totals, META)
-    wd.wait()
+    state = _state(_odd_supports(mesh), mesh)
+    wd, totals, _ = _saved_once(tmp_path, state, mesh)
     record = wd.checkpoint_dir / "1" / "meta" / "metadata"
     meta = json.loads(record.read_text())
     assert meta["packed"]["state"]["opt_state/support/five_by_seven"] == {"shape": [5, 7],
