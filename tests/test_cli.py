@@ -238,7 +238,69 @@ def test_compare_bad_input(tmp_path, capsys) -> None:
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("ratios = 0.5\n", "'ratios' must be a list of pruning ratios (numbers in [0, 1)), got 0.5"),
+        ('ratios = ["0.5"]\n', "'ratios' must be a list of pruning ratios"),
+        ("ratios = [true]\n", "'ratios' must be a list of pruning ratios"),
+        ("out = 5\n", "'out' must be a string (an output directory), got 5"),
+        ("[methods.sgd]\nhparams = [1]\n", "methods.sgd.hparams must be a table of hyperparameters"),
+        ("[methods.sgd]\nmethod = 1\n", "methods.sgd.method must be a string"),
+        ('augment = "false"\n', "augment must be true or false, got 'false'"),
+        ("[methods.sgd]\naugment = 1\n", "augment must be true or false, got 1"),
+        ('decay_at = "0.5"\n', "decay_at must be a list of fractions of training"),
+        ("decay_at = 0.5\n", "decay_at must be a list of fractions of training"),
+        ('data_options = "x"\n', "data_options must be a table of options"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_refused(text, match, tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('model = "mlp"\ndataset = "synthetic"\n' + text
+                   + ("" if "[methods" in text else "[methods.sgd]\n"))
+    out = tmp_path / "c"
+    _bad(capsys, ["compare", "--config", str(cfg), "--out", str(out)], match, "compare")
+    assert not out.exists()
+
+
+def test_augment_in_a_json_config_must_be_a_bool(tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": "mlp", "dataset": "synthetic", "augment": "false",
+                               "methods": {"sgd": {}}}))
+    _bad(capsys, ["train", "--method", "sgd", "--config", str(cfg), *SMALL, "--workdir",
+                  str(tmp_path / "w")], "augment must be true or false, got 'false'")
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(("flag", "config"), [(["--ratios", ""], ""), (["--ratios", " , "], ""),
+                                              ([], "ratios = []\n")])
+def test_compare_without_ratios_is_refused_before_training(flag, config, tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(config)
+    out = tmp_path / "c"
+    _bad(capsys, ["compare", "--methods", "sgd", "--config", str(cfg), *SMALL, "--out", str(out),
+                  *flag], "ratios must hold at least one pruning ratio in [0, 1)", "compare")
+    assert not out.exists()  # nothing was trained
+
+
+def test_retrain_workdir_names_tell_close_ratios_apart() -> None:
+    from sparsejax.train.cli.commands import ratio_name
+
+    # The usual ratios keep their names (existing retraining workdirs are still found).
+    assert [ratio_name(r) for r in (0.0, 0.5, 0.9, 0.95, 0.98, 1e-5)] == \
+        ["0", "0.5", "0.9", "0.95", "0.98", "1e-05"]
+    assert ratio_name(0.1234561) != ratio_name(0.1234562)
+    assert (ratio_name(0.1234561), ratio_name(0.1234562)) == ("0.1234561", "0.1234562")
+    rng = np.random.default_rng(0)
+    ratios = list(rng.uniform(0, 1, 200)) + [0.5 + k * 1e-16 for k in range(3)]
+    assert all(float(ratio_name(r)) == r for r in ratios)  # one name per distinct ratio
+
+
 def test_prune_bad_input(tmp_path, capsys) -> None:
+    _bad(capsys, ["prune", "--workdir", str(tmp_path), "--eval-batch-size", "0"],
+         "--eval-batch-size must be an integer >= 1, got 0", "prune")
+    _bad(capsys, ["hessian", "--workdir", str(tmp_path), "--eval-batch-size", "0"],
+         "--eval-batch-size must be an integer >= 1, got 0", "hessian")
     _bad(capsys, ["prune", "--workdir", str(tmp_path)], "holds no config.json", "prune")
     (tmp_path / "config.json").write_text("{}")
     _bad(capsys, ["prune", "--workdir", str(tmp_path)], "has not finished", "prune")

@@ -52,3 +52,11 @@ def test_bench_reports_and_refuses_bad_input(run_dir, capsys) -> None:
     assert cli.main(["bench", "--workdir", str(run_dir), "--batch", "0"]) == 2
     assert "--batch" in capsys.readouterr().err
     assert cli.main(["export", "--workdir", str(run_dir / "nothing")]) == 2
+
+
+@pytest.mark.parametrize("batch", ["inf", "1.9", "nan", "-3", "", "2,x"])
+def test_bench_batch_must_be_positive_integers(batch, tmp_path, capsys) -> None:
+    # Checked before the run is loaded: tmp_path holds no run.
+    assert cli.main(["bench", "--workdir", str(tmp_path), "--batch", batch]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sparsejax bench: error: --batch takes comma-separated integers >= 1, got {batch!r}"

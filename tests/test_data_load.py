@@ -98,6 +98,23 @@ def test_bad_arguments() -> None:
         load("synthetic", "train", source="tfds")
 
 
+def test_augment_and_in_memory_must_be_bools(isolated: Path) -> None:
+    # A string such as "false" is refused, not read as bool("false") == True.
+    for value in ("false", "False", 0, 1, "yes"):
+        with pytest.raises(ValueError, match="augment must be True or False"):
+            load("synthetic", "train", num_examples=8, augment=value)
+    assert load("synthetic", "train", num_examples=8, augment=True).augment is True
+    assert load("synthetic", "train", num_examples=8, augment=np.bool_(True)).augment is True
+    assert load("synthetic", "train", num_examples=8, augment=None).augment is False  # its default
+    write_cifar(isolated / "src", "cifar10", _cifar_splits("cifar10"))
+    assert load("cifar10", "train", data_dir=isolated / "src", augment=None).augment is True
+    assert load("cifar10", "train", data_dir=isolated / "src", augment=False).augment is False
+    with pytest.raises(ValueError, match="augment must be True or False"):
+        load("cifar10", "train", data_dir=isolated / "src", augment="false")
+    with pytest.raises(ValueError, match="in_memory must be True or False"):
+        load("cifar10", "train", data_dir=isolated / "src", in_memory="no")
+
+
 def test_synthetic_deterministic_shapes_and_distinct_splits() -> None:
     a = load("synthetic", "train", num_examples=64, image_shape=(12, 10, 3), num_classes=4, seed=3)
     b = load("synthetic", "train", num_examples=64, image_shape=(12, 10, 3), num_classes=4, seed=3)

@@ -522,6 +522,15 @@ def _int_option(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _bool_option(name: str, value: Any, default: bool) -> bool:
+    """``value`` as a bool (``None``: ``default``); anything but a bool is a ``ValueError``."""
+    if value is None:
+        return bool(default)
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _load_synthetic(split: str, source: str, kwargs: dict[str, Any]) -> Dataset:
     from sparsejax.data.synthetic import (
         DEFAULT_NOISE,
@@ -557,7 +566,7 @@ def _load_synthetic(split: str, source: str, kwargs: dict[str, Any]) -> Dataset:
     info = DATASETS["synthetic"]
     return Dataset(
         "synthetic", split, num_classes, shape, info.mean * shape[2], info.std * shape[2],
-        bool(kwargs.get("augment", info.augment)),
+        _bool_option("augment", kwargs.get("augment"), info.augment),
         reader=ArrayReader(np.concatenate(parts), np.concatenate(labels)),
         source=f"synthetic(seed={seed})",
         class_names=tuple(f"class_{i}" for i in range(num_classes)),
@@ -628,8 +637,9 @@ def load(
         default 2048 train / 512 test), ``image_shape=(28, 28, 1)``,
         ``num_classes=10``, ``seed=0``, ``noise=7`` (see
         :mod:`sparsejax.data.synthetic`). ``imagenet2012``: ``image_size=224``.
-        TFDS-backed: ``in_memory`` (default: everything but ImageNet is decoded
-        into memory once). All: ``augment`` to override the default.
+        TFDS-backed: ``in_memory`` (a bool; default: everything but ImageNet is
+        decoded into memory once). All: ``augment``, a bool overriding the
+        dataset's default (``None``: the default).
 
     Returns:
       The :class:`Dataset`.
@@ -665,9 +675,8 @@ def load(
     if key == "imagenet2012":
         size = _int_option("image_size", kwargs.get("image_size", 224), 8)
         image_shape = (size, size, 3)
-    in_memory = kwargs.get("in_memory")
-    in_memory = key != "imagenet2012" if in_memory is None else bool(in_memory)
-    augment = bool(kwargs.get("augment", info.augment))
+    in_memory = _bool_option("in_memory", kwargs.get("in_memory"), key != "imagenet2012")
+    augment = _bool_option("augment", kwargs.get("augment"), info.augment)
     ranges = split_ranges(split, info.splits)  # checks the split's syntax before any I/O
 
     def make(reader: Reader, where: str, names: Sequence[str]) -> Dataset:

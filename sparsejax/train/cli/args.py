@@ -55,6 +55,17 @@ def parse_floats(text: str, what: str) -> list[float]:
         raise UsageError(f"{what} takes comma-separated numbers, got {text!r}") from None
 
 
+def parse_positive_ints(text: str, what: str) -> list[int]:
+    """Comma-separated integers >= 1 (at least one); a :class:`UsageError` names ``what`` otherwise."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UsageError(f"{what} takes comma-separated integers >= 1, got {text!r}")
+    return values
+
+
 def add_setting_flags(p: argparse.ArgumentParser, *, model_required: bool) -> None:
     from sparsejax.train.schedules import SCHEDULES
 
@@ -213,13 +224,21 @@ def settings_from(common: Mapping[str, Any], entry: Mapping[str, Any], name: str
             raise UsageError(f"--{key} is required (or a --config that sets it)")
     hparams = dict(entry.get("hparams") or {})
     hparams.update(hp_flags)
-    opts = dict(merged["data_options"] or {})
+    opts = merged["data_options"]
+    if opts is not None and not isinstance(opts, Mapping):
+        raise UsageError(f"data_options must be a table of options of sparsejax.data.load, got "
+                         f"{opts!r}")
+    opts = dict(opts or {})
+    decay_at = merged["decay_at"]
+    if not isinstance(decay_at, list | tuple):
+        raise UsageError("decay_at must be a list of fractions of training (numbers > 0 and "
+                         f"< 1), got {decay_at!r}")
     return RunSettings(
         name=name, method=entry.get("method", name), hparams=hparams, model=merged["model"],
         dataset=merged["dataset"], epochs=merged["epochs"], batch_size=merged["batch_size"],
         eval_batch_size=merged["eval_batch_size"], learning_rate=merged["learning_rate"],
         momentum=merged["momentum"], schedule=merged["schedule"],
-        warmup_steps=merged["warmup_steps"], decay_at=tuple(merged["decay_at"]),
+        warmup_steps=merged["warmup_steps"], decay_at=tuple(decay_at),
         decay_factor=merged["decay_factor"], seed=merged["seed"], augment=merged["augment"],
         train_split=merged["train_split"], test_split=merged["test_split"], data_options=opts,
     )

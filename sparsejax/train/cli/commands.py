@@ -97,6 +97,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                f"runs/compare-{runs[0].dataset}-{runs[0].model}")
     ratios = (parse_floats(args.ratios, "--ratios") if args.ratios is not None
               else list(config.get("ratios", DEFAULT_RATIOS)))
+    if not ratios:
+        what, given = (("--ratios", args.ratios) if args.ratios is not None
+                       else ("ratios", config.get("ratios")))
+        raise UsageError(f"{what} must hold at least one pruning ratio in [0, 1), got {given!r}")
     for r in ratios:
         if not 0 <= r < 1:
             raise UsageError(f"--ratios must lie in [0, 1), got {r:g}")
@@ -120,6 +124,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if is_primary():
         write_compare(out, rows, curves, trained, ratios, scope, bn)
     return 0
+
+
+def ratio_name(ratio: float) -> str:
+    """``ratio`` as written in a retraining workdir's name: distinct ratios get distinct names.
+
+    The short ``:g`` form (``0.5`` -> ``'0.5'``, ``0`` -> ``'0'``) where it reads back as
+    ``ratio``, else the shortest text that does (``repr``: ``0.1234561`` -> ``'0.1234561'``).
+    """
+    short = f"{ratio:g}"
+    return short if float(short) == ratio else repr(float(ratio))
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -163,7 +177,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if args.retrain_epochs:
             tx = optax.chain(optax.sgd(args.retrain_lr, momentum=args.retrain_momentum or None),
                              pruning.fixed_support(support))
-            sub = workdir / "retrain" / f"{args.scope}-r{ratio:g}-e{args.retrain_epochs}"
+            sub = (workdir / "retrain"
+                   / f"{args.scope}-r{ratio_name(ratio)}-e{args.retrain_epochs}")
             retrain_cfg = {"pruned_from": config, "ratio": ratio, "scope": args.scope,
                            "epochs": args.retrain_epochs, "learning_rate": args.retrain_lr,
                            "momentum": args.retrain_momentum}
@@ -171,7 +186,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                       epochs=args.retrain_epochs, eval_data=run.test_batches, workdir=sub,
                       config=retrain_cfg, seed=settings.seed, sparsity_mask=weights_only,
                       progress=args.progress, log=None if args.quiet else
-                      (lambda line, r=ratio: print(f"  [retrain {r:g}] {line}", flush=True)))
+                      (lambda line, r=ratio: print(f"  [retrain {ratio_name(r)}] {line}", flush=True)))
             row["retrained_accuracy"] = res.final.get("test_accuracy")
             row["retrained_sparsity"] = res.final.get("sparsity")
         rows.append(row)
@@ -181,7 +196,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.retrain_epochs:
         header += [f"after {args.retrain_epochs} epoch(s) of retraining", "sparsity after"]
     table = markdown_table(header, [
-        [f"{r['ratio']:g}", pct(r["sparsity"]), pct(r["test_accuracy"])]
+        [ratio_name(r["ratio"]), pct(r["sparsity"]), pct(r["test_accuracy"])]
         + ([pct(r["bn_recalibrated_accuracy"])] if recalibrated is not None else [])
         + ([pct(r["retrained_accuracy"]), pct(r["retrained_sparsity"])]
            if args.retrain_epochs else []) for r in rows])

@@ -125,12 +125,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from flax import nnx
 
     from sparsejax.export import median_seconds, shrink_structured, sparsify
-    from sparsejax.train.cli.args import parse_floats
+    from sparsejax.train.cli.args import parse_positive_ints
     from sparsejax.train.cli.settings import UsageError
 
-    batches = [int(b) for b in parse_floats(args.batch, "--batch")]
-    if not batches or min(batches) < 1:
-        raise UsageError(f"--batch must be positive integers, got {args.batch!r}")
+    batches = parse_positive_ints(args.batch, "--batch")
     if args.rounds < 1:
         raise UsageError(f"--rounds must be >= 1, got {args.rounds}")
     _, model, shape = _load(args)

@@ -110,8 +110,12 @@ def load_finished_run(workdir: str | os.PathLike[str], *, data_dir: str | None =
       The :class:`TrainedRun` (``finished_before`` is ``True``).
 
     Raises:
-      UsageError: if the folder holds no run, or its run has not finished.
+      UsageError: if the folder holds no run, its run has not finished, or
+        ``eval_batch_size`` is not an integer >= 1.
     """
+    ebs = eval_batch_size
+    if ebs is not None and (isinstance(ebs, bool) or not isinstance(ebs, int) or ebs < 1):
+        raise UsageError(f"--eval-batch-size must be an integer >= 1, got {ebs!r}")
     workdir = Path(workdir)
     cfg_file = workdir / "config.json"
     if not cfg_file.is_file():
@@ -124,7 +128,7 @@ def load_finished_run(workdir: str | os.PathLike[str], *, data_dir: str | None =
     except (OSError, json.JSONDecodeError) as e:
         raise UsageError(f"cannot read {cfg_file}: {e}") from None
     settings = RunSettings.from_config(
-        config, eval_batch_size=eval_batch_size or DEFAULTS["eval_batch_size"])
+        config, eval_batch_size=DEFAULTS["eval_batch_size"] if ebs is None else ebs)
     return run_training(settings, workdir, data_dir=data_dir, source=source, log=None)
 
 

@@ -101,6 +101,8 @@ class RunSettings:
                 raise UsageError(f"{key.replace('_', '-')} must be an integer >= 1, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise UsageError(f"augment must be true or false, got {self.augment!r}")
         spec.resolve_learning_rate(self.learning_rate)
         spec.resolve_momentum(self.momentum)
         w = self.warmup_steps
@@ -189,7 +191,8 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     entry's name). Keys ``description``/``source``/``notes`` are for the reader.
 
     Raises:
-      UsageError: if the file cannot be read or holds unknown keys.
+      UsageError: if the file cannot be read, holds unknown keys, or a value of
+        the wrong type (``ratios``, ``out``, ``methods``, ``method``, ``hparams``).
     """
     p = Path(path)
     try:
@@ -210,6 +213,14 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     runs = config.get("methods", {})
     if not isinstance(runs, dict):
         raise UsageError(f"config {p}: 'methods' must be a table of runs")
+    ratios = config.get("ratios", DEFAULT_RATIOS)
+    if not isinstance(ratios, list | tuple) or not all(
+            isinstance(r, int | float) and not isinstance(r, bool) for r in ratios):
+        raise UsageError(f"config {p}: 'ratios' must be a list of pruning ratios (numbers in "
+                         f"[0, 1)), got {ratios!r}")
+    if config.get("out") is not None and not isinstance(config["out"], str):
+        raise UsageError(f"config {p}: 'out' must be a string (an output directory), got "
+                         f"{config['out']!r}")
     for name, entry in runs.items():
         if not isinstance(entry, dict):
             raise UsageError(f"config {p}: methods.{name} must be a table")
@@ -217,4 +228,10 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         if bad:
             raise UsageError(f"config {p}: methods.{name}: unknown key(s) {', '.join(bad)}; "
                              f"accepted: {', '.join(RUN_KEYS)}")
+        if not isinstance(entry.get("method", ""), str):
+            raise UsageError(f"config {p}: methods.{name}.method must be a string (a method's "
+                             f"name), got {entry['method']!r}")
+        if entry.get("hparams") is not None and not isinstance(entry["hparams"], dict):
+            raise UsageError(f"config {p}: methods.{name}.hparams must be a table of "
+                             f"hyperparameters (NAME = VALUE), got {entry['hparams']!r}")
     return config
