@@ -421,6 +421,33 @@ def test_take_units_on_pure_pytrees_matches_keep_units():
     assert pure["fc1"]["kernel"].shape == (2 * 2 * 3, 60)
 
 
+def test_keep_units_does_not_depend_on_the_order_of_the_groups():
+    # fc1's kernel is a producer of fc1 and, through a (fh, fw, c2, f1) view, a consumer of
+    # conv2: with fc1 listed first its plain slice ran first and the view no longer fitted
+    for kind, keep in (("lenet5", {"fc1": list(range(0, 120, 3)), "conv2": [1, 4, 9]}),
+                       ("small_cnn", {"fcs/0": [0, 5, 2], "convs/1": [3, 1]})):
+        model, shape = _tiny(kind)
+        x = jax.random.normal(jax.random.key(0), (2, *shape))
+        forward = keep_units(model, dict(reversed(list(keep.items()))))
+        backward = keep_units(model, keep)
+        jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(forward)),
+                     nnx.to_pure_dict(nnx.state(backward)))
+        gates = {}
+        for name, idx in keep.items():
+            gates[name] = jnp.zeros(model.group(name).size).at[jnp.asarray(idx)].set(1.0)
+        np.testing.assert_allclose(backward(x), model(x, gates=gates), rtol=1e-5, atol=1e-5)
+
+
+def test_a_flatten_view_with_one_channel_and_one_output_shrinks_again():
+    # a (4, 4, 1, 1) view of a (16, 1) kernel: the trailing 1 was left over by the view's plan
+    model = SmallCNN(1, (8, 8, 1), features=(4,), hidden=(), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (3, 8, 8, 1))
+    once = keep_units(model, {"convs/0": [2]})
+    assert once.fcs[0].kernel.shape == (16, 1)
+    twice = keep_units(once, {"convs/0": [0]})
+    np.testing.assert_allclose(twice(x), once(x), rtol=1e-6)
+
+
 def test_gate_and_keep_errors():
     model, _ = _tiny("mlp")
     x = jnp.ones((1, 12))

@@ -248,6 +248,9 @@ def _merge_plan(shape: tuple[int, ...], view: tuple[int, ...]) -> list[int]:
         if prod != d:
             raise ValueError(f"view {view} does not refine the shape {shape}")
         plan.append(n)
+    while plan and j < len(view) and view[j] == 1:  # trailing 1s belong to the last dim
+        plan[-1] += 1
+        j += 1
     if j != len(view):
         raise ValueError(f"view {view} does not refine the shape {shape}")
     return plan
@@ -352,7 +355,9 @@ def _edits(
         idx = _check_keep(group, k)
         for spec in (*group.producers, *group.consumers):
             edits.setdefault(spec.path, []).append((spec, idx))
-    return edits
+    # A view (a flattened conv output read by a dense layer) holds the leaf's unshrunk sizes:
+    # its edit goes first, whatever the order of ``keep``, before the leaf's plain axes shrink.
+    return {path: sorted(e, key=lambda edit: edit[0].view is None) for path, e in edits.items()}
 
 
 def take_units(
