@@ -58,7 +58,9 @@ def check_number(
         if _is_lazy(leaf):
             continue
         arr = np.asarray(leaf)
-        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        # jnp.issubdtype knows the ml_dtypes floats (bfloat16, float8: what optax.inject_hyperparams
+        # makes of a hyperparameter for such params); np.issubdtype calls them non-numbers
+        if arr.dtype == np.bool_ or not jnp.issubdtype(arr.dtype, jnp.number):
             raise ValueError(f"{name} must be a number {wanted}, got {leaf!r}")
         arr = arr.astype(np.float64)
         ok = bool(np.all(np.isfinite(arr)))

@@ -138,6 +138,22 @@ def test_inject_hyperparams_gives_identical_results(case):
 
 
 @representative_cases
+def test_inject_hyperparams_takes_bfloat16_params(case):
+    # inject_hyperparams gives the hyperparameters the params' dtype: bfloat16 arrays, which the
+    # argument checks once refused as "not a number" (every transform failed in init)
+    params = jax.tree.map(
+        lambda x: x.astype(jnp.bfloat16) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+        make_params())
+    tx = injected(case)
+    out, state = run(tx, params, grads_seq(params, 2), jit=False)
+    floats = [jnp.asarray(v).dtype for v in jax.tree.leaves(state.hyperparams)
+              if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)]
+    assert all(d == jnp.bfloat16 for d in floats)  # the case the checks once refused
+    for x in jax.tree.leaves(out):
+        assert x.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(x.astype(jnp.float32))))
+
+
+@representative_cases
 def test_schedules_match_inject_hyperparams_and_constants(case):
     if case.schedule_arg is None:
         pytest.skip("no schedule argument")
