@@ -417,7 +417,10 @@ def irda(
     frozen; they follow simple dual averaging around their initial value (see
     :func:`rda`), so with a zero centre a BatchNorm scale starts from 1, not 0.
     Initialise the model's kernels with :func:`sparsejax.init.irda_uniform`, the
-    paper's re-scaled initialisation.
+    paper's re-scaled initialisation. Use float32 params: in bfloat16,
+    ``optax.apply_updates`` can round a small surviving weight to exactly 0
+    (a new value below about 1/256 of the old magnitude), which the
+    retraining step then freezes (see ``FIDELITY.md``).
 
     Args:
       gamma: :math:`\gamma > 0`.
