@@ -229,6 +229,23 @@ def test_irda_gradient_sum_does_not_read_the_params(center):
     assert np.all(np.asarray(new_params[jnp.array([1, 3])]) != 0)  # the others train
 
 
+def test_irda_warns_about_bfloat16_params_whose_rounding_it_would_freeze():
+    # 0.5 -> 0.00069 lands on exactly 0 in bfloat16 (apply_updates adds in the params' dtype),
+    # and the retraining freezes it: the case the warning is for
+    p = {"w": jnp.array([0.5], jnp.bfloat16), "b": jnp.zeros(2, jnp.float16)}
+    with pytest.warns(UserWarning, match="irda with bfloat16/float16 params"):
+        tx = sj.irda(gamma=1.0, l1=1e-5, retrain_step=1, accumulator_dtype=jnp.float32)
+        state = tx.init(p)
+    u, state = tx.update({"w": jnp.array([-7e-4], jnp.bfloat16), "b": jnp.zeros(2, jnp.float16)},
+                         state, p)
+    assert float(optax.apply_updates(p, u)["w"][0]) == 0.0  # the documented rounding
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sj.irda(1.0, 1e-5, 0).init({"w": jnp.ones(2)})
+        sj.irda(1.0, 1e-5, 0, mask=sj.tree.weights_only).init({"kernel": jnp.ones((2, 2)),
+                                                            "bias": jnp.ones(2, jnp.bfloat16)})
+
+
 def test_irda_uniform_init_has_the_papers_moments():
     s, shape = 10.0, (3, 3, 16, 64)  # fan-in n = k^2 c = 144
     w = sj.init.irda_uniform(s)(jax.random.key(0), shape, jnp.float32)

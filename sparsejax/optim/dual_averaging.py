@@ -9,6 +9,7 @@ unless the accumulated gradient pushes them out again.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -454,7 +455,21 @@ def irda(
       Algorithm 1 and Section 3.6.
     """
     check_number("retrain_step", retrain_step, ge=0, integer=True)
-    return optax.chain(
+    chained = optax.chain(
         rda(gamma, l1, center=center, mask=mask, accumulator_dtype=accumulator_dtype),
         freeze_zeros(retrain_step, mask),
     )
+
+    def init_fn(params: optax.Params) -> Any:
+        selected = jax.tree.leaves(resolve_mask(mask, params, nonempty=True))
+        narrow = sorted({str(jnp.result_type(x)) for x, s in zip(jax.tree.leaves(params), selected)
+                         if s and jnp.issubdtype(jnp.result_type(x), jnp.floating)
+                         and jnp.finfo(jnp.result_type(x)).bits < 32})
+        if narrow:
+            warnings.warn(
+                f"irda with {'/'.join(narrow)} params: optax.apply_updates can round a small "
+                "surviving weight to exactly 0, which the retraining step then freezes; use "
+                "float32 params", stacklevel=2)
+        return chained.init(params)
+
+    return optax.GradientTransformationExtraArgs(init_fn, chained.update)
