@@ -76,9 +76,11 @@ and reuses finished runs, so a long study can be split into invocations (by
 ``--models`` / ``--methods``) and a last invocation over everything only reloads.
 
 Measured (seed 0, 2026-12-06; ``experiments/results/dynamic_sparse_training/``): 44 runs, 18.4
-min on 2 CPU cores in one invocation (the plain command). RigL >= SET >= static holds at 1 of 6
-(model, sparsity) points: SET >= static at 3, RigL >= SET at 1 (LeNet-5 at 95%; elsewhere 0.1-1.8
-points below SET). The previous run (2026-12-05, initial masks from ``jax.random.uniform``) held at
+min on 2 CPU cores in one invocation (the plain command); then, after a fix to SET (a dropped
+weight drawn again by its growth was zeroed), its six runs again (162 s, the others reused; the
+committed ``results.json`` is that invocation's, so its training wall time counts those six).
+RigL >= SET >= static holds at 0 of 6 (model, sparsity) points: SET >= static at 3, RigL >= SET
+at none (RigL 0.2-2.4 points below SET); before the SET fix it held at 1 of 6. The previous run (2026-12-05, initial masks from ``jax.random.uniform``) held at
 0 of 6 and RigL diverged to 10% at 95% on the small CNN at the shared learning rate of 0.1; with
 this run's mask it reaches 87.23% there. Dense 85.81% (LeNet-5) and 89.65% (small CNN); 2:4
 within 0.8 points of dense.
