@@ -111,6 +111,12 @@ def _work_dtype(x: jax.Array) -> Any:
     return jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)
 
 
+def _by_largest(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(max|x|, x / max|x|)`` (``x`` itself for a zero or empty array), so powers cannot overflow."""
+    top = jnp.max(jnp.abs(flat), initial=0.0)
+    return top, flat / jnp.where(top > 0, top, 1.0)
+
+
 def _check_radius(radius: Any) -> float:
     check_number("radius", radius, gt=0)
     return float(radius)
@@ -266,8 +272,8 @@ class LpBall(Constraint):
         if self.p == 1 or self.p == math.inf:
             return jnp.linalg.norm(flat, ord=self.p)
         # top * ||x / top||_p, so that |x|^p cannot overflow or underflow for large p
-        top = jnp.max(jnp.abs(flat), initial=0.0)
-        return top * jnp.linalg.norm(flat / jnp.where(top > 0, top, 1.0), ord=self.p)
+        top, u = _by_largest(flat)
+        return top * jnp.linalg.norm(u, ord=self.p)
 
     def lmo(self, g: jax.Array) -> jax.Array:
         r"""The minimiser of :math:`\langle g, v\rangle` on the ball.
@@ -294,8 +300,7 @@ class LpBall(Constraint):
             v = -r * jnp.sign(flat)
         else:
             # scale by max|g| first so |g|^(q-1) cannot overflow or underflow
-            top = jnp.max(jnp.abs(flat), initial=0.0)
-            u = flat / jnp.where(top > 0, top, 1.0)
+            _, u = _by_largest(flat)
             if self.p == 2:
                 w = u
             else:
