@@ -26,7 +26,7 @@ from sparsejax._validation import (
 )
 from sparsejax.optim._common import compute_dtype, copy_as, opaque_one, tree_compute_dtype
 from sparsejax.optim.masking import freeze_zeros
-from sparsejax.optim.proximal import SoftThresholdState, _soft_threshold_transform
+from sparsejax.optim.proximal import SoftThresholdState, _next_threshold, _soft_threshold_transform
 from sparsejax.tree import Mask, resolve_mask
 
 __all__ = ["DualAveragingState", "RDAState", "dual_averaging", "grda", "irda", "rda"]
@@ -244,9 +244,8 @@ def grda(
         require_params(params, "grda")
         dual_state, threshold_state = state
         dual_state = _dual_step(lr, dual_state, updates)
-        tau = threshold_state.threshold + threshold_increment(
-            threshold_state.count, tree_compute_dtype(params)
-        )
+        threshold_state = _next_threshold(threshold_increment, True, threshold_state, params)
+        tau = threshold_state.threshold
         selected = resolve_mask(mask, params, nonempty=True)
 
         def leaf_update(a: jax.Array, p: jax.Array, sel: bool) -> jax.Array:
@@ -256,7 +255,6 @@ def grda(
             return (w - p).astype(p.dtype)
 
         new_updates = jax.tree.map(leaf_update, dual_state.dual, params, selected)
-        threshold_state = SoftThresholdState(optax.safe_increment(threshold_state.count), tau)
         return new_updates, (dual_state, threshold_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -114,6 +114,18 @@ def apply_soft_threshold(
     return _soft_threshold_transform(value_at, single, mask, cumulative)
 
 
+def _next_threshold(
+    value_at: Callable[[jax.Array, Any], Any], cumulative: bool, state: SoftThresholdState,
+    params: optax.Params,
+) -> SoftThresholdState:
+    """The state after one step: the threshold ``value_at(count, dtype)`` (added to the last one
+    if ``cumulative``) in the params' :func:`~sparsejax.optim._common.tree_compute_dtype`."""
+    tau = value_at(state.count, tree_compute_dtype(params))
+    if cumulative:
+        tau = jax.tree.map(jnp.add, state.threshold, tau)
+    return SoftThresholdState(count=optax.safe_increment(state.count), threshold=tau)
+
+
 def _soft_threshold_transform(
     value_at: Callable[[jax.Array, Any], Any], single: bool, mask: Mask, cumulative: bool
 ) -> optax.GradientTransformationExtraArgs:
@@ -137,9 +149,8 @@ def _soft_threshold_transform(
     ) -> tuple[optax.Updates, SoftThresholdState]:
         del extra_args
         require_params(params, "apply_soft_threshold")
-        tau = value_at(state.count, tree_compute_dtype(params))
-        if cumulative:
-            tau = jax.tree.map(jnp.add, state.threshold, tau)
+        new_state = _next_threshold(value_at, cumulative, state, params)
+        tau = new_state.threshold
         selected = resolve_mask(mask, params, nonempty=True)
         tau_per_leaf = (
             jax.tree.map(lambda _: tau, params)
@@ -154,7 +165,6 @@ def _soft_threshold_transform(
             return (prox.soft_threshold(p + u, t) - p).astype(p.dtype)
 
         new_updates = jax.tree.map(leaf_update, updates, params, selected, tau_per_leaf)
-        new_state = SoftThresholdState(count=optax.safe_increment(state.count), threshold=tau)
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
