@@ -463,3 +463,35 @@ def test_schedules_that_can_never_act_are_refused():
     with pytest.raises(ValueError, match="end_step must be >= begin_step"):
         pruning.ste_pruning(optax.sgd(0.1), 0.5, begin_step=5, end_step=4)
     pruning.ste_pruning(optax.sgd(0.1), 0.5, begin_step=5, end_step=5)
+
+
+@pytest.mark.parametrize("flag", [None, True])
+def test_rigl_skips_a_mask_update_whose_gradient_is_not_finite(flag):
+    """A NaN in the gradient at an update step (an overflow step) would rank first among
+    the growth scores; the update is skipped instead: the support is kept, and the step is
+    an ordinary one, which ``apply_if_finite`` inside turns into no change at all. The next
+    due step with a finite gradient updates the mask as usual."""
+    tx = pruning.rigl(optax.apply_if_finite(optax.sgd(0.1), 5), 0.7, end_step=10,
+                      update_freq=2, drop_fraction=0.5, mask=sj.tree.weights_only)
+    step = jax.jit(functools.partial(tx.update, mask_update=flag))
+    params = _tree(7)
+    state = tx.init(params)
+    updates, state = step(_grads(params, 0), state, params)  # step 1: not due
+    params = optax.apply_updates(params, updates)
+    before = state.support
+    bad = _grads(params, 1)
+    inactive = ~before["a"]["kernel"]
+    # NaN exactly where the weights are inactive: growth would pick them all first.
+    bad["a"]["kernel"] = jnp.where(inactive, jnp.nan, bad["a"]["kernel"])
+    updates, state = step(bad, state, params)  # step 2: due, gradient not finite
+    for a, b in zip(jax.tree.leaves(state.support), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))
+    params = optax.apply_updates(params, updates)
+    updates, state = step(_grads(params, 2), state, params)  # step 3: not due
+    params = optax.apply_updates(params, updates)
+    after = state.support
+    updates, state = step(_grads(params, 3), state, params)  # step 4: due, finite
+    assert not bool(jnp.all(state.support["a"]["kernel"] == after["a"]["kernel"]))
+    for new, old in zip(jax.tree.leaves(state.support), jax.tree.leaves(after)):
+        assert int(new.sum()) == int(old.sum())

@@ -338,6 +338,9 @@ def _dst_mask_update(
 ) -> tuple[jax.Array, list[jax.Array], list[jax.Array]]:
     """``(due, new support, newly grown)`` after step ``t`` (0-based).
 
+    ``due`` is false where the schedule's update had a non-finite weight or
+    (RigL) gradient: that update is skipped and the mask kept.
+
     ``branch``: the selection runs under ``lax.cond(due, ...)``; ``False``: it
     runs unconditionally and its results are kept where ``due`` (the program
     of the steps a caller announced with ``mask_update=True``).
@@ -354,7 +357,11 @@ def _dst_mask_update(
     else:
         fraction = jnp.asarray(hyper.drop_fraction, jnp.float32)
 
-    def update() -> tuple[list[jax.Array], list[jax.Array]]:
+    def update() -> tuple[list[jax.Array], list[jax.Array], jax.Array]:
+        # A non-finite score would rank above every finite one (NaN gradients grown first):
+        # such an update is skipped, the mask kept.
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in
+                                    weights + (grads if grow == "gradient" else [])]))
         shapes = [m.shape for m in old]
         active = [group_any(m, pattern) for m in old]
         gshapes = [a.shape for a in active]
@@ -377,18 +384,20 @@ def _dst_mask_update(
         grown = [~ng.reshape(s) & ~k for ng, k, s in zip(not_grown, kept, gshapes)]
         new = [expand_groups(k | g, pattern, s) for k, g, s in zip(kept, grown, shapes)]
         fresh = [expand_groups(g, pattern, s) & ~m for g, s, m in zip(grown, shapes, old)]
-        return new, fresh
+        new = [jnp.where(finite, n, o) for n, o in zip(new, old)]
+        fresh = [f & finite for f in fresh]
+        return new, fresh, finite
 
-    def skip() -> tuple[list[jax.Array], list[jax.Array]]:
-        return list(old), [jnp.zeros_like(m) for m in old]
+    def skip() -> tuple[list[jax.Array], list[jax.Array], jax.Array]:
+        return list(old), [jnp.zeros_like(m) for m in old], jnp.asarray(False)
 
     if branch:
-        new, fresh = jax.lax.cond(due, update, skip)
+        new, fresh, finite = jax.lax.cond(due, update, skip)
     else:
-        new, fresh = update()
+        new, fresh, finite = update()
         new = [jnp.where(due, n, o) for n, o in zip(new, old)]
         fresh = [f & due for f in fresh]
-    return due, new, fresh
+    return due & finite, new, fresh
 
 
 def _mask_update_flag(extra_args: dict[str, Any], name: str) -> bool | None:
@@ -603,6 +612,9 @@ def rigl(
     a weight dropped and regrown at once keeps its value. Every layer keeps
     exactly its number of active weights. On other steps the inner update is
     applied to the active weights and the inactive ones stay exactly zero.
+    A mask update whose gradient or weights are not all finite (an overflow
+    step of mixed-precision training) is skipped: the mask is kept and the
+    step is an ordinary one (``optax.apply_if_finite`` then skips it too).
 """ + _DST_ARGS + r"""
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -656,6 +668,8 @@ def set_(
     value and buffers (the reference's ``reinit_when_same=False``), so a layer
     kept dense (by ERK, or at sparsity 0) trains as without SET. Every layer
     keeps exactly its number of active weights.
+    A mask update whose new weights are not all finite is skipped (the mask
+    is kept).
 """ + _DST_ARGS + r"""
     Example:
       >>> import jax, jax.numpy as jnp, optax
