@@ -409,6 +409,37 @@ def test_damaged_or_mismatched_files_are_refused(lenet, tmp_path):
     assert zipfile.is_zipfile(f)
 
 
+def test_an_edited_header_is_refused_and_version_1_files_still_load(tmp_path):
+    """The checksum covers the header too: two same-shaped kernels whose paths are swapped in
+    the header would otherwise load into each other's places without a word. A version-1
+    file (checksum over the arrays only) still loads."""
+    model = create("mlp", num_classes=8, input_shape=(8,), hidden=(8, 8), rngs=0)
+    f = tmp_path / "w.npz"
+    header = save_sparse(f, model)
+    kernels = [i for i, e in enumerate(header["leaves"]) if e["path"].endswith("kernel")]
+    a, b = kernels[:2]
+    assert header["leaves"][a]["shape"] == header["leaves"][b]["shape"]
+    with np.load(f) as z:
+        files = {k: z[k] for k in z.files}
+    edited = json.loads(files["__header__"].tobytes())
+    leaves = edited["leaves"]
+    leaves[a]["path"], leaves[b]["path"] = leaves[b]["path"], leaves[a]["path"]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{**files, "__header__": np.frombuffer(json.dumps(edited).encode(), np.uint8)})
+    with pytest.raises(ValueError, match="corrupted: its header"):
+        load_sparse(bad, model)
+    # Version 1: the same file with the old checksum.
+    from sparsejax.export.storage import _checksum
+
+    old = json.loads(files["__header__"].tobytes())
+    arrays = {k: v for k, v in files.items() if k != "__header__"}
+    old.update(version=1, sha256=_checksum(arrays))
+    v1 = tmp_path / "v1.npz"
+    np.savez(v1, **{**arrays, "__header__": np.frombuffer(json.dumps(old).encode(), np.uint8)})
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 8)), jnp.float32)
+    np.testing.assert_array_equal(load_sparse(v1, model)(x), model(x))
+
+
 class _Leaves(nnx.Module):
     """A kernel, a vector and a scalar of one dtype, and a float32 kernel with no outputs."""
 

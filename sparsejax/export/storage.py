@@ -11,7 +11,9 @@ every other leaf as it is. An array of a dtype the ``.npy`` format cannot name
 round-trips exactly. The header (array ``__header__``, UTF-8 JSON) holds
 the format name and version, the model class and, when given, how to rebuild
 it (:func:`sparsejax.models.create` arguments), each leaf's path, storage,
-shape, dtype and nonzeros, and a SHA-256 checksum of all arrays.
+shape, dtype and nonzeros, and a SHA-256 checksum of all arrays and of the
+rest of the header (format version 2; version 1 files, whose checksum covers
+the arrays only, are still read).
 :func:`load_sparse` checks all of it and raises a ``ValueError`` saying what
 is wrong for a damaged, foreign or mismatched file.
 """
@@ -38,7 +40,8 @@ from sparsejax.tree import path_str
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "dense_bytes", "load_sparse", "save_sparse"]
 
 FORMAT_NAME = "sparsejax-sparse-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 def _leaves(model: nnx.Module) -> list[tuple[str, np.ndarray]]:
@@ -77,8 +80,12 @@ def _decode_dtype(a: np.ndarray, name: str) -> np.ndarray:
     return a.view(dtype)
 
 
-def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+def _checksum(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any] | None = None) -> str:
+    """SHA-256 of the arrays and (version 2) of the header's other fields, as sorted JSON."""
     h = hashlib.sha256()
+    if header is not None:
+        rest = {k: v for k, v in header.items() if k != "sha256"}
+        h.update(json.dumps(rest, sort_keys=True).encode())
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(name.encode())
@@ -144,8 +151,8 @@ def save_sparse(
         "model": type(model).__name__,
         "spec": None if spec is None else json.loads(json.dumps(dict(spec))),
         "leaves": entries,
-        "sha256": _checksum(arrays),
     }
+    header["sha256"] = _checksum(arrays, header)
     blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
     if hasattr(path, "write"):  # a file object
         np.savez_compressed(path, __header__=blob, **arrays)
@@ -192,11 +199,13 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
         raise ValueError(f"{path}: the header is damaged ({e})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise ValueError(f"{path} is not a {FORMAT_NAME} file")
-    if header.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {header.get('version')}; this sparsejax "
-                         f"reads version {FORMAT_VERSION}")
-    if _checksum(files) != header.get("sha256"):
-        raise ValueError(f"{path} is corrupted: its arrays do not match the header's checksum")
+    version = header.get("version")
+    if version not in _READABLE_VERSIONS:
+        raise ValueError(f"{path} has format version {version}; this sparsejax reads versions "
+                         f"{', '.join(map(str, _READABLE_VERSIONS))}")
+    if _checksum(files, header if version >= 2 else None) != header.get("sha256"):
+        raise ValueError(f"{path} is corrupted: its header or arrays do not match the "
+                         "header's checksum")
     return header, files
 
 
