@@ -104,6 +104,18 @@ def test_unknown_name_lists_the_available_ones():
         create("resnet9", rngs=0)
 
 
+def test_keyword_arguments_a_model_does_not_take_are_a_clear_value_error():
+    """``create`` names the model and the argument instead of a raw ``TypeError``; a model that
+    takes the argument still gets it; an error raised inside a model is not relabelled."""
+    with pytest.raises(ValueError, match=r"create\('lenet_300_100'\).*'hidden'"):
+        create("lenet_300_100", rngs=0, hidden=(10,))
+    with pytest.raises(ValueError, match=r"create\('lenet5'\).*'dropout_rate'"):
+        create("lenet5", rngs=0, dropout_rate=0.1)
+    assert create("vgg11", rngs=0, dropout_rate=0.5).dropout.rate == 0.5
+    with pytest.raises(ValueError, match=r"dropout_rate must lie in \[0, 1\)"):
+        create("vgg11", rngs=0, dropout_rate=1.5)
+
+
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="stem"):
         abstract("resnet18", stem="tiny")

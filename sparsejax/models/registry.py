@@ -105,7 +105,10 @@ def create(
       The model, a :class:`~sparsejax.models.PrunableModel`.
 
     Raises:
-      ValueError: for an unknown name (listing the known ones) or bad arguments.
+      ValueError: for an unknown name (listing the known ones) or keyword
+        arguments the model does not take (e.g. ``hidden=`` for
+        ``lenet_300_100``, whose widths are fixed, or ``dropout_rate=`` for a
+        model without dropout).
 
     Example:
       >>> import jax.numpy as jnp
@@ -120,7 +123,21 @@ def create(
     if isinstance(rngs, int):
         rngs = nnx.Rngs(rngs)
     shape = spec.input_shape if input_shape is None else tuple(input_shape)
-    return spec.builder(num_classes, shape, rngs=rngs, **kwargs)
+    try:
+        return spec.builder(num_classes, shape, rngs=rngs, **kwargs)
+    except TypeError as e:
+        if not any(m in str(e) for m in _ARGUMENT_ERRORS):
+            raise
+        raise ValueError(
+            f"create({name!r}): {e} (keyword arguments given: {sorted(kwargs) or 'none'}; see "
+            f"the docstring of sparsejax.models.{getattr(spec.builder, '__name__', name)})"
+        ) from None
+
+
+# How Python words a call's bad keyword arguments (an unknown name, a name the
+# builder fixes itself, a missing one).
+_ARGUMENT_ERRORS = ("unexpected keyword argument", "multiple values for",
+                    "missing 1 required", "required keyword-only argument")
 
 
 for _name, _builder, _shape in [
