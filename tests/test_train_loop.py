@@ -173,6 +173,15 @@ def test_eval_step_uses_running_averages_and_the_mask():
     assert float(totals.count) == 20.0
 
 
+def test_data_mesh_takes_any_iterable_of_devices():
+    """A generator is read once (it used to be read twice: the second read found it empty)."""
+    devices = jax.devices()[:4]
+    mesh = data_mesh(d for d in devices)
+    assert mesh.axis_names == ("data",) and list(mesh.devices.flat) == devices
+    with pytest.raises(ValueError, match="devices is empty"):
+        data_mesh([])
+
+
 def test_shard_batch_checks_the_device_count():
     with pytest.raises(ValueError, match="multiple of the number of devices"):
         shard_batch(host_batch(12), data_mesh())

@@ -135,7 +135,7 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     in current JAX), so ``jax.jit`` places the collectives itself.
 
     Args:
-      devices: the devices, in order; default :func:`jax.devices`.
+      devices: the devices, in order (any iterable); default :func:`jax.devices`.
 
     Returns:
       A :class:`jax.sharding.Mesh`.
@@ -146,8 +146,13 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
       >>> mesh.axis_names, mesh.size == len(mesh.devices.flat)
       (('data',), True)
     """
-    kwargs = {} if devices is None else {"devices": list(devices)}
-    n = jax.device_count() if devices is None else len(list(devices))
+    if devices is None:
+        n, kwargs = jax.device_count(), {}
+    else:
+        devices = list(devices)  # read once: an iterator is used up by the first read
+        if not devices:
+            raise ValueError("data_mesh: devices is empty")
+        n, kwargs = len(devices), {"devices": devices}
     return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), **kwargs)
 
 
