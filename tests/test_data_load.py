@@ -206,6 +206,9 @@ def test_split_ranges_errors() -> None:
         split_ranges("train[:101]", {"train": 100})
     with pytest.raises(ValueError, match="integers"):
         split_ranges("train[:1.5]", {"train": 100})
+    for bad in ("train[.:]", "train[-.%:]", "train[:1__0]"):
+        with pytest.raises(ValueError, match=r"split 'train\[.*is not a number"):
+            split_ranges(bad, {"train": 100})
 
 
 def test_imagenet_test_split_is_tfds_validation() -> None:

@@ -493,7 +493,11 @@ def _resolve_bound(mt: re.Match[str] | None, default: int, n: int, percent: bool
     """One slice bound as a non-negative index (percentages rounded to the closest, as TFDS)."""
     if mt is None or mt["val"] is None:
         return default
-    v = float(mt["val"])
+    try:
+        v = float(mt["val"])
+    except ValueError:
+        raise ValueError(f"split {split!r}: {mt['val']!r} is not a number; a slice must look like "
+                         "[start:stop], e.g. 'train[:80%]' or 'train[1000:]'") from None
     if percent:
         v = round(v * n / 100.0)
     elif v != int(v):
