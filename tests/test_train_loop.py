@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import jax
@@ -251,6 +252,16 @@ def test_evaluate_is_exact_with_a_padded_last_batch():
     assert ev["accuracy"] == pytest.approx(float(np.mean(np.argmax(logits, -1) == y)), abs=1e-7)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     assert ev["loss"] == pytest.approx(float(ce), rel=1e-5)
+
+
+def test_fit_warns_when_trained_on_an_evaluation_pipeline(data):
+    train, ev = data
+    assert ev.train is False
+    with pytest.warns(UserWarning, match="train_data is an evaluation pipeline"):
+        fit(tiny_mlp(), optax.sgd(0.1), ev, epochs=1, log=None, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(tiny_mlp(), optax.sgd(0.1), train, epochs=1, log=None, progress=False)
 
 
 def test_fit_checks_its_arguments(data):

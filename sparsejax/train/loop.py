@@ -314,6 +314,12 @@ def fit(
                 f"{name}.batch_size ({d.batch_size}) must be a multiple of the number of "
                 f"devices ({mesh.size}); choose another batch size or pass a smaller mesh"
             )
+    if getattr(train_data, "train", True) is False:
+        warnings.warn(
+            "fit: train_data is an evaluation pipeline (built with train=False): its batches "
+            "come in the same order every epoch, unshuffled and without augmentation, and "
+            "its last batch is padded; build it with sparsejax.data.batches(..., train=True)",
+            UserWarning, stacklevel=2)
     mask = sparsity_mask
     say = log if (log is not None and is_primary()) else (lambda line: None)
     show_bar = progress_enabled(progress)
