@@ -40,7 +40,11 @@ class LeNet5(PrunableModel):
     ``conv1`` 5x5, 6 channels, padding 2 → max pool 2 → ``conv2`` 5x5, 16
     channels, no padding → max pool 2 → ``fc1`` 120 → ``fc2`` 84 → ``fc3``. On
     28x28x1 inputs the flattened feature map is 5·5·16 = 400 and the model has
-    61,706 parameters (LeCun et al.'s count on 32x32 inputs without padding).
+    61,706 parameters, the count usually quoted for LeNet-5 (the same as on 32x32
+    inputs without padding). LeCun et al.'s original has about 60,000 trainable
+    parameters: its C3 layer connects each of its 16 maps to only some of
+    C1's 6 maps, and its output layer is RBF units; here every layer is fully
+    connected and the output is linear.
 
     Prunable groups: ``conv1`` (6 channels, read by ``conv2``), ``conv2`` (16
     channels, read by ``fc1`` through the view ``(h, w, 16, 120)``), ``fc1``
