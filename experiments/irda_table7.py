@@ -207,6 +207,24 @@ def init_table(rows: Sequence[dict[str, Any]]) -> str:
                            "sparsity (paper)"], body)
 
 
+def make_report(dense: dict[str, Any], rows: Sequence[dict[str, Any]],
+                init_rows: Sequence[dict[str, Any]], lambdas: Sequence[float], gamma: float,
+                init_l1: float) -> tuple[str, str]:
+    """``(sweep table, whole report)``: the text of ``table.md`` from the runs' rows."""
+    table = sweep_table(rows, lambdas, with_paper=gamma == GAMMA)
+    paper_note = ("paper: Table 7 (ResNet-18, CIFAR-10)." if gamma == GAMMA else
+                  f"the paper's Table 7 is at gamma = {GAMMA:g}, so its rows are left out.")
+    text = [f"Dense SGD (momentum 0.9, lr 0.1 cosine): {100 * dense['accuracy']:.2f}% "
+            "(paper, Table 1, ResNet-18/CIFAR-10: \"SGD with momentum\" 92.69%, "
+            "iRDA 93.47% at sparsity 0.95).", "",
+            f"Top-1 % @ fraction of zero kernel entries at gamma = {gamma:g}; {paper_note}",
+            "", table]
+    if init_rows:
+        text += ["", f"iRDA init scale s at lambda = {init_l1:g} (paper: Table 5, "
+                 "lambda = 1e-6):", "", init_table(init_rows)]
+    return table, "\n".join(text)
+
+
 def plot(rows: Sequence[dict[str, Any]], dense: dict[str, Any], path: Path,
          gamma: float = GAMMA) -> None:
     """Accuracy against kernel sparsity, one curve per method (points ordered by lambda)."""
@@ -250,18 +268,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                           gamma=args.gamma), work, say)
             init_rows.append(dict(row, kind="irda_init", l1=args.init_l1, init_scale=s))
 
-    table = sweep_table(rows, args.lambdas, with_paper=args.gamma == GAMMA)
-    paper_note = ("paper: Table 7 (ResNet-18, CIFAR-10)." if args.gamma == GAMMA else
-                  f"the paper's Table 7 is at gamma = {GAMMA:g}, so its rows are left out.")
-    text = [f"Dense SGD (momentum 0.9, lr 0.1 cosine): {100 * dense['accuracy']:.2f}% "
-            "(paper, Table 1, ResNet-18/CIFAR-10: 'SGD with momentum' 92.69%, "
-            "iRDA 93.47% at sparsity 0.95).", "",
-            f"Top-1 % @ fraction of zero kernel entries at gamma = {args.gamma:g}; {paper_note}",
-            "", table]
-    if init_rows:
-        text += ["", f"iRDA init scale s at lambda = {args.init_l1:g} (paper: Table 5, "
-                 "lambda = 1e-6):", "", init_table(init_rows)]
-    report = "\n".join(text)
+    table, report = make_report(dense, rows, init_rows, args.lambdas, args.gamma, args.init_l1)
     say(report)
     results.mkdir(parents=True, exist_ok=True)
     (results / "table.md").write_text(report + "\n")

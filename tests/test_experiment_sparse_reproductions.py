@@ -151,3 +151,19 @@ def test_family_search_tunes_every_knob_to_both_targets_with_shared_runs(
     assert (tmp_path / "r" / "accuracy_at_sparsity.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "r" / "results.json").read_text())
     assert saved["training"]["warmup_steps"] == 40 and saved["targets"] == [0.9, 0.95]
+
+
+@pytest.mark.parametrize("folder", ["irda_table7", "irda_table7_gamma0.1"])
+def test_committed_irda_tables_are_what_the_script_writes_from_their_runs(
+        irda_job: ModuleType, folder: str) -> None:
+    """``table.md`` and ``results.json``'s report are the script's current text for the rows
+    recorded in ``results.json`` (no stale wording beside the numbers)."""
+    root = Path(__file__).resolve().parents[1] / "experiments" / "results" / folder
+    r = json.loads((root / "results.json").read_text())
+    lambdas = list(dict.fromkeys(row["l1"] for row in r["sweep"]))
+    init_l1 = r["init_scale"][0]["l1"] if r["init_scale"] else irda_job.parse_args([]).init_l1
+    table, report = irda_job.make_report(r["dense"], r["sweep"], r["init_scale"], lambdas,
+                                         r["gamma"], init_l1)
+    assert table == r["table"]
+    assert report == r["report"]
+    assert (root / "table.md").read_text() == report + "\n"
