@@ -650,14 +650,15 @@ def study_comparison(curves: dict[str, list], dense: dict[str, float]) -> str:
     The study prunes 40% of each layer (``l1_unstructured`` per module), so
     the "pruned" rows here are the layer-wise curve at ``STUDY_RATIO``; the
     "retrained" rows are the global retraining curve (the only one here) at
-    that ratio. A row whose figure was not computed (ratio not in
+    that ratio, so those rows differ from the study's in scope too; the last
+    column says which curve each figure comes from. A row whose figure was not computed (ratio not in
     ``--ratios``, retraining not from that ratio) shows ``-``; an empty
     string when neither sfw nor sgd ran.
 
     Example:
       >>> curves = {'sfw layerwise': [(0.4, 0.88, 0.4)], 'sgd layerwise': [(0.4, 0.87, 0.4)]}
       >>> print(study_comparison(curves, {'sfw': 0.89, 'sgd': 0.9}).splitlines()[2])
-      | sgd | no | no | 57.40 | 90.00 |
+      | sgd | no | no | 57.40 | 90.00 | dense |
     """
     if not {"sfw", "sgd"} & set(dense):
         return ""
@@ -665,15 +666,21 @@ def study_comparison(curves: dict[str, list], dense: dict[str, float]) -> str:
     def at(name: str) -> float | None:
         return next((p[1] for p in curves.get(name, []) if abs(p[0] - STUDY_RATIO) < 1e-9), None)
 
-    lines = ["| optimizer | pruned 40% | retrained | study (CIFAR-10) | here (Fashion-MNIST) |",
-             "|---|---|---|---:|---:|"]
+    lines = ["| optimizer | pruned 40% | retrained | study (CIFAR-10) | here (Fashion-MNIST) "
+             "| here: pruned how |", "|---|---|---|---:|---:|---|"]
+    share = f"{100 * STUDY_RATIO:g}%"
     for (opt, pruned, retrained), theirs in STUDY_CIFAR10.items():
         if opt not in dense:
             continue
-        mine = (dense[opt] if not pruned else
-                at(f"{opt} global + retrain") if retrained else at(f"{opt} layerwise"))
+        if not pruned:
+            mine, how = dense[opt], "dense"
+        elif retrained:  # the only retraining here is after global pruning
+            mine, how = at(f"{opt} global + retrain"), f"global {share}, then retrained"
+        else:
+            mine, how = at(f"{opt} layerwise"), f"layer-wise {share}"
         lines.append(f"| {opt} | {'yes' if pruned else 'no'} | {'yes' if retrained else 'no'} | "
-                     f"{100 * theirs:.2f} | {'-' if mine is None else f'{100 * mine:.2f}'} |")
+                     f"{100 * theirs:.2f} | {'-' if mine is None else f'{100 * mine:.2f}'} "
+                     f"| {how} |")
     return "\n".join(lines)
 
 
