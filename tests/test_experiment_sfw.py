@@ -66,8 +66,10 @@ def test_quick_run_prints_the_table_saves_the_plot_and_resumes(
     # the study's table: its figures, ours where computed (dense only here)
     study = res["study_table"].splitlines()
     assert len(study) == 2 + 6 and res["study_table"] in out
-    assert study[2] == f"| sgd | no | no | 57.40 | {100 * res['dense']['sgd']:.2f} |"
-    assert study[4].startswith("| sgd | yes | yes | 62.97 |") and study[4].endswith(" - |")
+    assert study[2] == f"| sgd | no | no | 57.40 | {100 * res['dense']['sgd']:.2f} | dense |"
+    assert study[3].endswith(" | layer-wise 40% |")
+    assert study[4].startswith("| sgd | yes | yes | 62.97 |")
+    assert study[4].endswith(" | - | global 40%, then retrained |")
     plot = Path(res["plot"])
     assert plot.parent == tmp_path and plot.stat().st_size > 10_000
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
