@@ -16,6 +16,9 @@ class StopAt:
     def __len__(self):
         return len(self.inner)
 
+    def __getattr__(self, name):  # the pipeline's identity (dataset, seed, ...) is the inner one's
+        return getattr(self.inner, name)
+
     def epoch(self, epoch, start=0):
         for b, batch in enumerate(self.inner.epoch(epoch, start), start):
             if (epoch, b) == self.at:

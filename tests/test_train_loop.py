@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -466,6 +468,47 @@ def test_workdir_of_another_experiment_is_refused_and_left_alone(data, tmp_path)
     assert _snapshot(wd) == snap
     assert issubclass(WorkdirMismatchError, ValueError)
 
+    # Same config, but another training pipeline (shuffling seed, augmentation, split):
+    # the batches after a resume would not be the run's. A trainer.json written before
+    # the pipeline was recorded is compared on its other keys.
+    from sparsejax import data as sjdata
+
+    for other, what in ((sjdata.batches(train.dataset, train.batch_size, train=True, seed=5),
+                         "train_data.seed: 0 in the workdir, 5 now"),
+                        (sjdata.batches(train.dataset, train.batch_size, train=True, augment=True),
+                         "train_data.augment: False in the workdir, True now")):
+        with pytest.raises(WorkdirMismatchError, match=re.escape(what)):
+            fit(tiny_mlp(), optax.sgd(0.1), other, epochs=1, workdir=wd, config={"lr": 0.1},
+                log=None)
+    assert _snapshot(wd) == snap
+    recorded = json.loads((wd / "trainer.json").read_text())
+    assert recorded["train_data"] == {"dataset": "synthetic", "split": "train",
+                                      "num_examples": train.num_examples, "seed": 0,
+                                      "augment": False}
+    old = wd.parent / "old"
+    shutil.copytree(wd, old)
+    (old / "trainer.json").write_text(json.dumps({k: v for k, v in recorded.items()
+                                                  if k != "train_data"}))
+    log = []
+    fit(tiny_mlp(), optax.sgd(0.1), train, epochs=1, workdir=old, config={"lr": 0.1},
+        log=log.append)
+    assert log == [f"{old.absolute()} holds a finished run; returning its result"]
+
+    class Bare:  # a wrapper that hides the pipeline's fields: compared on none of them
+        def __init__(self, inner):
+            self.inner, self.batch_size = inner, inner.batch_size
+
+        def __len__(self):
+            return len(self.inner)
+
+        def epoch(self, e, start=0):
+            return self.inner.epoch(e, start)
+
+    log = []
+    fit(tiny_mlp(), optax.sgd(0.1), Bare(train), epochs=1, workdir=wd, config={"lr": 0.1},
+        log=log.append)
+    assert log == [f"{wd.absolute()} holds a finished run; returning its result"]
+
     # Same config, but checkpoints of a different model: refused when restoring.
     (wd / "result.json").unlink()
     snap = _snapshot(wd)
@@ -556,3 +599,22 @@ def test_make_evaluator_compiles_once_and_matches_evaluate():
         assert evaluator(pruned) == evaluate(other, test)
         assert evaluator.accuracy(pruned) == evaluator(pruned)["accuracy"]
     assert evaluator._step._cache_size() == 1
+
+
+def test_evaluating_on_a_training_pipeline_warns(data):
+    """A training pipeline drops its last incomplete batch (and may augment): 100 test
+    examples in batches of 16 would count 96. Evaluation and collect_examples say so."""
+    from sparsejax import data as sjdata
+    from sparsejax.train.connectivity import collect_examples
+
+    _, test = data
+    as_train = sjdata.batches(test.dataset, 16, train=True)
+    with pytest.warns(UserWarning, match="training pipeline .* drops its last incomplete batch"):
+        ev = evaluate(tiny_mlp(), as_train)
+    assert ev["count"] == 96
+    with pytest.warns(UserWarning, match="collect_examples: batches is a training pipeline"):
+        collect_examples(as_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate(tiny_mlp(), test)["count"] == 100
+        collect_examples(test)

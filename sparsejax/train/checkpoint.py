@@ -3,7 +3,8 @@
 A workdir holds::
 
     config.json     the experiment's identity (the ``config`` given to ``fit``)
-    trainer.json    the trainer settings that change the result (epochs, seed, batch size, ...)
+    trainer.json    the trainer settings that change the result (epochs, seed, batch size,
+                    the training pipeline's dataset, split, seed and augmentation, ...)
     checkpoints/    Orbax CheckpointManager: the train state, the epoch's running sums and
                     a JSON record (epoch, next batch, history, wall time, a checksum of
                     every array), by global step
@@ -159,6 +160,23 @@ def _diff(stored: Any, given: Any, prefix: str = "") -> list[str]:
                 out.extend(_diff(stored[key], given[key], name + "."))
         return out
     return [] if stored == given else [f"{prefix.rstrip('.') or 'config'}: {stored!r} in the workdir, {given!r} now"]
+
+
+def _comparable_trainer(stored: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:
+    """``mine`` as it is compared with a stored ``trainer.json``.
+
+    ``train_data`` (the training pipeline's dataset, split, size, seed and
+    augmentation, recorded since workdirs without it were written) is compared
+    on the fields both records have: a workdir written before it was recorded,
+    or a pipeline wrapper that hides some of the fields, is not a mismatch.
+    """
+    mine = dict(mine)
+    if "train_data" not in stored:
+        mine.pop("train_data", None)
+    elif isinstance(stored["train_data"], dict) and isinstance(mine.get("train_data"), dict):
+        mine["train_data"] = {k: mine["train_data"][k] if k in mine["train_data"] else v
+                              for k, v in stored["train_data"].items()}
+    return mine
 
 
 def _read_json(path: Path) -> Any:
@@ -540,6 +558,8 @@ class Workdir:
                 stored = _read_json(files[name])
             except (OSError, ValueError) as e:
                 raise WorkdirMismatchError(f"cannot read {files[name]}: {e}") from None
+            if name == TRAINER_FILE and isinstance(stored, dict):
+                mine = _comparable_trainer(stored, mine)
             if stored != mine:
                 diff = _diff(stored, mine)
                 more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""

@@ -41,7 +41,7 @@ from jax.sharding import PartitionSpec as P
 from sparsejax.directional import curves
 from sparsejax.directional._util import check_same_structure
 from sparsejax.train.distributed import DATA_AXIS, data_mesh
-from sparsejax.train.evaluation import BatchSource, make_evaluator
+from sparsejax.train.evaluation import BatchSource, make_evaluator, warn_if_training_pipeline
 from sparsejax.train.loop import FitResult, fit
 from sparsejax.train.step import replicated, shard_batch, split_model, to_global
 from sparsejax.tree import PyTree
@@ -689,6 +689,7 @@ def collect_examples(batches: Batches, max_examples: int | None = None) -> dict[
       >>> collect_examples(test, 7)['image'].shape
       (7, 28, 28, 1)
     """
+    warn_if_training_pipeline(batches, "collect_examples: batches")
     images, labels, n = [], [], 0
     for batch in batches.epoch(0):
         keep = np.asarray(batch.get("mask", np.ones(len(batch["label"]))), np.float32) > 0

@@ -9,8 +9,9 @@ params of the same structure (e.g. the same network pruned to many ratios).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -42,6 +43,20 @@ class BatchSource(Protocol):
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]: ...
 
 
+def warn_if_training_pipeline(data: Any, what: str, stacklevel: int = 3) -> None:
+    """Warns when ``data`` is a training pipeline (``train=True``) used to evaluate.
+
+    Such a pipeline drops its last incomplete batch and may augment, so the
+    figures are not those of the dataset's examples.
+    """
+    if getattr(data, "train", False) is True:
+        augment = " and augments" if getattr(data, "augment", False) else ""
+        warnings.warn(
+            f"{what} is a training pipeline (train=True): it drops its last incomplete "
+            f"batch{augment}, so not every example is counted as it is; build it with "
+            "sparsejax.data.batches(..., train=False)", UserWarning, stacklevel=stacklevel)
+
+
 class Evaluator:
     r"""Loss and accuracy of one model architecture on fixed data, with one compiled step.
 
@@ -57,6 +72,7 @@ class Evaluator:
     """
 
     def __init__(self, parts: ModelParts, data: BatchSource, mesh: Mesh, cache: bool) -> None:
+        warn_if_training_pipeline(data, "evaluation data", stacklevel=4)
         self.parts = parts
         self.mesh = mesh
         self.data = data

@@ -181,6 +181,24 @@ def _finished_weights(
     return step, weights, list(meta["history"])
 
 
+def _pipeline_identity(data: BatchSource) -> dict[str, Any]:
+    """What of a training pipeline changes the batches: its dataset, split, size, seed, augmentation.
+
+    Read from the attributes of :class:`sparsejax.data.Batches` where the
+    source has them (another :class:`BatchSource` may have none of them).
+    """
+    out: dict[str, Any] = {}
+    dataset = getattr(data, "dataset", None)
+    for key, value in (("dataset", getattr(dataset, "name", None)),
+                       ("split", getattr(dataset, "split", None)),
+                       ("num_examples", getattr(data, "num_examples", None)),
+                       ("seed", getattr(data, "seed", None)),
+                       ("augment", getattr(data, "augment", None))):
+        if isinstance(value, (str, bool, int, np.integer, np.bool_)):
+            out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
 def fit(
     model: nnx.Module,
     optimizer: optax.GradientTransformation,
@@ -216,9 +234,13 @@ def fit(
     mode and used by the evaluation; dropout keys come from ``(seed, step)``.
     Training is deterministic for a given seed, data and device count.
 
-    With ``workdir``: ``config`` is stored as ``config.json`` (a workdir holding
-    another config raises :class:`~sparsejax.train.WorkdirMismatchError` and is
-    left untouched); a checkpoint is written after every epoch (and every
+    With ``workdir``: ``config`` is stored as ``config.json``, and the
+    trainer's settings (epochs, seed, batch size, and the training pipeline's
+    dataset, split, size, shuffling seed and augmentation) as
+    ``trainer.json``; a workdir holding others raises
+    :class:`~sparsejax.train.WorkdirMismatchError` and is left untouched (a
+    ``trainer.json`` written before the pipeline was recorded is compared on
+    the rest); a checkpoint is written after every epoch (and every
     ``checkpoint_every_steps`` steps), keeping the newest ``keep_checkpoints``;
     running the same call again resumes from the newest checkpoint; a finished
     workdir returns its result without training (if its optimizer state does
@@ -346,7 +368,7 @@ def fit(
     wd = None
     if workdir is not None:
         trainer = {"epochs": epochs, "seed": seed, "batch_size": int(train_data.batch_size),
-                   "steps_per_epoch": steps_per_epoch}
+                   "steps_per_epoch": steps_per_epoch, "train_data": _pipeline_identity(train_data)}
         wd = Workdir(workdir, config, trainer, keep=keep_checkpoints)
         status = wd.inspect()
         wd.prepare(status)
