@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -431,6 +432,33 @@ def test_take_units_on_pure_pytrees_matches_keep_units():
     expected = nnx.to_pure_dict(nnx.state(keep_units(model, keep)))
     jax.tree.map(np.testing.assert_array_equal, pure, expected)
     assert pure["fc1"]["kernel"].shape == (2 * 2 * 3, 60)
+
+
+def test_take_units_refuses_a_tree_with_none_of_the_groups_paths():
+    """A whole optax state has the params' paths one level down (``0/trace/layers/0/...``):
+    it came back unchanged; now the call says what to pass. Its trace works."""
+    model = create("mlp", num_classes=3, input_shape=(4,), hidden=(8,), rngs=0)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    state = optax.sgd(0.1, momentum=0.9).init(params)
+    with pytest.raises(ValueError, match=r"take_units: no leaf .*\['layers/0'\]"):
+        take_units(state, model, {"layers/0": [0, 1]})
+    assert take_units(state[0].trace, model, {"layers/0": [0, 1]})["layers"][0]["kernel"].shape == (4, 2)
+
+
+def test_fold_gates_skips_a_none_gate_as_apply_gate_does():
+    model = create("mlp", num_classes=3, input_shape=(4,), hidden=(8, 8), rngs=0)
+    g = {"layers/0": None, "layers/1": jnp.linspace(0.0, 2.0, 8)}
+    x = jax.random.normal(jax.random.key(1), (2, 4))
+    np.testing.assert_allclose(fold_gates(model, g)(x), model(x, gates=g), rtol=1e-5, atol=1e-6)
+
+
+def test_create_takes_any_integer_seed_and_refuses_other_rngs():
+    a = create("lenet5", rngs=np.int64(3))
+    b = create("lenet5", rngs=3)
+    jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(a)),
+                 nnx.to_pure_dict(nnx.state(b)))
+    with pytest.raises(TypeError, match="rngs must be an nnx.Rngs or an integer seed"):
+        create("lenet5", rngs=0.5)
 
 
 def test_keep_units_does_not_depend_on_the_order_of_the_groups():

@@ -397,13 +397,21 @@ def take_units(
       ((4, 2), (2, 3))
     """
     edits = _edits(groups, keep)
+    matched = []
 
     def edit(path: Any, leaf: Any) -> Any:
         for spec, idx in edits.get(path_str(path), ()):
             leaf = _take(leaf, spec, idx)
+            matched.append(spec.path)
         return leaf
 
-    return jax.tree_util.tree_map_with_path(edit, tree)
+    out = jax.tree_util.tree_map_with_path(edit, tree)
+    if edits and not matched:
+        raise ValueError(
+            f"take_units: no leaf of the tree has a path of the groups {sorted(keep)} (e.g. "
+            f"{next(iter(edits))!r}); pass a tree shaped like the params (for an optimizer "
+            "state, the params-shaped parts such as a momentum trace), not a wrapper of it")
+    return out
 
 
 def _variables(model: nnx.Module) -> dict[str, nnx.Variable]:
@@ -494,6 +502,8 @@ def fold_gates(model: M, gates: Gates) -> M:
     new = nnx.clone(model)
     variables = _variables(new)
     for name, g in gates.items():
+        if g is None:  # as in apply_gate: no gate, nothing to fold
+            continue
         for spec in by_name[name].consumers:
             var = variables[spec.path]
             var.set_value(_scale(var.get_value(), spec, g))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable, Sequence
 
 from flax import nnx
@@ -120,8 +121,11 @@ def create(
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available models: {', '.join(available())}")
     spec = _REGISTRY[name]
-    if isinstance(rngs, int):
-        rngs = nnx.Rngs(rngs)
+    if isinstance(rngs, numbers.Integral) and not isinstance(rngs, bool):
+        rngs = nnx.Rngs(int(rngs))
+    elif not isinstance(rngs, nnx.Rngs):
+        raise TypeError(f"create({name!r}): rngs must be an nnx.Rngs or an integer seed, "
+                        f"got {type(rngs).__name__}")
     shape = spec.input_shape if input_shape is None else tuple(input_shape)
     try:
         return spec.builder(num_classes, shape, rngs=rngs, **kwargs)
