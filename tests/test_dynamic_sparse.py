@@ -495,3 +495,17 @@ def test_rigl_skips_a_mask_update_whose_gradient_is_not_finite(flag):
     assert not bool(jnp.all(state.support["a"]["kernel"] == after["a"]["kernel"]))
     for new, old in zip(jax.tree.leaves(state.support), jax.tree.leaves(after)):
         assert int(new.sum()) == int(old.sum())
+
+
+def test_an_n_m_pattern_names_the_callers_sparsity_argument():
+    # ste_pruning (and the registry's ste) call it final_sparsity; static_sparse calls it sparsity
+    with pytest.raises(ValueError, match=r"pattern 2:4 has sparsity 0.5; pass final_sparsity=0.5, "
+                                         r"got 0.9"):
+        pruning.ste_pruning(optax.sgd(0.1), 0.9, begin_step=0, end_step=10, pattern="2:4")
+    from sparsejax.train import methods
+
+    with pytest.raises(ValueError, match=r"pass final_sparsity=0.5"):
+        methods.make_optimizer("ste", {"pattern": "2:4"}, learning_rate=0.1, momentum=None,
+                               steps_per_epoch=2, epochs=2, params=_tree(0))
+    with pytest.raises(ValueError, match=r"pass sparsity=0.5, got 0.7"):
+        pruning.static_sparse(optax.sgd(0.1), 0.7, pattern="2:4")

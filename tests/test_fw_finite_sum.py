@@ -185,3 +185,21 @@ def test_equal_budget_experiment_cnn_quick(tmp_path: Path) -> None:
         assert res["step_sizes"][name] == pytest.approx(1 / math.sqrt(res["steps"][name])), name
     assert res["table"].count("\n") == 3
     assert Path(res["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_svrf_run_records_the_start_and_counts_w0s_full_gradient():
+    # w0 = LMO(grad f(x)) costs n = 7 evaluations: x itself is the iterate at 0, w0 the one at 7
+    x = np.array([0.2, 0.0, -0.1, 0.1])
+    run = svrf_run(loss, {"w": jnp.asarray(x, jnp.float32)}, DATA, C.l1_ball(R), budget=7 + 6,
+                   batch_scale=1.0)
+    g = sum(grad_i(x, i) for i in range(7)) / 7
+    w0 = np.zeros(4)
+    w0[np.argmax(np.abs(g))] = -R * np.sign(g[np.argmax(np.abs(g))])
+    assert run.evaluations == [0, 7] and run.steps == 0  # a snapshot (7 more) would exceed 13
+    np.testing.assert_array_equal(run.iterates[0]["w"], np.float32(x))
+    np.testing.assert_allclose(run.iterates[1]["w"], w0, rtol=1e-6)
+    # a budget below n cannot pay for w0, as saga_fw_run's table
+    with pytest.raises(ValueError, match=r"budget must cover .*n = 7.*got 3"):
+        svrf_run(loss, {"w": jnp.zeros(4)}, DATA, C.l1_ball(R), budget=3)
+    start = svrf_run(loss, {"w": jnp.zeros(4)}, DATA, C.l1_ball(R), budget=3, init_at_vertex=False)
+    assert start.evaluations == [0] and start.steps == 0

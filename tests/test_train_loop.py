@@ -537,8 +537,8 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_good_checkpoint(dat
     assert f"last good checkpoint (step {steps})" in msg
     assert isinstance(err.value, RuntimeError)
     # an optimizer without an injected learning rate gets advice that fits it
-    with pytest.raises(TrainingDivergedError, match="injects no learning rate; for rda/irda, "
-                                                    "raise gamma"):
+    with pytest.raises(TrainingDivergedError, match="injects no learning rate; for rda/irda "
+                                                    "and prox_sgd.*raise gamma"):
         fit(tiny_mlp(), optax.sgd(lr), train, epochs=3, log=None, check_every_steps=4)
 
     assert len((wd / "metrics.jsonl").read_text().splitlines()) == 1

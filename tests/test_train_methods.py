@@ -46,8 +46,7 @@ def test_every_method_builds_and_runs_three_jitted_steps(name: str) -> None:
         params, state = step(params, state)
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(params))
     assert jax.tree.structure(params) == jax.tree.structure(_params())
-    spec = methods.get_method(name)
-    if spec.uses_learning_rate:  # the trainer reads it from here
+    if methods.uses_learning_rate(name, {}):  # the trainer reads it from here
         assert state.hyperparams["learning_rate"].dtype == jnp.float32
     if extra is not None:
         values = extra(state, params)
@@ -361,3 +360,98 @@ def test_prox_sgd_methods_default_to_the_irda_papers_step(name: str) -> None:
            else (lam / gamma, lam * math.sqrt(2) / gamma))
     first = -max(0.05 - tau[0], 0.0)
     np.testing.assert_allclose(b, -max(-first + 0.095 - tau[1], 0.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["prox_sgd", "sqrt_t_prox_sgd"])
+def test_prox_sgd_methods_inject_no_learning_rate_with_the_papers_step(name: str) -> None:
+    # step='inverse_sqrt' (the default) has no learning rate, as rda: nothing is injected, so
+    # neither the logs nor the divergence message name a rate that the step does not use
+    from sparsejax.train.metrics import hyperparameters
+
+    params = _params()
+    grads = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), params)
+
+    def three_steps(hp, learning_rate, momentum, schedule):
+        tx, _ = methods.make_optimizer(name, hp, learning_rate=learning_rate, momentum=momentum,
+                                       steps_per_epoch=5, epochs=1, params=params,
+                                       schedule=schedule)
+        p, s = params, tx.init(params)
+        for _ in range(3):
+            u, s = tx.update(grads, s, p)
+            p = optax.apply_updates(p, u)
+        return p, hyperparameters(s)
+
+    paper, logged = three_steps({}, 0.5, 0.9, "cosine")
+    other, logged_other = three_steps({}, 0.001, 0.0, "constant")
+    assert logged == logged_other == {}
+    jax.tree.map(np.testing.assert_array_equal, paper, other)
+    assert not methods.uses_learning_rate(name) and not methods.uses_learning_rate(name, {})
+    # step='lr' (the library's variant) takes the learning rate and its schedule
+    assert methods.uses_learning_rate(name, {"step": "lr"})
+    _, logged = three_steps({"step": "lr"}, 0.5, 0.9, "constant")
+    assert logged == {"learning_rate": pytest.approx(0.5)}
+    assert methods.uses_learning_rate("sgd") and not methods.uses_learning_rate("rda")
+
+
+def test_the_injected_learning_rate_is_float32_for_bf16_params_and_float64_for_float64() -> None:
+    # optax's default (the params' dtype) would round 0.1 to bf16's 0.100097656 for bf16 params
+    def learning_rates(params):
+        tx, _ = methods.make_optimizer("lats", {}, learning_rate=0.1, momentum=None,
+                                       steps_per_epoch=2, epochs=2, params=params)
+        state = tx.init(params)
+        _, after = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+        return state.hyperparams["learning_rate"], after.hyperparams["learning_rate"]
+
+    bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), _params())
+    for lr in learning_rates(bf16):
+        assert lr.dtype == jnp.float32 and float(lr) == float(np.float32(0.1))
+    with jax.enable_x64(True):
+        f64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), _params())
+        for lr in learning_rates(f64):
+            assert lr.dtype == jnp.float64 and float(lr) == 0.1
+
+
+def test_sfw_prepare_model_and_make_optimizer_build_the_same_polytopes() -> None:
+    # radius_scale 0.2: the polytopes (diameter 2*tau*||W_init||) are smaller than the init itself,
+    # so prepare_model shrinks the params; the optimizer's polytopes must still be sized from the
+    # init, not from the shrunk params
+    from sparsejax import constraints as C
+    from sparsejax.train.methods.frank_wolfe import _sfw_constraints
+
+    model = nnx.Sequential(nnx.Linear(20, 8, rngs=nnx.Rngs(0)), nnx.Linear(8, 3, rngs=nnx.Rngs(1)))
+    initial = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    hp = {"radius_scale": 0.2}
+    full = methods.resolve_hparams("sfw", hp)
+    with pytest.raises(ValueError, match=r"sfw: the model's params lie outside .*radius_scale=0.2"
+                                         r".*Pass sample_params"):
+        methods.prepare_model("sfw", model, hp)  # the radii would come from the params themselves
+    unchanged = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    jax.tree.map(np.testing.assert_array_equal, unchanged, initial)
+
+    def sample(seed):
+        return initial
+
+    methods.prepare_model("sfw", model, hp, sample_params=sample)
+    prepared = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    kernel = prepared["layers"][0]["kernel"]
+    assert float(jnp.abs(kernel - initial["layers"][0]["kernel"]).max()) > 0  # shrunk
+    want = C.leaf_constraints(_sfw_constraints(initial, full), initial)
+    got = C.leaf_constraints(_sfw_constraints(prepared, full, sample), prepared)
+    assert [c.radius for c in got] == pytest.approx([c.radius for c in want])
+    # the documented radius: D = 2*tau*||W_init||, r = D / (2 sqrt(K)), K = max(10, 5% of 160)
+    w_init = float(jnp.linalg.norm(initial["layers"][0]["kernel"]))
+    kernel_radius = C.leaf_constraints(_sfw_constraints(initial, full), initial)[1].radius
+    assert kernel_radius == pytest.approx(0.2 * w_init / math.sqrt(10), rel=1e-5)
+    assert bool(C.is_feasible(prepared, _sfw_constraints(prepared, full, sample)))
+    tx, _ = methods.make_optimizer("sfw", hp, learning_rate=0.5, momentum=None, steps_per_epoch=3,
+                                   epochs=1, params=prepared, sample_params=sample)
+    params, state = prepared, tx.init(prepared)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    assert bool(C.is_feasible(params, _sfw_constraints(initial, full)))
+    # the prepared params without the sample_params they were prepared with: refused
+    with pytest.raises(ValueError, match=r"the params given to make_optimizer lie outside"):
+        methods.make_optimizer("sfw", hp, learning_rate=0.5, momentum=None, steps_per_epoch=3,
+                               epochs=1, params=prepared)

@@ -159,15 +159,16 @@ def svrf_run(
 
     with :math:`I_k` drawn uniformly with replacement and :math:`c = 96` in
     the analysis. A snapshot costs :math:`n` gradient evaluations, an inner
-    step :math:`2 m_k`. The run stops before the step that would exceed
-    ``budget`` evaluations.
+    step :math:`2 m_k`, and :math:`w_0` the :math:`n` of its full gradient.
+    The run stops before the step that would exceed ``budget`` evaluations.
 
     Args:
       loss_fn: ``(params, batch) -> per-example losses``.
       params: a starting point (feasible, or only used for the first LMO).
       data: the finite sum's examples, a pytree of arrays with leading axis n.
       constraints: as in :func:`sparsejax.sfw`.
-      budget: the per-sample gradient evaluations allowed, ``>= 1``.
+      budget: the per-sample gradient evaluations allowed (:math:`w_0`'s
+        full gradient included), ``>= n`` with ``init_at_vertex``, else ``>= 1``.
       batch_scale: :math:`c > 0`.
       seed: seed of the sampling.
       record_at: evaluation counts at which the iterate is recorded (the
@@ -180,7 +181,12 @@ def svrf_run(
         et al.'s nonconvex SVFW.
 
     Returns:
-      A :class:`FiniteSumRun` (the start and the last iterate are always recorded).
+      A :class:`FiniteSumRun` (the start ``params`` at 0 evaluations and the
+      last iterate are always recorded; with ``init_at_vertex`` also
+      :math:`w_0`, at :math:`n`).
+
+    Raises:
+      ValueError: with ``init_at_vertex``, for a ``budget`` below :math:`n`.
 
     Example:
       >>> import jax.numpy as jnp
@@ -201,17 +207,21 @@ def svrf_run(
     check_number("batch_scale", batch_scale, gt=0)
     grads = _Grads(loss_fn, data)
     n = grads.n
+    if init_at_vertex and budget < n:
+        raise ValueError(f"budget must cover the full gradient of w0 = LMO(grad f(params)) "
+                         f"(n = {n}), got {budget}; or pass init_at_vertex=False")
     rng = np.random.default_rng(seed)
     rec = _Recorder(record_at)
     cons = leaf_constraints(constraints, params)
     evals, steps = 0, 0
+    rec(0, params, force=True)
     if init_at_vertex:
         g = grads.full(params)
         evals += n
         leaves, treedef = jax.tree.flatten(params)
         params = treedef.unflatten([c.lmo(x).astype(p.dtype) for c, x, p in
                                     zip(cons, jax.tree.leaves(g), leaves)])
-    rec(0, params, force=True)
+        rec(evals, params, force=True)
     lr = (lambda count: 2.0 / (count + 2.0)) if learning_rate is None else learning_rate
     tx = svrf(lr, constraints)
     step = jax.jit(lambda g, s, p, sg, fg: tx.update(g, s, p, snapshot_grads=sg,

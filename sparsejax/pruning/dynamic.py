@@ -287,7 +287,7 @@ def static_sparse(
       (the "Static" baseline and ERK).
     """
     _check_common(sparsity, distribution, erk_power_scale, seed)
-    structure = _check_nm_sparsity(parse_pattern(pattern), sparsity)
+    structure = _check_nm_sparsity(parse_pattern(pattern), sparsity, "sparsity")
 
     def init_fn(params: optax.Params) -> SparseTrainingState:
         support = _init_support(params, mask, structure, sparsity, distribution, erk_power_scale, seed)
@@ -305,13 +305,17 @@ def static_sparse(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _check_nm_sparsity(structure: Pattern, sparsity: Any) -> Pattern:
+def _check_nm_sparsity(structure: Pattern, sparsity: Any, name: str = "sparsity") -> Pattern:
+    """Checks that an N:M ``pattern``'s sparsity ``1 - N/M`` is the ``sparsity`` asked for.
+
+    ``name`` is the caller's argument, for the message (``final_sparsity`` in ``ste_pruning``).
+    """
     if structure.kind == "n:m":
         s = concrete_value(sparsity)
         target = 1.0 - structure.n / structure.m
         if s is not None and abs(s - target) > 1e-6:
             raise ValueError(
-                f"pattern {structure} has sparsity {target:g}; pass sparsity={target:g}, got {sparsity!r}"
+                f"pattern {structure} has sparsity {target:g}; pass {name}={target:g}, got {sparsity!r}"
             )
     return structure
 

@@ -218,7 +218,7 @@ def ste_pruning(
     check_choice("distribution", distribution, ("uniform", "erk"))
     if scope == "global" and distribution != "uniform":
         raise ValueError(f"distribution={distribution!r} needs scope='layerwise'")
-    structure = _check_nm_sparsity(parse_pattern(pattern), final_sparsity)
+    structure = _check_nm_sparsity(parse_pattern(pattern), final_sparsity, "final_sparsity")
 
     def init_fn(params: optax.Params) -> STEState:
         flags = _selected(params, mask)

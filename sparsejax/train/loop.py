@@ -145,9 +145,9 @@ def _diverged_message(
     hp = hyperparameters(opt_state)
     if "learning_rate" in hp:
         remedy = f"Lower the learning rate (now {hp['learning_rate']:.3g})"
-    else:  # e.g. rda/irda, whose step 1/(gamma sqrt(t)) is set by gamma
-        remedy = ("Take smaller steps (this optimizer injects no learning rate; for rda/irda, "
-                  "raise gamma)")
+    else:  # e.g. rda/irda and the prox-SGD baselines, whose step 1/(gamma sqrt(t)) gamma sets
+        remedy = ("Take smaller steps (this optimizer injects no learning rate; for rda/irda "
+                  "and prox_sgd/sqrt_t_prox_sgd with step='inverse_sqrt', raise gamma)")
     msg = (f"training diverged: the loss was {bad_loss} at step {bad_step + 1} (epoch {epoch + 1}, "
            f"batch {batch + 1} of {steps_per_epoch}); training stopped. "
            f"{remedy}, or add gradient clipping (optax.clip_by_global_norm).")

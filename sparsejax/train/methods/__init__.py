@@ -25,12 +25,15 @@ Conventions shared by all methods:
   (:func:`sparsejax.train.schedules.make_schedule`: ``constant``, ``cosine``, ``cosine_epoch``,
   ``step``, each with an optional linear warm-up). The transform is wrapped in
   :func:`optax.inject_hyperparams` with the learning rate as its only injected
-  hyperparameter, so the trainer reads the current value from
+  hyperparameter (in the params' compute dtype: float32 for bf16/f32 params,
+  float64 for float64 ones), so the trainer reads the current value from
   ``opt_state.hyperparams['learning_rate']``. ``rda`` and ``irda`` have no
   learning rate: their step is :math:`1/(\gamma\sqrt t)`, set by ``gamma``.
   ``prox_sgd`` and ``sqrt_t_prox_sgd`` take the same step by default
-  (``step='inverse_sqrt'``, the iRDA paper's baselines, no momentum) and the
-  learning rate and momentum only with ``step='lr'`` (this library's variant).
+  (``step='inverse_sqrt'``, the iRDA paper's baselines, no momentum) and have
+  no learning rate then (nothing is injected, as for ``rda``); they take the
+  learning rate, its schedule and momentum only with ``step='lr'`` (this
+  library's variant). :func:`uses_learning_rate` says which case applies.
 * **Momentum.** ``momentum=None`` picks each method's own default (the
   paper's); a number overrides it for the methods that have momentum and is
   ignored by those that have none (``grda``, ``rda``, ``irda``: dual averaging
@@ -67,6 +70,7 @@ from typing import Any
 import optax
 
 from sparsejax._validation import check_number
+from sparsejax.optim._common import tree_compute_dtype
 from sparsejax.train.methods import (
     baselines,
     dual_averaging,
@@ -102,11 +106,45 @@ __all__ = [
     "mask_update_schedule",
     "prepare_model",
     "resolve_hparams",
+    "uses_learning_rate",
 ]
 
 # The modules of the method families, imported for their registrations (each module's
 # ``register`` calls fill METHODS).
 _FAMILIES = (baselines, dual_averaging, proximal, soft_threshold, frank_wolfe, mask_based)
+# Methods whose use of the learning rate depends on their hyperparameters: name -> rule(hparams).
+_LEARNING_RATE_RULES = {**proximal.LEARNING_RATE_RULES}
+
+
+def uses_learning_rate(method: str, hparams: Mapping[str, Any] | None = None) -> bool:
+    r"""Whether a method, with these hyperparameters, takes the shared learning rate and schedule.
+
+    ``False`` for the methods without one (``rda``, ``irda``) and for
+    ``prox_sgd`` and ``sqrt_t_prox_sgd`` with ``step='inverse_sqrt'`` (their
+    default: the step is :math:`1/(\gamma\sqrt t)`, set by ``gamma``, and
+    momentum is unused too). When it is ``False``, :func:`make_optimizer`
+    ignores ``learning_rate``, ``schedule`` and ``momentum`` and injects no
+    learning rate.
+
+    Args:
+      method: one of :func:`available_methods`.
+      hparams: the method's hyperparameters (as for :func:`make_optimizer`).
+
+    Returns:
+      Whether ``learning_rate`` and ``schedule`` of :func:`make_optimizer` apply.
+
+    Example:
+      >>> from sparsejax.train.methods import uses_learning_rate
+      >>> uses_learning_rate('prox_sgd'), uses_learning_rate('prox_sgd', {'step': 'lr'})
+      (False, True)
+      >>> uses_learning_rate('sgd'), uses_learning_rate('rda')
+      (True, False)
+    """
+    spec = get_method(method)
+    if not spec.uses_learning_rate:
+        return False
+    rule = _LEARNING_RATE_RULES.get(spec.name)
+    return True if rule is None else bool(rule(resolve_hparams(method, hparams)))
 
 
 def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = None, *,
@@ -117,9 +155,14 @@ def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = N
     kernels are re-drawn from :func:`sparsejax.init.irda_uniform` with scale
     ``init_scale`` (iRDA paper, Section 3.5), from ``seed``. ``sfw``: the
     params are moved into their K-sparse polytopes (built as
-    :func:`make_optimizer` builds them, from ``sample_params``). Call it
-    before the optimizer is initialised; it is deterministic, so a resumed
-    run rebuilds the same initial model.
+    :func:`make_optimizer` builds them, from ``sample_params``: pass both
+    the same). Without ``sample_params`` the polytopes are sized from the
+    params themselves, which must then lie inside already (as they do at the
+    default ``radius_scale``); otherwise a ``ValueError`` asks for
+    ``sample_params``, since :func:`make_optimizer` would size smaller
+    polytopes from the shrunk params. Call it before the optimizer is
+    initialised; it is deterministic, so a resumed run rebuilds the same
+    initial model.
 
     Args:
       method: a registered method name.
@@ -127,7 +170,9 @@ def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = N
       hparams: the method's hyperparameters (defaults filled in).
       seed: seed of the re-initialisation.
       sample_params: ``seed -> params``, fresh initialisations of the model
-        (``sfw``; the same as given to :func:`make_optimizer`).
+        (``sfw``; the same as given to :func:`make_optimizer`; e.g.
+        ``lambda seed: params`` with the params before this call, for radii
+        from that one initialisation).
 
     Example:
       >>> import jax.numpy as jnp
@@ -204,9 +249,12 @@ def make_optimizer(
       hparams: the method's hyperparameters to change from their defaults
         (numbers or command-line strings; see :func:`resolve_hparams`).
       learning_rate: the base learning rate (``None``: the method's default);
-        ignored by methods without one (``rda``, ``irda``).
+        ignored by methods without one (``rda``, ``irda``, and ``prox_sgd``
+        and ``sqrt_t_prox_sgd`` with their default ``step='inverse_sqrt'``;
+        see :func:`uses_learning_rate`), as are ``schedule`` and its settings.
       momentum: in ``[0, 1)``; ``None``: the method's default. Ignored by
-        methods without momentum (``grda``, ``rda``, ``irda``).
+        methods without momentum (``grda``, ``rda``, ``irda``, and
+        ``prox_sgd`` and ``sqrt_t_prox_sgd`` with ``step='inverse_sqrt'``).
       steps_per_epoch: training steps per epoch (the schedules and the
         step-based hyperparameters, given in epochs or fractions of training,
         are converted with it).
@@ -220,19 +268,23 @@ def make_optimizer(
       decay_factor: ``step`` schedule: the factor.
       sample_params: ``seed -> params``, fresh initialisations of the model
         (``sfw`` sizes its polytopes from their mean norms; pass the same to
-        :func:`prepare_model`); ``None``: ``params`` is the only draw.
+        :func:`prepare_model`); ``None``: ``params`` is the only draw (and
+        must lie in the polytopes sized from it).
 
     Returns:
       ``(optimizer, extra_metrics)``: the transform (wrapped in
-      :func:`optax.inject_hyperparams` with ``learning_rate`` injected, for the
-      methods that have one; update it as ``optimizer.update(grads, state,
-      params)``) and ``extra_metrics(opt_state, params) -> {name: float32
-      scalar}`` (the current threshold and the like; jit-compatible) or
-      ``None`` for methods without one.
+      :func:`optax.inject_hyperparams` with ``learning_rate`` injected, in
+      the params' compute dtype (float32, or float64 for float64 params), for
+      the methods that have one, see :func:`uses_learning_rate`; update it as
+      ``optimizer.update(grads, state, params)``) and
+      ``extra_metrics(opt_state, params) -> {name: float32 scalar}`` (the
+      current threshold and the like; jit-compatible) or ``None`` for methods
+      without one.
 
     Raises:
       ValueError: for an unknown method or hyperparameter, or a value out of
-        range (naming the accepted names and ranges).
+        range (naming the accepted names and ranges); ``sfw`` without
+        ``sample_params``: for params outside the polytopes sized from them.
 
     Example:
       >>> import jax.numpy as jnp
@@ -251,7 +303,7 @@ def make_optimizer(
     lr = spec.resolve_learning_rate(learning_rate)
     ctx = Context(learning_rate=None, momentum=momentum, steps_per_epoch=int(steps_per_epoch),
                   epochs=int(epochs), params=params, sample_params=sample_params)
-    if spec.uses_learning_rate:
+    if uses_learning_rate(method, hp):
         lr_schedule = make_schedule(schedule, lr, steps_per_epoch=ctx.steps_per_epoch,
                                     epochs=ctx.epochs, warmup_steps=warmup_steps,
                                     decay_at=decay_at, decay_factor=decay_factor)
@@ -260,7 +312,10 @@ def make_optimizer(
             return spec.build(dataclasses.replace(ctx, learning_rate=learning_rate), hp)
 
         factory(lr)  # builds once with numbers, so that bad values fail here, not inside jit
-        tx = optax.inject_hyperparams(factory)(learning_rate=lr_schedule)
+        # the params' compute dtype (not optax's default, the params' own): bf16 params would
+        # otherwise get a bf16 learning rate (0.1 -> 0.100097656) in the steps and the logs
+        tx = optax.inject_hyperparams(factory, hyperparam_dtype=tree_compute_dtype(params))(
+            learning_rate=lr_schedule)
     else:
         tx = optax.with_extra_args_support(spec.build(ctx, hp))
     extra = spec.metrics(hp) if spec.metrics is not None else None

@@ -38,8 +38,30 @@ def _sfw_constraints(params: PyTree, hp: Mapping[str, Any],
             mask=None if constrain_all else sparsify_mask(hp), num_samples=num_samples)
 
 
+_PASS_SAMPLE_PARAMS = (
+    "Pass sample_params (seed -> a fresh initialisation of the model, or `lambda seed: "
+    "params` with the params before prepare_model for that one draw) to both prepare_model "
+    "and make_optimizer: both then build the polytopes of diameter 2*tau*||W_init|| from the "
+    "initialisation.")
+
+
+def _check_inside(params: PyTree, cons: PyTree, hp: Mapping[str, Any], whose: str,
+                  why: str) -> None:
+    """Raises unless ``params`` lie in ``cons``, the polytopes sized from ``params`` themselves."""
+    with jax.ensure_compile_time_eval():
+        inside = bool(constraints.is_feasible(params, cons))
+    if not inside:
+        raise ValueError(f"sfw: {whose} lie outside the K-sparse polytopes sized from them "
+                         f"(radius_scale={hp['radius_scale']:g}) and no sample_params was "
+                         f"given: {why}. {_PASS_SAMPLE_PARAMS}")
+
+
 def _build_sfw(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation:
     cons = _sfw_constraints(ctx.params, hp, ctx.sample_params)
+    if ctx.sample_params is None:  # e.g. params prepared with sample_params, then left out here
+        _check_inside(ctx.params, cons, hp, "the params given to make_optimizer",
+                      "params that prepare_model moved with sample_params need the same "
+                      "sample_params here")
     rescale = None if hp["rescale"] == "none" else hp["rescale"]
     fw = sj.sfw(ctx.learning_rate, cons, momentum=ctx.momentum or 0.0, rescale=rescale)
     labels = constraints.partition_labels(cons, ctx.params)
@@ -53,13 +75,23 @@ def _build_sfw(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformation
 
 def _sfw_prepare(model: Any, hp: dict[str, Any], seed: int,
                  sample_params: Callable[[int], PyTree] | None = None) -> None:
-    """Moves the model's initial params into their K-sparse polytopes (usually a no-op)."""
+    """Moves the model's initial params into their K-sparse polytopes (usually a no-op).
+
+    Without ``sample_params`` the radii come from the params themselves, and
+    :func:`make_optimizer` would size its polytopes from the shrunk params
+    (smaller ones, which the prepared params leave): a ``ValueError`` then,
+    unless the params already lie inside (then nothing changes).
+    """
     del seed
     from flax import nnx
 
     state = nnx.state(model, nnx.Param)
     pure = nnx.to_pure_dict(state)
     cons = _sfw_constraints(pure, hp, sample_params)
+    if sample_params is None:
+        _check_inside(pure, cons, hp, "the model's params",
+                      "prepare_model would shrink them, and make_optimizer would size smaller "
+                      "polytopes from the shrunk params")
     nnx.replace_by_pure_dict(state, constraints.make_feasible(pure, cons))
     nnx.update(model, state)
 

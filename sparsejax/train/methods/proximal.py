@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optax
@@ -24,9 +25,22 @@ PROX_MOMENTUM_SOURCE = ("used with step='lr' only (this library's variant); as t
                         "applied before the threshold")
 
 
+def takes_learning_rate(hp: Mapping[str, Any]) -> bool:
+    """Whether the prox-SGD methods take the trainer's learning rate (and momentum): ``step='lr'``."""
+    return hp["step"] == "lr"
+
+
+# The methods of this module whose learning rate depends on their hyperparameters (read by
+# sparsejax.train.methods.uses_learning_rate): with step='inverse_sqrt' they have none, as rda.
+LEARNING_RATE_RULES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "prox_sgd": takes_learning_rate,
+    "sqrt_t_prox_sgd": takes_learning_rate,
+}
+
+
 def _prox_step(ctx: Context, hp: dict[str, Any]) -> tuple[Any, float | None]:
     """The SGD step and momentum of the prox-SGD methods, as ``hp['step']`` says."""
-    if hp["step"] == "inverse_sqrt":
+    if not takes_learning_rate(hp):
         return sj.inverse_sqrt(hp["gamma"]), None
     return ctx.learning_rate, ctx.momentum or None
 
