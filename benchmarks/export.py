@@ -27,7 +27,7 @@ Two more tables:
 ::
 
   python benchmarks/export.py            # the three models (ResNet-20 at 50/90/99%), minutes
-  python benchmarks/export.py --quick    # LeNet-300-100 and LeNet-5, seconds (smoke test)
+  python benchmarks/export.py --quick    # LeNet-300-100 only (99%, batch 8), seconds (smoke test)
   python benchmarks/export.py --json figures.json
 """
 
@@ -70,7 +70,7 @@ MAX_GATHER = 2e8
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="two small models, few rounds (smoke test)")
+    p.add_argument("--quick", action="store_true", help="LeNet-300-100, few rounds (smoke test)")
     p.add_argument("--rounds", type=int, default=None, help="timed calls per figure")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the figures here")
     return p.parse_args(argv)

@@ -190,17 +190,20 @@ class StepClock:
 def timed(fn: Callable[[StepClock], Any], rounds: int) -> tuple[float, Any, list[float]]:
     """Median wall time of ``fn(clock)`` over ``rounds`` runs after a warm-up run.
 
-    Returns the median, the last result and the step times of the median run.
+    Returns the median (``statistics.median``: with an even number of runs, the
+    mean of the two middle ones), the last result and, for each greedy step,
+    the median over the runs of the time at which it ended.
     """
     out = fn(StepClock())  # compiles
-    runs = []
+    totals, ends = [], []
     for _ in range(rounds):
         clock = StepClock()
         out = fn(clock)
-        runs.append((time.perf_counter() - clock.start, clock.ends))
-    runs.sort(key=lambda r: r[0])
-    total, ends = runs[len(runs) // 2]
-    return total, out, ends
+        totals.append(time.perf_counter() - clock.start)
+        ends.append(clock.ends)
+    steps = min(len(e) for e in ends)
+    return (statistics.median(totals), out,
+            [statistics.median(e[k] for e in ends) for k in range(steps)])
 
 
 

@@ -21,10 +21,18 @@ run. The CPU time of the process per step is shown too, with its own ratio to
 SGD (``cpu x``): it is less disturbed than wall time when other processes
 compete for the cores.
 
-``gmp`` recomputes its masks every ``frequency`` steps (default 100) within
-its pruning window; the benchmark sets the run length so that the window
-covers the timed steps, and the median hides the rare rounds that contain a
-mask update: its figure is the steady-state masked step.
+``gmp`` recomputes its masks every ``frequency`` steps within its pruning
+window (defaults: every 100 steps from 10% to 70% of training). The benchmark
+sets the window to the whole run (``begin_fraction=0``, ``end_fraction=1``:
+from the compiling step to past the last timed step) and the frequency to
+``rounds // 2 + 1`` rounds' worth of steps (:func:`method_hparams`), so
+every timed step lies inside the window and exactly one mask update falls in
+the timed steps, at the end of the middle round; with 3 rounds or more the
+median hides that round: its figure is the steady-state masked step.
+
+Each row is printed (and flushed) as soon as its model's rounds are done, so
+a run stopped by a timeout keeps the figures of the models already measured;
+the table at the end repeats them.
 
 Usage::
 
@@ -74,9 +82,42 @@ BASELINE = "sgd"
 AA_CHECK = "sgd_again"
 MODELS = {"lenet5": (28, 28, 1), "resnet20": (32, 32, 3),
           "resnet18": (32, 32, 3)}  # resnet18: benchmarks/device_check.sh (GPU)
+DEFAULT_MODELS = ("lenet5", "resnet20")
+"""What a plain run covers (~10 min on 2 cores); ``resnet18`` is chosen with ``--models``."""
 DTYPES = ("float32", "bfloat16")
 MAIN_METHODS = ("sgd", "gmp", "grda", "rda", "irda", "prox_sgd", "lats", "sfw")
 QUICK_METHODS = ("sgd", "grda")
+
+
+def log_flush(line: str) -> None:
+    """Prints ``line`` and flushes stdout, so a run killed by a timeout keeps what it printed."""
+    print(line, flush=True)
+
+
+def method_hparams(method: str, rounds: int, iters: int) -> dict[str, Any]:
+    """The hyperparameters a candidate gets instead of its registry defaults.
+
+    Only ``gmp``: its pruning window spans the whole run (``total_steps =
+    rounds * iters + 2``: the compiling step, the timed steps, one more) and it
+    updates its masks every ``iters * (rounds // 2 + 1)`` steps: at the
+    compiling step, at the end of the middle timed round and past
+    the timed steps (see the module docstring).
+    """
+    if method == "gmp":
+        return {"begin_fraction": 0.0, "end_fraction": 1.0,
+                "frequency": iters * (rounds // 2 + 1)}
+    return {}
+
+
+def select_methods(methods: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(chosen, skipped)``: the registered methods to time, ``sgd`` first, and the others.
+
+    Each model compiles ``len(chosen) + 1`` steps (the A/A ``sgd_again`` too).
+    """
+    available = set(registry.available_methods())
+    skipped = [m for m in methods if m not in available]
+    chosen = [BASELINE] + [m for m in methods if m in available and m != BASELINE]
+    return chosen, skipped
 
 
 def cpu_seconds() -> float:
@@ -114,7 +155,8 @@ class Runner:
 
 
 def build_runner(model_name: str, name: str, method: str, batch_size: int, total_steps: int,
-                 seed: int = 0, dtype: str = "float32") -> Runner:
+                 seed: int = 0, dtype: str = "float32",
+                 hparams: dict[str, Any] | None = None) -> Runner:
     """Builds the model, the method's optimizer and the trainer's train step; compiles it.
 
     With ``dtype="bfloat16"`` the step runs in mixed precision: every Flax
@@ -130,7 +172,7 @@ def build_runner(model_name: str, name: str, method: str, batch_size: int, total
     registry.prepare_model(method, model, {}, seed=seed)
     mesh = data_mesh()
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    tx, _ = registry.make_optimizer(method, {}, learning_rate=0.01, momentum=None,
+    tx, _ = registry.make_optimizer(method, hparams or {}, learning_rate=0.01, momentum=None,
                                     steps_per_epoch=total_steps, epochs=1, params=params)
     parts = split_model(model)
     rng = np.random.default_rng(seed)
@@ -149,7 +191,7 @@ def _quantile(xs: Sequence[float], q: float) -> float:
 
 
 def run_benchmark(
-    models: Sequence[str] = tuple(MODELS),
+    models: Sequence[str] = DEFAULT_MODELS,
     methods: Sequence[str] = MAIN_METHODS,
     batch_size: int = 128,
     rounds: int = 10,
@@ -166,7 +208,7 @@ def run_benchmark(
       batch_size: global batch size (a multiple of the device count).
       rounds: interleaved timing rounds.
       iters: steps per candidate per round.
-      log: where progress lines go.
+      log: where progress lines go, and each row as soon as it is measured.
       dtype: ``"float32"`` or ``"bfloat16"`` (model variables and images).
 
     Returns:
@@ -177,22 +219,23 @@ def run_benchmark(
         raise ValueError(f"unknown models {unknown}; known: {sorted(MODELS)}")
     if rounds < 1 or iters < 1 or batch_size < 1:
         raise ValueError("rounds, iters and batch_size must be >= 1")
-    available = set(registry.available_methods())
-    skipped = [m for m in methods if m not in available]
-    chosen = [BASELINE] + [m for m in methods if m in available and m != BASELINE]
+    chosen, skipped = select_methods(methods)
     log(f"jax {jax.__version__}, optax {optax.__version__}, sparsejax {sj.__version__}; "
         f"python {platform.python_version()}")
     log(f"device: {device_description()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     log(f"batch {batch_size}, {dtype}; {rounds} rounds x {iters} steps per candidate"
         + (f"; not registered, skipped: {', '.join(skipped)}" if skipped else ""))
-    total_steps = rounds * iters + 2  # gmp's pruning window spans the timed steps
+    total_steps = rounds * iters + 2  # the compiling step, the timed steps, one more
+    hparams = {m: method_hparams(m, rounds, iters) for m in chosen}
     rows: list[dict[str, Any]] = []
     for model_name in models:
         t0 = time.perf_counter()
-        runners = [build_runner(model_name, m, m, batch_size, total_steps, dtype=dtype)
-                   for m in chosen]
-        runners.append(build_runner(model_name, AA_CHECK, BASELINE, batch_size, total_steps,
-                                    dtype=dtype))
+        runners = []
+        for name, method in [*((m, m) for m in chosen), (AA_CHECK, BASELINE)]:
+            t1 = time.perf_counter()
+            runners.append(build_runner(model_name, name, method, batch_size, total_steps,
+                                        dtype=dtype, hparams=hparams[method]))
+            log(f"compiled {model_name} {name} in {time.perf_counter() - t1:.1f} s")
         log(f"{model_name}: {len(runners)} candidates compiled in {time.perf_counter() - t0:.1f} s")
         for r in range(rounds):
             k = r % len(runners)
@@ -219,6 +262,7 @@ def run_benchmark(
                 else None,
                 "samples": len(runner.times),
             })
+            log(f"measured {format_row(rows[-1])}")
     return {
         "jax": jax.__version__,
         "device": device_description(),
@@ -227,6 +271,7 @@ def run_benchmark(
         "iters": iters,
         "min_ratio": MIN_RATIO,
         "skipped": skipped,
+        "hparams": {m: hp for m, hp in hparams.items() if hp},
         "rows": rows,
     }
 
@@ -241,13 +286,17 @@ def format_table(result: dict[str, Any]) -> str:
     header = (f"{'model':<9}{'method':<24}{'images/s':>10}{'ms/step':>10}{'p25-p75 ms':>16}"
               f"{'cpu ms':>9}{'x sgd':>7}{'cpu x':>7}  goal")
     lines = [header, "-" * len(header)]
-    for r in result["rows"]:
-        span = f"{_fmt(r['ms_p25'], 6)}-{_fmt(r['ms_p75'], 6).strip()}"
-        goal = "-" if r["ratio_ok"] is None else ("ok" if r["ratio_ok"] else "MISS")
-        lines.append(f"{r['model']:<9}{r['name']:<24}{_fmt(r['images_per_s'], 10)}"
-                     f"{_fmt(r['ms_per_step'], 10)}{span:>16}{_fmt(r['cpu_ms_per_step'], 9)}"
-                     f"{r['ratio_to_sgd']:>7.2f}{r['cpu_ratio_to_sgd']:>7.2f}  {goal}")
+    lines.extend(format_row(r) for r in result["rows"])
     return "\n".join(lines)
+
+
+def format_row(r: dict[str, Any]) -> str:
+    """One row of :func:`format_table`."""
+    span = f"{_fmt(r['ms_p25'], 6)}-{_fmt(r['ms_p75'], 6).strip()}"
+    goal = "-" if r["ratio_ok"] is None else ("ok" if r["ratio_ok"] else "MISS")
+    return (f"{r['model']:<9}{r['name']:<24}{_fmt(r['images_per_s'], 10)}"
+            f"{_fmt(r['ms_per_step'], 10)}{span:>16}{_fmt(r['cpu_ms_per_step'], 9)}"
+            f"{r['ratio_to_sgd']:>7.2f}{r['cpu_ratio_to_sgd']:>7.2f}  {goal}")
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -263,8 +312,9 @@ def format_summary(result: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated, from {','.join(MODELS)} "
+                             f"(default: {','.join(DEFAULT_MODELS)})")
     parser.add_argument("--methods", default=None,
                         help="comma-separated registry names, or 'all' (default: "
                              + ",".join(MAIN_METHODS) + ")")
@@ -305,13 +355,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"--cpus must be between 1 and {len(usable)}")
         os.sched_setaffinity(0, usable[: args.cpus])
     result = run_benchmark(args.models, args.methods, args.batch_size, args.rounds, args.iters,
-                           dtype=args.dtype)
+                           log=log_flush, dtype=args.dtype)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     print()
     print(format_table(result))
-    print(format_summary(result))
+    print(format_summary(result), flush=True)
     if args.json:
         print(f"figures written to {args.json}")
     return result

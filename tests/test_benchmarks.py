@@ -11,7 +11,10 @@ import contextlib
 import io
 import json
 import math
+import os
 import re
+import subprocess
+from pathlib import Path
 from types import ModuleType
 
 import jax
@@ -185,18 +188,33 @@ def test_pruning_select_quick_compares_both_selections_with_their_references(cap
         assert ratio and _positive(float(ratio.group(1))), (pattern, stdout)
 
 
+class _FlushRecorder(io.StringIO):
+    """A stdout that remembers what had been written at each ``flush``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed: list[str] = []
+
+    def flush(self) -> None:
+        self.flushed.append(self.getvalue())
+        super().flush()
+
+
 @pytest.fixture(scope="module")
-def throughput_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, dict]:
-    """Runs ``throughput.py --quick --json PATH`` once; returns (stdout, returned, written)."""
+def throughput_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, dict, list[str]]:
+    """Runs ``throughput.py --quick --json PATH`` once.
+
+    Returns (stdout, returned, written, what stdout held at each flush).
+    """
     path = tmp_path_factory.mktemp("throughput") / "figures.json"
-    out = io.StringIO()
+    out = _FlushRecorder()
     with contextlib.redirect_stdout(out):
         result = _load("throughput").main(["--quick", "--json", str(path)])
-    return out.getvalue(), result, json.loads(path.read_text())
+    return out.getvalue(), result, json.loads(path.read_text()), out.flushed
 
 
 def test_throughput_table_has_a_row_per_method_with_positive_figures(throughput_run) -> None:
-    stdout, result, written = throughput_run
+    stdout, result, written, _ = throughput_run
     assert written == json.loads(json.dumps(result))
     rows = written["rows"]
     assert [(r["model"], r["name"]) for r in rows] == [
@@ -227,3 +245,157 @@ def test_hessian_quick_reports_hvp_against_gradient_and_lanczos(tmp_path, capsys
     assert (lz["k"], lz["steps"]) == (5, 30) and _positive(lz["second_call_s"])
     assert lz["top_eigenvalues"] == sorted(lz["top_eigenvalues"], reverse=True)
     assert "HVP/grad" in stdout and "Lanczos, top 5 of 25,450" in stdout
+
+
+def test_throughput_default_models_are_lenet5_and_resnet20() -> None:
+    """A plain run covers LeNet-5 and ResNet-20 (as the docs say); ResNet-18 only on request."""
+    throughput = _load("throughput")
+    assert throughput.parse_args([]).models == ["lenet5", "resnet20"]
+    assert throughput.parse_args(["--models", "resnet18"]).models == ["resnet18"]
+
+
+def test_throughput_prints_and_flushes_each_row_as_soon_as_it_is_measured(throughput_run) -> None:
+    """A run killed by a timeout (benchmarks/device_check.sh) keeps the rows already measured."""
+    stdout, _, written, flushed = throughput_run
+    final_rows = stdout.split("summary:")[0].splitlines()
+    for r in written["rows"]:
+        # flushed before the final table, and the same line as the table's row
+        early = next((text for text in flushed if f"measured {r['model']:<9}{r['name']} " in text),
+                     None)
+        assert early is not None and "summary:" not in early, (r["name"], flushed[-1:])
+        line = next(x for x in early.splitlines() if x.startswith(f"measured {r['model']}")
+                    and x.split()[2] == r["name"])
+        assert line.removeprefix("measured ") in final_rows, line
+
+
+def test_throughput_gmp_prunes_inside_the_timed_steps_in_one_round() -> None:
+    """gmp's window spans every timed step; its one mask update falls in the middle round."""
+    from sparsejax.pruning.gradual import GradualPruningState
+    from sparsejax.train import methods as registry
+
+    throughput = _load("throughput")
+    hparams_of = getattr(throughput, "method_hparams", lambda method, rounds, iters: {})
+    for rounds, iters in ((10, 2), (5, 2), (3, 2)):  # default, device_check.sh, --quick
+        total = rounds * iters + 2  # the benchmark's run length: compiling step, timed, one more
+        rng = np.random.default_rng(0)
+        params = {"dense": {"kernel": rng.standard_normal((16, 16)).astype(np.float32),
+                            "bias": np.zeros(16, np.float32)}}
+        tx, _ = registry.make_optimizer("gmp", hparams_of("gmp", rounds, iters),
+                                        learning_rate=0.01, momentum=None, steps_per_epoch=total,
+                                        epochs=1, params=params)
+        state = tx.init(params)
+        sparsity = []
+        for _ in range(total - 1):  # step 0 compiles, steps 1..rounds*iters are timed
+            grads = jax.tree.map(lambda p: rng.standard_normal(p.shape).astype(np.float32), params)
+            updates, state = tx.update(grads, state, params, value=np.float32(0))
+            params = optax.apply_updates(params, updates)
+            (gmp,) = [x for x in jax.tree.leaves(
+                state, is_leaf=lambda x: isinstance(x, GradualPruningState))
+                if isinstance(x, GradualPruningState)]
+            sparsity.append(float(gmp.sparsity))
+        timed = range(1, rounds * iters + 1)
+        changed = [t for t in timed if sparsity[t] != sparsity[t - 1]]
+        assert changed == [(rounds // 2 + 1) * iters], (rounds, sparsity)  # end of middle round
+        assert sparsity[rounds * iters] < 0.9, (rounds, sparsity)  # the window is still open
+
+
+def test_transforms_reference_candidates_only(transforms: ModuleType, capsys) -> None:
+    """``--only sgd`` (no candidate with goals) prints the table and a summary without goals."""
+    result = transforms.main(["--quick", "--only", "sgd", "--rounds", "1"])
+    stdout = capsys.readouterr().out
+    assert [r["name"] for r in result["transforms"]] == ["sgd", transforms.BASELINE]
+    assert not any(r["goal"] for r in result["transforms"])
+    assert re.search(r"^sgd\s+\d", stdout, re.M) and re.search(r"^copy\s+\d", stdout, re.M)
+    summary = re.search(r"^summary: (.*)$", stdout, re.M)
+    assert summary and "no transform with goals" in summary.group(1), stdout
+    assert "A/A ratio" in summary.group(1) and "copy " in summary.group(1)
+
+
+def test_greedy_prune_timed_takes_the_true_median(monkeypatch) -> None:
+    """With an even number of runs the median is the mean of the middle two, not the slower."""
+    bench = _load("greedy_prune")
+    now = [0.0]
+    monkeypatch.setattr(bench, "time", type("FakeTime", (), {"perf_counter": lambda: now[0]}))
+    step_seconds = iter([100.0, 1.0, 3.0])  # the warm-up run, then the timed runs
+
+    def fn(clock):
+        dt = next(step_seconds)
+        for _ in range(2):  # two greedy steps
+            now[0] += dt
+            clock(None)
+        return dt
+
+    total, out, ends = bench.timed(fn, rounds=2)
+    assert total == pytest.approx(4.0)  # runs of 2 s and 6 s
+    assert ends == pytest.approx([2.0, 4.0])  # step ends (1, 2) and (3, 6), per-step medians
+    assert out == 3.0  # the last run's result
+
+
+DEVICE_CHECK = Path(__file__).resolve().parent.parent / "benchmarks" / "device_check.sh"
+
+
+def _fake_python(tmp_path: Path, platform: str, n_all: int, n_main: int) -> Path:
+    """A stand-in for Python: answers the device check's probe, records and skips every part."""
+    stub = tmp_path / "fake_python"
+    stub.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [ "$1" = -c ]; then echo "jax 0.0 [FakeDevice]"; '
+        f'echo "probe {platform} {n_all} {n_main}"; '
+        f'else echo "$*" >> {tmp_path / "calls"}; fi\n'
+    )
+    stub.chmod(0o755)
+    return stub
+
+
+def _device_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "OUT", "LOG")}
+    return subprocess.run(["bash", str(DEVICE_CHECK), *args], env={**base, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def _limits(text: str) -> list[int]:
+    return [int(x) for x in re.findall(r"^== .*\(limit (\d+)s\)$", text, re.M)]
+
+
+def test_device_check_budget_grows_with_the_registered_methods(tmp_path) -> None:
+    """The limits follow the compilation counts the probe reports and stay under 8 minutes."""
+    for n_all in (22, 40):  # today's count; a registry that outgrew the budget
+        calls = tmp_path / "calls"
+        calls.unlink(missing_ok=True)
+        out = tmp_path / f"out{n_all}"
+        run = _device_check({"PYTHON": str(_fake_python(tmp_path, "gpu", n_all, 9)),
+                             "OUT": str(out)})
+        assert run.returncode == 0, run.stdout + run.stderr
+        limits = _limits(run.stdout)
+        assert len(limits) == 4 and sum(limits) <= 440, run.stdout  # + the probe: < 8 min
+        if n_all == 22:  # ~6 s per compilation on CPU is an upper bound: 8 s each + 30 s
+            assert limits[:2] == [30 + 8 * 22, 30 + 8 * 9], run.stdout
+        assert f"float32 {n_all} ({n_all - 1} registered methods + sgd_again)" in run.stdout
+        assert len(calls.read_text().splitlines()) == 4
+        # the log goes under $OUT (the device machine returns the files there)
+        assert (out / "device_check.log").read_text() == run.stdout
+    # what the script's probe computes: every registered method + sgd_again
+    from sparsejax.train import methods as registry
+
+    throughput = _load("throughput")
+    chosen, _ = throughput.select_methods(throughput.parse_args(["--methods", "all"]).methods)
+    assert len(chosen) + 1 == len(registry.available_methods()) + 1
+
+
+@pytest.mark.skipif(not (DEVICE_CHECK.parent.parent / ".venv" / "bin" / "python").exists(),
+                    reason="needs the repository's .venv")
+def test_device_check_uses_the_venv_and_stops_off_gpu(tmp_path) -> None:
+    """Unset $PYTHON: .venv/bin/python, not a `python` without JAX; without --quick, GPU only."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    no_jax = bin_dir / "python"
+    no_jax.write_text("#!/usr/bin/env bash\n"
+                      "echo \"ModuleNotFoundError: No module named 'jax'\" >&2; exit 1\n")
+    no_jax.chmod(0o755)
+    log = tmp_path / "check.log"
+    run = _device_check({"PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log),
+                         "JAX_PLATFORMS": "cpu"})
+    assert "ModuleNotFoundError" not in run.stdout, run.stdout
+    assert run.returncode == 2 and "not a GPU" in run.stdout and "--quick" in run.stdout, run.stdout
+    assert "== " not in run.stdout  # no part ran
+    assert log.read_text() == run.stdout
