@@ -122,6 +122,17 @@ def test_not_gzip(tmp_path: Path) -> None:
         read_idx(path)
 
 
+def test_corrupt_gzip_data_is_an_idx_error_naming_the_file(tmp_path: Path) -> None:
+    # A valid gzip header followed by damaged deflate data: zlib's own error must not escape.
+    path = tmp_path / "corrupt-images-idx3-ubyte.gz"
+    write_idx(path, np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8))
+    raw = bytearray(path.read_bytes())
+    raw[30:60] = bytes(b ^ 0xFF for b in raw[30:60])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IDXError, match=r"corrupt-images-idx3-ubyte\.gz: cannot read as gzip"):
+        read_idx(path)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope.gz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import subprocess
 import sys
 import tarfile
@@ -135,6 +136,15 @@ def test_synthetic_deterministic_shapes_and_distinct_splits() -> None:
     np.testing.assert_array_equal(half.arrays()[0], xa[:32])
 
 
+def test_synthetic_seed_must_fit_32_bits() -> None:
+    # numpy splits a larger seed into 32-bit words: seed 1 + 10 * 2**32 would draw its class
+    # templates from the stream of seed 1's examples at num_classes=10, image_shape=(10, 28, 28).
+    assert load("synthetic", "train", num_examples=4, seed=2**32 - 1).source == f"synthetic(seed={2**32 - 1})"
+    for seed in (2**32, 1 + 10 * 2**32, 2**70, -1, True, 1.0):
+        with pytest.raises(ValueError, match=r"seed must be an integer in 0\.\.2\*\*32 - 1"):
+            load("synthetic", "train", num_examples=4, seed=seed)
+
+
 def test_synthetic_is_learnable_and_train_test_share_a_distribution() -> None:
     """A nearest-class-mean classifier fit on train does well on test (chance: 10%)."""
     x, y = load("synthetic", "train").arrays()
@@ -182,6 +192,27 @@ def test_dataset_from_arrays_and_validation() -> None:
         Dataset("d", "train", 2, (3, 3, 1), (0.5, 0.5), (0.2, 0.2), False, reader=ds.reader)
 
 
+def test_dataset_from_arrays_augment_must_be_a_bool() -> None:
+    x, y = np.zeros((4, 3, 3, 1), np.uint8), np.array([0, 1, 0, 1])
+    for value in ("False", "false", 0, 1, "yes"):
+        with pytest.raises(ValueError, match="augment must be True or False"):
+            Dataset.from_arrays(x, y, augment=value)  # type: ignore[arg-type]
+    assert Dataset.from_arrays(x, y, augment=True).augment is True
+    assert Dataset.from_arrays(x, y, augment=np.bool_(True)).augment is True
+    assert Dataset.from_arrays(x, y).augment is False and Dataset.from_arrays(x, y, augment=None).augment is False
+
+
+def test_documented_sources_and_splits_match_the_code() -> None:
+    synthetic = load("synthetic", "train", num_examples=2)
+    assert f"``{synthetic.source!r}``" in Dataset.__doc__
+    arrays = Dataset.from_arrays(np.zeros((2, 1, 1, 1), np.uint8), np.array([0, 1]))
+    assert f"``{arrays.source!r}``" in Dataset.__doc__
+    # DatasetInfo.splits is keyed by our split names; the TFDS names are in tfds_splits.
+    assert "brackets" not in sd.DatasetInfo.__doc__
+    assert all(set(info.splits) == {"train", "test"} for info in sd.DATASETS.values())
+    assert f"``{sd.DATASETS['imagenet2012'].tfds_splits!r}``" in sd.DatasetInfo.__doc__
+
+
 # --- splits ---------------------------------------------------------------------------
 
 
@@ -209,6 +240,64 @@ def test_split_ranges_errors() -> None:
     for bad in ("train[.:]", "train[-.%:]", "train[:1__0]"):
         with pytest.raises(ValueError, match=r"split 'train\[.*is not a number"):
             split_ranges(bad, {"train": 100})
+
+
+# Accepted and refused exactly as TFDS (tensorflow_datasets.core.splits) accepts and refuses them,
+# with TFDS's results: its grammar has no spaces but around '+', absolute bounds are integers
+# (underscores allowed), percentages may be fractional but lie in -100..100.
+@pytest.mark.parametrize(
+    "split,expected",
+    [
+        ("train + test[:10%]", [("train", 0, 100), ("test", 0, 5)]),
+        ("train\t+test", [("train", 0, 100), ("test", 0, 50)]),
+        ("train[1_0:2_0]", [("train", 10, 20)]),
+        ("test[12.5%:]", [("test", 6, 50)]),
+        ("test[.5%:5.%]", [("test", 0, 2)]),
+        ("train[10%:50]", [("train", 10, 50)]),  # one bound in percent: both are
+        ("test[5:10%]", [("test", 2, 5)]),
+        ("test[-100%:]", [("test", 0, 50)]),
+        ("test[:100%]", [("test", 0, 50)]),
+        ("train[-0:]", [("train", 0, 100)]),
+        ("train[:-0]", [("train", 0, 0)]),
+        ("test[-0%:]", [("test", 0, 50)]),
+        ("train[50%:10%]", [("train", 50, 50)]),
+    ],
+)
+def test_split_ranges_accept_tfds_grammar(split: str, expected: list) -> None:
+    assert split_ranges(split, {"train": 100, "test": 50}) == expected
+
+
+@pytest.mark.parametrize(
+    "split,message",
+    [
+        (" train", "spaces are allowed only around '+'"),
+        ("train ", "spaces are allowed only around '+'"),
+        ("train[ 5 : 10 ]", "spaces are allowed only around '+'"),
+        ("train[%:]", "[start:stop]"),
+        ("train[:%]", "[start:stop]"),
+        ("train[:]", "[start:stop]"),
+        ("train[1e2:]", "[start:stop]"),
+        ("train[]", "expected one of"),
+        ("train[+5:]", "expected one of"),
+        ("train+", "expected one of"),
+        ("test[:101%]", "percentages must be in -100%..100%, got 101%"),  # round(50.5) == 50 would fit
+        ("test[-100.5%:]", "percentages must be in -100%..100%"),
+        ("train[3.0:]", "absolute bounds must be integers, got '3.0'"),
+        ("train[1shard:2shard]", "slices by shard are not supported"),
+    ],
+)
+def test_split_ranges_refuse_what_tfds_refuses(split: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"split {split!r}: ") + ".*" + re.escape(message)):
+        split_ranges(split, {"train": 100, "test": 50})
+
+
+def test_split_checked_before_any_source_is_read(isolated: Path) -> None:
+    # The files source would otherwise accept what the TFDS source refuses.
+    _write_mnist_like(isolated / "fm")
+    for split in (" train", "train[ 2 : 5 ]", "test[:101%]", "test[%:]"):
+        for source in ("files", "tfds"):
+            with pytest.raises(ValueError, match=re.escape(f"split {split!r}")):
+                load("fashion_mnist", split, data_dir=isolated / "fm", source=source)
 
 
 def test_imagenet_test_split_is_tfds_validation() -> None:
@@ -317,6 +406,32 @@ def test_cifar_not_found_and_corrupt(isolated: Path) -> None:
     (folder / "data_batch_2").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="data_batch_2: not a CIFAR python batch"):
         load_cifar("cifar10", "train", data_dir=isolated / "src")
+
+
+def test_cifar_damaged_archive_says_to_download_it_again(isolated: Path) -> None:
+    folder = write_cifar(isolated / "src", "cifar10", _cifar_splits("cifar10"))
+    (folder / "data_batch_3").unlink()
+    lacking = isolated / "lacking" / "cifar-10-python.tar.gz"
+    lacking.parent.mkdir()
+    with tarfile.open(lacking, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    truncated = isolated / "truncated" / "cifar-10-python.tar.gz"
+    truncated.parent.mkdir()
+    truncated.write_bytes(lacking.read_bytes()[: lacking.stat().st_size // 2])
+    html = isolated / "html" / "cifar-10-python.tar.gz"
+    html.parent.mkdir()
+    html.write_text("<html>404 Not Found</html>")
+    cases = [(lacking, "train", "no member cifar-10-batches-py/data_batch_3"),
+             (truncated, "train", "not a complete .tar.gz archive"),
+             (truncated, "test", "not a complete .tar.gz archive"),
+             (html, "train", "not a complete .tar.gz archive")]  # fmt: skip
+    for archive, split, problem in cases:
+        want = re.escape(f"{archive}: damaged CIFAR archive: ") + ".*" + re.escape(problem)
+        want += ".*Delete it and download it again"
+        with pytest.raises(ValueError, match=want):
+            load("cifar10", split, data_dir=archive.parent)
+        with pytest.raises(ValueError, match=want):
+            load_cifar("cifar10", split, data_dir=archive.parent)
 
 
 class _Boom:

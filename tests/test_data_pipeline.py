@@ -117,6 +117,32 @@ def test_crop_and_flip_matches_definition() -> None:
     np.testing.assert_array_equal(crop_and_flip(xf, oy, ox, flip)[..., 0], out[..., 0].astype(np.float32))
 
 
+def test_crop_and_flip_checks_its_arguments() -> None:
+    x = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
+    ok, no = np.array([0]), np.array([False])
+    # Offsets outside 0..2*pad used to wrap around (negative) or fail deep inside numpy.
+    for bad in (np.array([-1]), np.array([3])):
+        with pytest.raises(ValueError, match=r"offset_y must be in 0\.\.2 \(0\.\.2\*pad for pad=1\)"):
+            crop_and_flip(x, bad, ok, no, pad=1)
+        with pytest.raises(ValueError, match=r"offset_x must be in 0\.\.2"):
+            crop_and_flip(x, ok, bad, no, pad=1)
+    with pytest.raises(ValueError, match=r"offset_x must be \[n=1\] integers"):
+        crop_and_flip(x, ok, np.array([0.5]), no, pad=1)
+    with pytest.raises(ValueError, match=r"offset_y must be \[n=1\] integers"):
+        crop_and_flip(x, np.array([0, 1]), ok, no, pad=1)
+    with pytest.raises(ValueError, match=r"flip must be \[n=1\] booleans"):
+        crop_and_flip(x, ok, ok, np.array([True, False]), pad=1)
+    with pytest.raises(ValueError, match=r"images must be \[n, H, W, C\]"):
+        crop_and_flip(x[0], ok, ok, no, pad=1)
+    with pytest.raises(ValueError, match="pad must be"):
+        crop_and_flip(x, ok, ok, no, pad=-1)
+    # The bounds themselves are fine; pad=0 with offset 0 is the identity.
+    corner = crop_and_flip(x, np.array([2]), np.array([2]), no, pad=1)[0, :, :, 0]
+    np.testing.assert_array_equal(corner[:2, :2], [[5, 6], [9, 10]])
+    np.testing.assert_array_equal(crop_and_flip(x, ok, ok, no, pad=0), x)
+    assert crop_and_flip(x[:0], ok[:0], ok[:0], no[:0]).shape == (0, 4, 4, 1)
+
+
 def test_training_augmentation_is_random_crop_and_flip() -> None:
     ds = _ds(64, shape=(8, 8, 3), augment=True)
     b = _mk(ds, 64, train=True, seed=5)
@@ -234,6 +260,43 @@ def test_bad_arguments() -> None:
         batches(np.zeros((4, 2, 2, 1)), 2, train=True)  # type: ignore[arg-type]
 
 
+def test_train_and_augment_must_be_bools() -> None:
+    # A string such as "False" is refused, not read as bool("False") == True (shuffled, augmented).
+    ds = _ds(16, augment=True)
+    for value in ("False", "false", 0, 1, None):
+        with pytest.raises(ValueError, match="train must be True or False"):
+            _mk(ds, 4, train=value)
+        with pytest.raises(ValueError, match="train must be True or False"):
+            Batches(ds, 4, train=value)  # type: ignore[arg-type]
+    for value in ("no", "False", 0, 1):
+        with pytest.raises(ValueError, match="augment must be True or False"):
+            _mk(ds, 4, train=True, augment=value)
+        with pytest.raises(ValueError, match="augment must be True or False"):
+            Batches(ds, 4, train=False, augment=value)  # type: ignore[arg-type]
+    assert _mk(ds, 4, train=np.bool_(True)).train is True
+    assert _mk(ds, 4, train=np.bool_(False)).train is False
+    assert _mk(ds, 4, train=True, augment=None).augment is True  # the dataset's default
+    assert _mk(ds, 4, train=True, augment=np.bool_(False)).augment is False
+
+
+def test_seed_and_epoch_must_fit_32_bits() -> None:
+    ds = _ds(64)
+    # numpy splits a larger integer into 32-bit words: seed 2**32 at epoch 0 would shuffle as
+    # seed 0 at epoch 1, and seed S as seed S % 2**32 at epoch S >> 32.
+    for seed in (2**32, 1_700_000_000_123, 2**70):
+        with pytest.raises(ValueError, match=r"seed must be an integer in 0\.\.2\*\*32 - 1"):
+            _mk(ds, 8, train=True, seed=seed)
+    b = _mk(ds, 8, train=True, seed=2**32 - 1)
+    with pytest.raises(ValueError, match="epoch must be an integer >= 0 and < 4294967296"):
+        b.indices(2**32, 0)
+    with pytest.raises(ValueError, match="epoch must be"):
+        b.epoch(2**32)
+    # Seeds below 2**32 keep their shuffles: the permutation is still PCG64 seeded by (tag, seed, epoch).
+    for seed, epoch in ((0, 0), (7, 3), (2**32 - 1, 2**32 - 1)):
+        perm = np.random.default_rng([0x5348_5546, seed, epoch]).permutation(64)
+        np.testing.assert_array_equal(_mk(ds, 8, train=True, seed=seed).indices(epoch, 1), perm[8:16])
+
+
 # --- robustness ----------------------------------------------------------------------------------
 
 
@@ -268,6 +331,29 @@ def test_normalize() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     # A non-contiguous input is normalised correctly too.
     np.testing.assert_allclose(normalize(np.asfortranarray(x), (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)), want, rtol=1e-6, atol=1e-6)
+
+
+def test_normalize_takes_one_number_or_one_per_channel() -> None:
+    rgb = np.arange(24, dtype=np.uint8).reshape(2, 2, 2, 3) * 10
+    grey = rgb[..., :1]
+    # One number applies to every channel.
+    np.testing.assert_allclose(normalize(rgb, 0.5, 0.25), (rgb / 255.0 - 0.5) / 0.25, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(normalize(grey, 0.5, 0.25), (grey / 255.0 - 0.5) / 0.25, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(normalize(rgb, 0.5, (0.2, 0.3, 0.4)),
+                               (rgb / 255.0 - 0.5) / np.array([0.2, 0.3, 0.4]), rtol=1e-6, atol=1e-6)  # fmt: skip
+    # A count that is neither 1 number nor C used to fail inside numpy or be silently truncated.
+    with pytest.raises(ValueError, match=r"mean must be one finite number or 3 \(one per channel"):
+        normalize(rgb, [0.5], [0.25, 0.25, 0.25])
+    with pytest.raises(ValueError, match=r"std must be one finite number or 1 \(one per channel"):
+        normalize(grey, [0.5], [0.25, 1.0, 1.0])
+    with pytest.raises(ValueError, match="mean must be one finite number or 1"):
+        normalize(grey, [[0.5]], [0.25])
+    with pytest.raises(ValueError, match="mean must be one finite number or 1"):
+        normalize(grey, "0.5", [0.25])
+    with pytest.raises(ValueError, match="std must be one finite number or 1"):
+        normalize(grey, 0.5, float("nan"))
+    with pytest.raises(ValueError, match=r"std must be > 0"):
+        normalize(rgb, 0.5, (0.2, 0.0, 0.4))
 
 
 def test_a_linear_model_learns_synthetic_data_through_the_pipeline() -> None:

@@ -21,10 +21,12 @@ codec globals these files use, so a tampered file cannot run code.
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import os
 import pickle
 import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -181,11 +183,20 @@ def find_cifar(name: str, data_dir: str | os.PathLike[str] | None = None) -> Pat
 def _read_member(place: Path, folder: str, member: str) -> bytes:
     if place.is_dir():
         return (place / member).read_bytes()
-    with tarfile.open(place, "r:gz") as tar:
-        f = tar.extractfile(f"{folder}/{member}")
-        if f is None:
-            raise ValueError(f"{place}: {folder}/{member} is not a file")
-        return f.read()
+    name = f"{folder}/{member}"
+    try:
+        with tarfile.open(place, "r:gz") as tar:
+            f = tar.extractfile(name)
+            if f is None:
+                raise ValueError(f"{place}: {name} is not a file")
+            return f.read()
+    except KeyError as e:
+        problem, cause = f"it has no member {name}", e
+    except (EOFError, tarfile.TarError, zlib.error, gzip.BadGzipFile) as e:  # truncated, or not a .tar.gz
+        problem, cause = f"it is not a complete .tar.gz archive ({type(e).__name__}: {e})", e
+    raise ValueError(
+        f"{place}: damaged CIFAR archive: {problem}. Delete it and download it again from {_URL}"
+    ) from cause
 
 
 def load_cifar(
@@ -206,7 +217,9 @@ def load_cifar(
       labels) and the class names from the ``meta`` file.
 
     Raises:
-      ValueError: for an unknown ``name`` or ``split``, or a malformed file.
+      ValueError: for an unknown ``name`` or ``split``, a malformed file, or a
+        damaged ``.tar.gz`` archive (truncated, not gzip, or lacking a batch;
+        the message says to delete it and download it again).
       FileNotFoundError: if the files are nowhere to be found.
 
     Example:

@@ -99,8 +99,9 @@ class DatasetInfo:
       mean: per-channel mean of the training images on the 0..1 scale.
       std: per-channel standard deviation on the 0..1 scale.
       augment: whether training uses random crop + flip by default.
-      splits: number of examples per split (TFDS's split names in brackets where they differ).
-      tfds_splits: our split name -> TFDS split name, where they differ.
+      splits: number of examples per split, by our split name (``'train'``, ``'test'``).
+      tfds_splits: our split name -> TFDS split name, where they differ
+        (ImageNet: ``{'test': 'validation'}``).
       how_to_get: how to obtain the data.
     """
 
@@ -308,7 +309,7 @@ class Dataset:
       reader: where the examples come from (:class:`ArrayReader` in memory, or
         :class:`SourceReader` over a TFDS data source).
       source: where the data was found, e.g. ``'files:/usr/share/datasets/fashion-mnist'``,
-        ``'tfds:/data/fashion_mnist/3.0.1'`` or ``'synthetic'``.
+        ``'tfds:/data/fashion_mnist/3.0.1'``, ``'synthetic(seed=0)'`` or ``'arrays'``.
       class_names: the classes' names, when known.
 
     Example:
@@ -394,7 +395,7 @@ class Dataset:
         num_classes: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        augment: bool = False,
+        augment: bool | None = False,
         class_names: Sequence[str] = (),
     ) -> Dataset:
         """A dataset over in-memory arrays.
@@ -407,11 +408,16 @@ class Dataset:
           num_classes: default ``max(labels) + 1``.
           mean: per-channel mean on the 0..1 scale (default: computed from ``images``).
           std: per-channel standard deviation (default: computed from ``images``).
-          augment: default augmentation for training.
+          augment: default augmentation for training, ``True`` or ``False``
+            (``None``: ``False``).
           class_names: optional names of the classes.
 
         Returns:
           The :class:`Dataset`.
+
+        Raises:
+          ValueError: malformed ``images`` or ``labels``, labels out of range,
+            or an ``augment`` that is not a bool.
 
         Example:
           >>> import numpy as np
@@ -420,6 +426,7 @@ class Dataset:
           >>> len(ds), ds.num_classes, ds.mean
           (4, 2, (0.0,))
         """
+        augment = _bool_option("augment", augment, False)
         images = np.asarray(images)
         labels = np.asarray(labels)
         if images.ndim == 3:
@@ -437,23 +444,33 @@ class Dataset:
             mean = mean if mean is not None else tuple(scaled.mean(axis=0)) if scaled.size else (0.0,) * images.shape[-1]
             std = std if std is not None else tuple(np.maximum(scaled.std(axis=0), 1e-3)) if scaled.size else (1.0,) * images.shape[-1]
         return cls(
-            name, split, int(num_classes), images.shape[1:], tuple(mean), tuple(std), bool(augment),
+            name, split, int(num_classes), images.shape[1:], tuple(mean), tuple(std), augment,
             reader=ArrayReader(images, labels), source="arrays", class_names=tuple(class_names),
         )  # fmt: skip
 
 
 # --- splits ------------------------------------------------------------------------------
 
-_SPLIT_RE = re.compile(r"^(?P<name>[\w-]+)(\[(?P<sel>[^\]]*)\])?$")
-_BOUND_RE = re.compile(r"^(?P<val>-?[\d_.]+)?(?P<unit>%)?$")
+# TFDS's split grammar (tensorflow_datasets/core/splits.py): summands separated by '+' with optional
+# spaces around it, each a name with an optional selector of non-space characters in brackets,
+# the selector two bounds "<val><unit>" with val -?[\d_.]+ and unit '%' or 'shard'.
+_SUMMAND_SEP_RE = re.compile(r"\s*\+\s*")
+_SPLIT_RE = re.compile(r"(?P<name>[\w-]+)(\[(?P<sel>[\w%:.-]+)\])?")
+_BOUND_RE = re.compile(r"((?P<val>-?[\d_.]+)(?P<unit>%|shard)?)?")
 
 
 def split_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
     """Resolves a TFDS-style split string into ``(base_split, start, stop)`` ranges.
 
-    Supports ``'train'``, absolute and percent slices (``'train[:1000]'``,
-    ``'train[10%:]'``, ``'test[-500:]'``) and sums (``'train+test'``), with
-    TFDS's rounding of percentages (to the closest example).
+    Accepts TFDS's split grammar, with TFDS's results: a split name
+    (``'train'``), a slice of it by absolute or percent bounds
+    (``'train[:1000]'``, ``'train[10%:]'``, ``'test[-500:]'``,
+    ``'train[12.5%:]'``), and sums (``'train+test'``, spaces allowed around
+    ``+`` only). Absolute bounds are integers (``1_000`` allowed), percentages
+    may be fractional and lie in ``-100..100``; when one bound is a
+    percentage, both are. Percentages are rounded to the closest example, as
+    TFDS does. Slices by shard (``'train[:2shard]'``) and TFDS's ``'all'`` are
+    not supported.
 
     Args:
       split: the split string.
@@ -462,27 +479,40 @@ def split_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]
     Returns:
       One ``(base_split, start, stop)`` per summand.
 
+    Raises:
+      ValueError: a ``split`` TFDS would not accept, an unknown base split, or
+        a bound outside its split.
+
     Example:
       >>> from sparsejax.data.datasets import split_ranges
       >>> split_ranges('train[:10%]+test', {'train': 60000, 'test': 10000})
       [('train', 0, 6000), ('test', 0, 10000)]
     """
     out = []
-    for part in re.split(r"\s*\+\s*", split.strip()):
-        m = _SPLIT_RE.match(part)
+    for part in _SUMMAND_SEP_RE.split(split):
+        m = _SPLIT_RE.fullmatch(part)
         if not m or m["name"] not in sizes:
+            spaces = " (spaces are allowed only around '+')" if m is None and re.search(r"\s", part) else ""
             raise ValueError(
                 f"split {split!r}: expected one of {sorted(sizes)}, optionally sliced like 'train[:10%]' "
-                "or 'test[1000:]', or a sum like 'train+test'"
+                f"or 'test[1000:]', or a sum like 'train+test'{spaces}"
             )
         n = sizes[m["name"]]
         start, stop = 0, n
         if m["sel"] is not None:
             bounds = m["sel"].split(":")
-            matches = [_BOUND_RE.match(b.strip()) for b in bounds]
-            if len(bounds) != 2 or not all(matches) or not any(b.strip() for b in bounds):
-                raise ValueError(f"split {split!r}: a slice must look like [start:stop], e.g. 'train[:80%]'")
-            percent = any(mt["unit"] for mt in matches if mt and mt["val"] is not None)
+            matches = [_BOUND_RE.fullmatch(b) for b in bounds]
+            if len(bounds) != 2 or not all(matches) or not any(bounds):
+                raise ValueError(
+                    f"split {split!r}: a slice must look like [start:stop] with bounds such as 1000, -500 "
+                    "or 10%, e.g. 'train[:80%]'"
+                )
+            units = [mt["unit"] for mt in matches if mt and mt["unit"]]
+            if "shard" in units:
+                raise ValueError(
+                    f"split {split!r}: slices by shard are not supported; use absolute or percent bounds"
+                )
+            percent = bool(units)
             start = _resolve_bound(matches[0], 0, n, percent, split)
             stop = _resolve_bound(matches[1], n, n, percent, split)
         out.append((m["name"], start, max(start, stop)))
@@ -493,16 +523,21 @@ def _resolve_bound(mt: re.Match[str] | None, default: int, n: int, percent: bool
     """One slice bound as a non-negative index (percentages rounded to the closest, as TFDS)."""
     if mt is None or mt["val"] is None:
         return default
+    text = mt["val"]
     try:
-        v = float(mt["val"])
+        value = float(text)  # what TFDS does with a percentage; it takes an absolute bound with int()
     except ValueError:
-        raise ValueError(f"split {split!r}: {mt['val']!r} is not a number; a slice must look like "
+        raise ValueError(f"split {split!r}: {text!r} is not a number; a slice must look like "
                          "[start:stop], e.g. 'train[:80%]' or 'train[1000:]'") from None
     if percent:
-        v = round(v * n / 100.0)
-    elif v != int(v):
-        raise ValueError(f"split {split!r}: absolute bounds must be integers")
-    v = int(v)
+        if abs(value) > 100:
+            raise ValueError(f"split {split!r}: percentages must be in -100%..100%, got {text}%")
+        v = round(value * n / 100.0)
+    else:
+        try:
+            v = int(text)
+        except ValueError:
+            raise ValueError(f"split {split!r}: absolute bounds must be integers, got {text!r}") from None
     if abs(v) > n:
         raise ValueError(f"split {split!r}: bound {v} is outside a split of {n} examples")
     return v + n if v < 0 else v
@@ -526,13 +561,32 @@ def _int_option(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _bool_option(name: str, value: Any, default: bool) -> bool:
-    """``value`` as a bool (``None``: ``default``); anything but a bool is a ``ValueError``."""
-    if value is None:
+def _bool_option(name: str, value: Any, default: bool | None) -> bool:
+    """``value`` as a bool (``None``: ``default``); anything but a bool is a ``ValueError``.
+
+    With ``default=None`` the option is required: ``None`` is refused too.
+    """
+    if value is None and default is not None:
         return bool(default)
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+# numpy's SeedSequence splits an integer >= 2**32 into 32-bit words, so such a seed would draw
+# the stream of a smaller seed with another epoch, batch or option (seed 2**32 at epoch 0
+# shuffles as seed 0 at epoch 1): seeds are limited to 32 bits.
+_SEED_LIMIT = 2**32
+
+
+def _seed_option(value: Any, name: str = "seed") -> int:
+    """``value`` as a seed: an integer in ``0 .. 2**32 - 1``, else a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < _SEED_LIMIT:
+        raise ValueError(
+            f"{name} must be an integer in 0..2**32 - 1 (larger seeds would repeat other seeds' "
+            f"random streams), got {value!r}"
+        )
+    return int(value)
 
 
 def _load_synthetic(split: str, source: str, kwargs: dict[str, Any]) -> Dataset:
@@ -554,7 +608,7 @@ def _load_synthetic(split: str, source: str, kwargs: dict[str, Any]) -> Dataset:
         raise ValueError(f"image_shape must be (height, width, channels) of positive ints, got {shape!r}")
     shape = tuple(int(s) for s in shape)
     num_classes = _int_option("num_classes", kwargs.get("num_classes", 10), 2)
-    seed = _int_option("seed", kwargs.get("seed", 0), 0)
+    seed = _seed_option(kwargs.get("seed", 0))
     noise = kwargs.get("noise", DEFAULT_NOISE)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
@@ -639,7 +693,7 @@ def load(
         found locally (network and TensorFlow needed).
       **kwargs: per dataset. ``synthetic``: ``num_examples`` (per split,
         default 2048 train / 512 test), ``image_shape=(28, 28, 1)``,
-        ``num_classes=10``, ``seed=0``, ``noise=7`` (see
+        ``num_classes=10``, ``seed=0`` (an integer below ``2**32``), ``noise=7`` (see
         :mod:`sparsejax.data.synthetic`). ``imagenet2012``: ``image_size=224``.
         TFDS-backed: ``in_memory`` (a bool; default: everything but ImageNet is
         decoded into memory once). All: ``augment``, a bool overriding the
@@ -649,7 +703,8 @@ def load(
       The :class:`Dataset`.
 
     Raises:
-      ValueError: unknown ``name``, ``source`` or ``split``, or a bad option.
+      ValueError: unknown ``name``, ``source`` or ``split``, a bad option, or a
+        damaged local file (a corrupt IDX file, a truncated CIFAR archive).
       TypeError: an option the dataset does not take.
       DatasetNotFoundError: the data is nowhere; the message names each place
         looked at and how to obtain it.

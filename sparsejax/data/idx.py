@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def read_idx(path: str | os.PathLike[str], *, expected_magic: int | None = None)
     try:
         with _open(path, "rb") as f:
             raw = f.read()
-    except (gzip.BadGzipFile, EOFError, OSError) as e:
+    except (gzip.BadGzipFile, EOFError, OSError, zlib.error) as e:
         if isinstance(e, FileNotFoundError):
             raise
         raise IDXError(f"{path}: cannot read as {'gzip' if os.fspath(path).endswith('.gz') else 'IDX'}: {e}") from e

@@ -45,7 +45,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from sparsejax._validation import check_number
-from sparsejax.data.datasets import Dataset
+from sparsejax.data.datasets import _SEED_LIMIT, Dataset, _bool_option, _seed_option
 
 __all__ = ["PAD", "Batches", "batches", "crop_and_flip", "normalize"]
 
@@ -56,16 +56,23 @@ _PERMUTATION_TAG = 0x5348_5546  # separate random streams for shuffling and augm
 _AUGMENT_TAG = 0x4155_474D
 
 
-def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalize(
+    images: np.ndarray, mean: float | Sequence[float], std: float | Sequence[float]
+) -> np.ndarray:
     """``uint8`` images to ``float32`` ``(v / 255 - mean) / std``, per channel.
 
     Args:
       images: ``uint8`` ``[..., C]``.
-      mean: ``C`` means on the 0..1 scale.
-      std: ``C`` standard deviations on the 0..1 scale.
+      mean: ``C`` means on the 0..1 scale, or one number for every channel.
+      std: ``C`` standard deviations (> 0) on the 0..1 scale, or one number
+        for every channel.
 
     Returns:
       ``float32`` array of the same shape.
+
+    Raises:
+      ValueError: ``images`` without a channel axis, ``mean`` or ``std``
+        neither a number nor ``C`` numbers, or a ``std`` that is not > 0.
 
     Example:
       >>> import numpy as np
@@ -73,10 +80,35 @@ def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
       >>> normalize(np.array([[0, 255]], np.uint8)[..., None], [0.5], [0.25]).ravel()
       array([-2.,  2.], dtype=float32)
     """
-    std = np.asarray(std, np.float64)
+    images = np.asarray(images)
+    if images.ndim == 0:
+        raise ValueError("images must have a channel axis ([..., C]), got a scalar")
+    c = images.shape[-1]
+    mean, std = _per_channel("mean", mean, c), _per_channel("std", std, c)
+    if not np.all(std > 0):
+        raise ValueError(f"std must be > 0, got {std.tolist()}")
     scale = (1.0 / (255.0 * std)).astype(np.float32)
-    offset = (-np.asarray(mean, np.float64) / std).astype(np.float32)
-    return _affine(np.asarray(images), scale, offset)
+    offset = (-mean / std).astype(np.float32)
+    return _affine(images, scale, offset)
+
+
+def _per_channel(name: str, value: float | Sequence[float], channels: int) -> np.ndarray:
+    """``value`` as ``channels`` finite float64 numbers; one number is used for every channel."""
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # a ragged sequence
+        arr = np.asarray(None)
+    if (
+        arr.dtype.kind not in "iuf"
+        or arr.ndim > 1
+        or (arr.ndim == 1 and len(arr) != channels)
+        or not np.all(np.isfinite(arr))
+    ):
+        raise ValueError(
+            f"{name} must be one finite number or {channels} (one per channel of images [..., {channels}]), "
+            f"got {value!r}"
+        )
+    return np.broadcast_to(arr.astype(np.float64), (channels,))
 
 
 def crop_and_flip(
@@ -97,10 +129,14 @@ def crop_and_flip(
       offset_y: ``[n]`` integers in ``0..2*pad``.
       offset_x: ``[n]`` integers in ``0..2*pad``.
       flip: ``[n]`` booleans.
-      pad: zero padding per side.
+      pad: zero padding per side, an integer >= 0.
 
     Returns:
       The augmented images, same shape and dtype.
+
+    Raises:
+      ValueError: ``images`` not 4-d, offsets or ``flip`` not ``[n]``, offsets
+        not integers in ``0..2*pad``, or a bad ``pad``.
 
     Example:
       >>> import numpy as np
@@ -109,21 +145,44 @@ def crop_and_flip(
       >>> crop_and_flip(x, np.array([1]), np.array([2]), np.array([True]), pad=1)[0, :, :, 0]
       array([[0, 3, 2, 1]], dtype=uint8)
     """
+    pad = _check_int("pad", pad, ge=0)
     images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be [n, H, W, C], got shape {images.shape}")
     n, h, w, c = images.shape
-    flip = np.asarray(flip, bool)
+    offset_y = _check_offsets("offset_y", offset_y, n, pad)
+    offset_x = _check_offsets("offset_x", offset_x, n, pad)
+    flip = np.asarray(flip)
+    if flip.shape != (n,):
+        raise ValueError(f"flip must be [n={n}] booleans (one per image), got shape {flip.shape}")
+    flip = flip.astype(bool, copy=False)
     # Rows of the zero-padded images with pixels flattened into (W + 2 pad) * C values:
     # every crop row is then one contiguous window of W * C values, so the gather
     # copies whole rows instead of single values.
     padded = np.zeros((n, h + 2 * pad, (w + 2 * pad) * c), images.dtype)
     padded[:, pad : pad + h, pad * c : (pad + w) * c] = images.reshape(n, h, w * c)
     windows = sliding_window_view(padded, w * c, axis=2)
-    rows = np.asarray(offset_y)[:, None] + np.arange(h)
-    out = windows[np.arange(n)[:, None], rows, (np.asarray(offset_x) * c)[:, None]]
+    rows = offset_y[:, None] + np.arange(h)
+    out = windows[np.arange(n)[:, None], rows, (offset_x * c)[:, None]]
     if flip.any():  # mirror whole pixels (C values at a time, as one void item)
         pixels = out.view(np.dtype((np.void, c * images.dtype.itemsize)))
         pixels[flip] = pixels[flip][:, :, ::-1]
     return out.reshape(n, h, w, c)
+
+
+def _check_offsets(name: str, offsets: np.ndarray, n: int, pad: int) -> np.ndarray:
+    """``offsets`` as ``[n]`` integers in ``0..2*pad``, else a ``ValueError``."""
+    offsets = np.asarray(offsets)
+    if offsets.shape != (n,) or not np.issubdtype(offsets.dtype, np.integer):
+        raise ValueError(
+            f"{name} must be [n={n}] integers (one per image), got {offsets.dtype} of shape {offsets.shape}"
+        )
+    if n and (offsets.min() < 0 or offsets.max() > 2 * pad):
+        raise ValueError(
+            f"{name} must be in 0..{2 * pad} (0..2*pad for pad={pad}), "
+            f"got values from {offsets.min()} to {offsets.max()}"
+        )
+    return offsets.astype(np.intp, copy=False)
 
 
 def _affine(images: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -150,6 +209,12 @@ def _check_int(name: str, value: object, **bounds: int) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     check_number(name, value, integer=True, **bounds)
     return int(value)
+
+
+def _check_epoch(epoch: object) -> int:
+    # Below 2**32, like the seed: a larger epoch would be split into two 32-bit words of the
+    # random streams' keys and repeat another (epoch, batch)'s augmentation.
+    return _check_int("epoch", epoch, ge=0, lt=_SEED_LIMIT)
 
 
 class Batches:
@@ -188,7 +253,9 @@ class Batches:
         self.batch_size = _check_int("batch_size", batch_size, ge=1)
         self.process_count = _check_int("process_count", process_count, ge=1)
         self.process_index = _check_int("process_index", process_index, ge=0, lt=self.process_count)
-        self.seed = _check_int("seed", seed, ge=0)
+        self.train = _bool_option("train", train, None)
+        self.seed = _seed_option(seed)
+        augment = _bool_option("augment", augment, dataset.augment)
         self.prefetch = _check_int("prefetch", prefetch, ge=0)
         if num_workers is None:
             num_workers = 1 if dataset.in_memory else min(8, os.cpu_count() or 1)
@@ -201,14 +268,13 @@ class Batches:
         n = len(dataset)
         if n == 0:
             raise ValueError(f"dataset {dataset.name!r} ({dataset.split}) is empty")
-        if train and self.batch_size > n:
+        if self.train and self.batch_size > n:
             raise ValueError(
                 f"batch_size ({self.batch_size}) exceeds the {n} examples of {dataset.name!r} "
                 f"({dataset.split}); training drops incomplete batches, so no batch would remain"
             )
         self.dataset = dataset
-        self.train = bool(train)
-        self.augment = bool(dataset.augment if augment is None else augment) and self.train
+        self.augment = augment and self.train
         self.local_batch_size = self.batch_size // self.process_count
         self._num_examples = n
         self._num_batches = n // self.batch_size if self.train else -(-n // self.batch_size)
@@ -251,7 +317,7 @@ class Batches:
         """The example indices of a global batch (``-1`` marks evaluation padding).
 
         Args:
-          epoch: the epoch (>= 0).
+          epoch: the epoch, ``0 <= epoch < 2**32``.
           batch: the batch within the epoch, ``0 <= batch < len(self)``.
 
         Returns:
@@ -260,7 +326,7 @@ class Batches:
         return self._indices(*self._check_position(epoch, batch))
 
     def _check_position(self, epoch: int, batch: int) -> tuple[int, int]:
-        return _check_int("epoch", epoch, ge=0), _check_int("batch", batch, ge=0, lt=max(len(self), 1))
+        return _check_epoch(epoch), _check_int("batch", batch, ge=0, lt=max(len(self), 1))
 
     def _indices(self, epoch: int, batch: int) -> np.ndarray:
         start = batch * self.batch_size
@@ -275,7 +341,7 @@ class Batches:
         """This process's rows of one batch, computed synchronously (what :meth:`epoch` yields).
 
         Args:
-          epoch: the epoch (>= 0).
+          epoch: the epoch, ``0 <= epoch < 2**32``.
           batch: the batch within the epoch, ``0 <= batch < len(self)``.
 
         Returns:
@@ -314,13 +380,13 @@ class Batches:
         """Yields batches ``start, start + 1, ..., len(self) - 1`` of an epoch.
 
         Args:
-          epoch: the epoch (>= 0); it seeds the shuffling and augmentation.
+          epoch: the epoch, ``0 <= epoch < 2**32``; it seeds the shuffling and augmentation.
           start: the first batch, to resume mid-epoch (``0 <= start <= len(self)``).
 
         Returns:
           An iterator of ``{'image', 'label', 'mask'}`` dicts (see :func:`batches`).
         """
-        epoch = _check_int("epoch", epoch, ge=0)
+        epoch = _check_epoch(epoch)
         start = _check_int("start", start, ge=0, le=len(self))
         ids = range(start, len(self))
         if self.prefetch == 0:
@@ -371,10 +437,11 @@ def batches(
         divisible by ``process_count``.
       train: ``True``: shuffle per epoch from ``(seed, epoch)``, drop the last
         incomplete batch, augment; ``False``: in order, last batch padded.
-      seed: non-negative seed of shuffling and augmentation.
-      augment: random crop (zero padding 4) + horizontal flip when training;
-        default ``dataset.augment`` (CIFAR/ImageNet yes, MNIST-like no).
-        Ignored when ``train=False``.
+        A bool (Python or numpy).
+      seed: seed of shuffling and augmentation, an integer in ``0..2**32 - 1``.
+      augment: random crop (zero padding 4) + horizontal flip when training,
+        a bool; ``None`` (default): ``dataset.augment`` (CIFAR/ImageNet yes,
+        MNIST-like no). Ignored when ``train=False``.
       process_index: this process's index (default ``jax.process_index()``).
       process_count: number of processes (default ``jax.process_count()``).
       prefetch: batches prepared ahead by background threads (0: synchronous).
@@ -385,8 +452,9 @@ def batches(
       A :class:`Batches`: ``len()`` batches per epoch, ``.epoch(e, start=0)``.
 
     Raises:
-      ValueError: a bad size, index or seed, ``batch_size`` not divisible by
-        ``process_count``, or (training) larger than the dataset.
+      ValueError: a bad size, index or seed, a ``train`` or ``augment`` that is
+        not a bool, ``batch_size`` not divisible by ``process_count``, or
+        (training) larger than the dataset.
 
     Example:
       >>> from sparsejax.data import load, batches
