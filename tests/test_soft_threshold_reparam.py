@@ -491,3 +491,58 @@ def test_any_inner_optimizer_with_a_threshold_rule():
         np.array([[0.5, -0.05, 1.0]]) - 0.03, 0.15), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="cumulative"):
         sj.soft_threshold_reparam(optax.sgd(0.1), rule, cumulative=True)
+
+
+def test_exact_gradient_at_a_zero_threshold_moves_exact_zeros():
+    """At d = 0 the map S_0 is the identity, so its exact derivative is 1 everywhere: a
+    zero-initialised bias trains (it was frozen at 0 by the strict |theta| > d), under STR's
+    default logit (sigmoid(-3200) = 0) and a plain zero threshold alike; at d > 0 an exact zero
+    still gets no gradient."""
+    params = {"dense": {"kernel": jnp.array([[0.5, -0.3]]), "bias": jnp.zeros(2)}}
+    grads = {"dense": {"kernel": jnp.zeros((1, 2)), "bias": jnp.array([1.0, -1.0])}}
+    for tx in (sj.str_reparam(0.1, momentum=None, weight_decay=0.0),
+               sj.soft_threshold_reparam(optax.sgd(0.1), 0.0, gradient="exact")):
+        state = tx.init(params)
+        p = params
+        for _ in range(3):
+            u, state = tx.update(grads, state, p)
+            p = optax.apply_updates(p, u)
+        np.testing.assert_allclose(p["dense"]["bias"], [-0.3, 0.3], rtol=1e-6)
+    tx = sj.soft_threshold_reparam(optax.sgd(0.1), 0.05, gradient="exact")
+    state = tx.init(params)
+    u, state = tx.update(grads, state, params)
+    assert float(jnp.max(jnp.abs(state.latent["dense"]["bias"]))) == 0.0
+
+
+def test_states_hold_no_shared_buffers_and_can_be_donated():
+    """A jitted step that donates the optimizer state failed on the first call ("donate the
+    same buffer twice") where two state leaves, or a state leaf and an injected
+    hyperparameter, were one array."""
+    params = {"kernel": jnp.ones((2, 2)), "other": jnp.ones(3)}
+    grads = jax.tree.map(jnp.ones_like, params)
+    for tx in (sj.str_reparam(0.1),
+               optax.inject_hyperparams(sj.str_reparam)(0.1),
+               optax.inject_hyperparams(sj.lats_continuation)(0.1, 0.5, 1e-3, 2),
+               sj.loss_adaptive_learning_rate(optax.sgd, 0.1, steps_per_epoch=1)):
+        state = tx.init(params)
+        step = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0)),
+                       donate_argnums=(1,))
+        _, state = step(grads, state, params)
+        _, state = step(grads, state, params)
+        ids = [id(x) for x in jax.tree.leaves(state)]
+        assert len(ids) == len(set(ids))
+
+
+def test_fixed_threshold_with_a_start_step_starts_latents_at_the_weights():
+    """With k0 > 0 the threshold is 0 until k0: the latents start at w0 (not S_D^{-1}(w0)),
+    and at k0 every weight shrinks by D, as the docstring says."""
+    params = {"kernel": jnp.array([0.5, -0.05, 0.3])}
+    tx = optim.fixed_threshold_reparam(0.1, 0.1, start_step=2, **PLAIN)
+    state = tx.init(params)
+    np.testing.assert_array_equal(state.latent["kernel"], params["kernel"])
+    zero = {"kernel": jnp.zeros(3)}
+    p = params
+    for _ in range(2):
+        u, state = tx.update(zero, state, p)
+        p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(p["kernel"], [0.4, 0.0, 0.2], rtol=1e-6)

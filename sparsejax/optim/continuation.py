@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax._validation import as_schedule, check_number
+from sparsejax.optim._common import copy_as
 from sparsejax.optim.reparam import (
     MOMENTUM,
     WEIGHT_DECAY,
@@ -52,7 +53,7 @@ def _continuation_rule(
 
     def init() -> tuple[jax.Array, ContinuationState]:
         state = ContinuationState(
-            l1=jnp.asarray(l1, jnp.float32),
+            l1=copy_as(jnp.asarray(l1, jnp.float32), jnp.float32),  # not inject_hyperparams' buffer
             reached=jnp.zeros([], bool),
             sparsity=jnp.zeros([], jnp.float32),
         )

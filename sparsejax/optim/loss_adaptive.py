@@ -186,12 +186,11 @@ def loss_adaptive_learning_rate(
 
     def init_fn(params: optax.Params) -> LossAdaptiveState:
         f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        zero = jnp.zeros([], jnp.int32)
-        return LossAdaptiveState(
-            count=zero,
-            epoch=zero,
+        return LossAdaptiveState(  # one buffer per field: the state can be donated
+            count=jnp.zeros([], jnp.int32),
+            epoch=jnp.zeros([], jnp.int32),
             multiplier=f32(1.0),
-            learning_rate=f32(base(zero)),
+            learning_rate=f32(base(jnp.zeros([], jnp.int32))),
             loss_sum=f32(0.0),
             epoch_losses=jnp.zeros([size], jnp.float32),
             inner_state=inner.init(params),

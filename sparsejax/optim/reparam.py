@@ -172,12 +172,18 @@ def _thetas(leaves: _Leaves, latent: PyTree) -> list[Any]:
 def _theta_grads(
     leaves: _Leaves, grads: PyTree, thetas: list[Any], thresholds: list[Any], gradient: str
 ) -> list[Any]:
-    r"""The gradient to :math:`\theta`: straight through, or :math:`g\,\mathbb 1[|\theta| > d]`."""
+    r"""The gradient to :math:`\theta`: straight through, or :math:`g\,\mathbb 1[|\theta| > d]`.
+
+    At :math:`d = 0` the exact form passes every entry (:math:`S_0` is the
+    identity), including :math:`\theta = 0`.
+    """
     out = []
     for g, theta, s, d in zip(leaves.flatten(grads), thetas, leaves.selected, thresholds):
         g = g.astype(theta.dtype)
         if s and gradient == "exact":
-            g = jnp.where(jnp.abs(theta) > d, g, jnp.zeros_like(g))
+            # S_0 is the identity: at d = 0 every entry passes, an exact zero included (a
+            # zero-initialised bias would otherwise never move).
+            g = jnp.where((jnp.abs(theta) > d) | (d == 0), g, jnp.zeros_like(g))
         out.append(g)
     return out
 
@@ -298,9 +304,14 @@ def soft_threshold_reparam(
 
     where :math:`\tilde g_t = g_t` (``gradient='ste'``, straight through, as the
     LATS/STDS reference code) or :math:`g_t\,\mathbb 1[|\theta_t| > d_t]`
-    (``'exact'``, the derivative of :math:`S_d`, as STR). :math:`\theta` starts
-    at :math:`S_{d_0}^{-1}(w_0) = \operatorname{sign}(w_0)(|w_0| + d_0)`, so the
-    params do not move. Leaves outside ``mask`` are trained by ``inner`` directly.
+    (``'exact'``, the derivative of :math:`S_d`, as STR; at :math:`d_t = 0`,
+    where :math:`S_0` is the identity, every entry passes, an exact zero
+    included). :math:`\theta` starts at :math:`S_{d_0}^{-1}(w_0) =
+    \operatorname{sign}(w_0)(|w_0| + d_0)`, so the params do not move (up to
+    the rounding of :math:`\theta_0` to ``latent_dtype``: with bf16 latents
+    and :math:`d_0 > 0` an entry moves by up to half a bf16 ulp of
+    :math:`|w_0| + d_0`, and one smaller than that becomes 0; float32 latents
+    avoid it). Leaves outside ``mask`` are trained by ``inner`` directly.
 
     The threshold follows a :class:`~sparsejax.optim.threshold_rules.ThresholdRule`
     (e.g. ``sj.optim.lats_rule(learning_rate, l1)``; a closed-form schedule
@@ -690,8 +701,10 @@ def fixed_threshold_reparam(
       d_k = D\,\mathbb 1[k \ge k_0], \qquad w_k = S_{d_k}(\theta_k),
 
     (:func:`sparsejax.optim.fixed_threshold`), the reference code's
-    ``--sparse-function stmod`` without ``--gradual``. The latent weights start
-    at :math:`S_D^{-1}(w_0)`, so the model starts from its initial weights.
+    ``--sparse-function stmod`` without ``--gradual``. With :math:`k_0 = 0`
+    the latent weights start at :math:`S_D^{-1}(w_0)`, so the model starts
+    from its initial weights; with :math:`k_0 > 0` they start at :math:`w_0`
+    (:math:`d_0 = 0`).
     With :math:`k_0 = 0` (the default) every step is an ISTA step with
     :math:`\lambda_t = 0`: the sparsity comes from the weights that fall back
     into :math:`[-D, D]`; with :math:`k_0 > 0` the threshold jumps from 0 to

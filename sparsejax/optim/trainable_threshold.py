@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax._validation import check_choice, check_number, require_params
+from sparsejax.optim._common import copy_as
 from sparsejax.optim.reparam import (
     MOMENTUM,
     Gradient,
@@ -82,7 +83,8 @@ def _str_transform(
     def init_fn(params: optax.Params) -> StrReparamState:
         leaves = _leaves(params, mask)
         s0 = jnp.asarray(s_init, jnp.float32)
-        logit = leaves.unflatten([s0 if s else None for s in leaves.selected])
+        # one buffer per leaf (and none shared with a hyperparameter): the state can be donated
+        logit = leaves.unflatten([copy_as(s0, jnp.float32) if s else None for s in leaves.selected])
         threshold = jax.tree.map(jax.nn.sigmoid, logit)
         latent = _initial_latents(leaves, leaves.flatten(threshold), latent_dtype)
         return StrReparamState(
@@ -155,7 +157,13 @@ def str_reparam(
     which is what raises the threshold over training; the gradient term then
     balances it (Chen et al. read every threshold tuning strategy, this one
     included, as a way of tuning the :math:`\ell_1` coefficient :math:`\lambda`).
-    :math:`\theta` starts at :math:`S_{d}^{-1}(w_0)`, so the params do not move.
+    :math:`\theta` starts at :math:`S_{d}^{-1}(w_0)`, so the params do not move
+    (up to the rounding of :math:`\theta` to ``latent_dtype``; see
+    :func:`sparsejax.soft_threshold_reparam`). With ``gradient='exact'``, while
+    :math:`d_l = 0` (:math:`\sigma(-3200)` is 0 in float32) every entry
+    passes the gradient, an exact zero included; the default ``mask=None``
+    thresholds every leaf, biases and BatchNorm parameters included, where
+    STR thresholds conv and linear weights only (``mask=sj.tree.weights_only``).
 
     Args:
       learning_rate: :math:`\eta`, a number or a schedule.
