@@ -171,7 +171,9 @@ def lats_continuation(
     Args:
       learning_rate: :math:`\eta`, a number or a schedule.
       target_sparsity: :math:`s^\star \in [0, 1)`.
-      l1: :math:`\lambda_0 > 0`, the (small) starting coefficient.
+      l1: :math:`\lambda_0 > 0`, the (small) starting coefficient; read at
+        ``init`` only (the state holds :math:`\lambda` from then on), so a
+        value changed later through ``optax.inject_hyperparams`` has no effect.
       interval: steps between checks, :math:`\ge 1` (no default: it depends on
         the run length; a fraction of an epoch is typical).
       growth: :math:`\gamma \ge 1` (default 2: :math:`\lambda` doubles per interval).

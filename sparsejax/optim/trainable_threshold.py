@@ -168,7 +168,9 @@ def str_reparam(
     Args:
       learning_rate: :math:`\eta`, a number or a schedule.
       s_init: the initial logit of every layer (default -3200, STR's ResNet-50
-        configs: :math:`d \approx 0` until the weight decay has raised it).
+        configs: :math:`d \approx 0` until the weight decay has raised it); read at
+        ``init`` only (the logits are trained state from then on), so a value
+        changed later through ``optax.inject_hyperparams`` has no effect.
       momentum: momentum in ``[0, 1)`` or ``None`` (default 0.875, STR's configs).
       weight_decay: coupled weight decay on :math:`\theta` (default
         2.251757813e-05, STR's 90.23%-sparse ResNet-50 config).
