@@ -186,7 +186,7 @@ def group_scores(scores: jax.Array, pattern: Pattern) -> jax.Array:
     .. math::
 
       S_{\text{block}} = \sum_{j \in \text{block}} s_j, \qquad
-      S_{\text{channel}} = \sum_{j \in \text{channel}} s_j^{p} \quad (p = 1 \text{ or } 2),
+      S_{\text{channel}} = \sum_{j \in \text{channel}} |s_j|^{p} \quad (p = 1 \text{ or } 2),
 
     (the channel score is the :math:`p`-th power of the L\ :sub:`p` norm, which
     orders channels the same way). An empty leaf has no channels (shape
@@ -206,7 +206,7 @@ def group_scores(scores: jax.Array, pattern: Pattern) -> jax.Array:
     if pattern.kind == "channel":
         if s.size == 0:  # an empty leaf has no channels (not shape[-1] channels of score 0)
             return jnp.zeros((0,), jnp.float32)
-        power = s if pattern.norm == 1 else jnp.square(s)
+        power = jnp.abs(s) if pattern.norm == 1 else jnp.square(s)
         return jnp.sum(power.reshape(-1, s.shape[-1]), axis=0)
     return s
 

@@ -29,9 +29,21 @@ millions of weights is not needed for that: the :math:`k`-th smallest score
 
 The result is *identical* to taking the first :math:`k` entries of a stable
 ``argsort`` of all the scores (:func:`select_global_argsort`, the reference),
-ties included. All counts may be traced, so it runs under ``jit``
-with counts that change from step to step (gradual pruning); a group of at
-most ``sample_size`` entries is simply sorted.
+ties included.
+
+Float32 keys order ``float32``, ``bfloat16`` and ``float16`` scores exactly,
+but not ``float64`` ones (two values one float32 apart read as equal) nor
+integers beyond :math:`2^{24}`. A group (a leaf, or all leaves for a global
+selection) holding a leaf of a *wide* dtype (a float of more than 32 bits or an
+integer of more than 16) is therefore ranked exactly, by one stable sort of
+the whole group on a pair of keys: the order key of the value rounded to
+float64 (float32 when no leaf of the group has 64 bits), then the exact
+integer difference between an integer and that rounded value (0 for floats).
+Ties go to the lower position and NaN is largest, as with the float32 keys.
+That sort is :math:`O(n \\log n)`; the search above serves the narrow dtypes.
+All counts may be traced, so both run under ``jit`` with counts that change
+from step to step (gradual pruning); a group of at most ``sample_size``
+entries is simply sorted.
 
 The same search gives the :math:`k` *largest* entries of one array
 (:func:`top_k_mask`, the set ``jax.lax.top_k`` returns, as a mask), which is
@@ -308,6 +320,83 @@ def _smallest(flats: list[jax.Array], k: jax.Array, sample_size: int) -> list[ja
     return out
 
 
+def _is_wide(x: jax.Array) -> bool:
+    """Whether float32 keys may misorder ``x``'s dtype: floats over 32 bits, integers over 16."""
+    dtype = jnp.dtype(x.dtype)
+    if jnp.issubdtype(dtype, jnp.integer):
+        return dtype.itemsize > 2
+    return jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize > 4
+
+
+def _float_bits_keys(h: jax.Array) -> jax.Array:
+    """:func:`order_keys` of a float32 or float64 array without a cast (unsigned keys of its width).
+
+    Zeros and NaNs are found on the bits, so no value is flushed on the way.
+    """
+    wide = jnp.dtype(h.dtype).itemsize == 8
+    udt = np.uint64 if wide else np.uint32
+    sign = udt(1 << (63 if wide else 31))
+    inf = udt(0x7FF0000000000000 if wide else 0x7F800000)
+    nan = udt(0x7FF8000000000000 if wide else 0x7FC00000)
+    bits = jax.lax.bitcast_convert_type(h, udt)
+    magnitude = bits & ~sign
+    bits = jnp.where(magnitude == 0, udt(0), bits)  # -0.0 reads as 0.0
+    bits = jnp.where(magnitude > inf, nan, bits)  # every NaN, one key above +inf
+    return jnp.where((bits & sign) != 0, ~bits, bits | sign)
+
+
+def _int_residual(x: jax.Array, h: jax.Array) -> jax.Array:
+    """``x - h`` exactly, as int32, for integers ``x`` and their float rounding ``h``.
+
+    ``|x - h|`` is at most half a unit in the last place of ``h``: below
+    :math:`2^{11}` for 64-bit integers and float64, :math:`2^{7}` for 32-bit
+    ones and float32. ``h`` is clipped into the integer range (it may round up
+    to :math:`2^b`) before the exact integer subtraction.
+    """
+    info = jnp.iinfo(x.dtype)
+    fdt = np.dtype(h.dtype)
+    top = np.asarray(info.max, fdt)
+    if int(top) > info.max:  # the largest float of h's dtype that is at most info.max
+        top = np.nextafter(top, fdt.type(-np.inf))
+    clipped = jnp.clip(h, fdt.type(info.min), fdt.type(top))
+    c = clipped.astype(x.dtype)
+    above = (h - clipped).astype(jnp.int32)  # 0, or h - top where h rounded past info.max
+    diff = jnp.where(x >= c, (x - c).astype(jnp.int32), -(c - x).astype(jnp.int32))
+    return diff - above
+
+
+def _smallest_exact(leaves: list[jax.Array], k: jax.Array) -> jax.Array:
+    """Flat booleans over the concatenated ``leaves``: the ``k`` smallest, ranked exactly.
+
+    One stable sort on two keys (see the module docstring): the order key of
+    each value rounded to float64 (float32 when no leaf has 64 bits), then the
+    exact difference between an integer and its rounding. Ties go to the lower
+    position, NaN is largest.
+    """
+    wide = any(jnp.dtype(x.dtype).itemsize == 8 for x in leaves)
+    fdt = jnp.float64 if wide else jnp.float32
+    primary, secondary = [], []
+    for x in leaves:
+        x = jnp.ravel(x)
+        if jnp.issubdtype(x.dtype, jnp.complexfloating):
+            x = jnp.real(x)
+        h = x.astype(fdt)
+        primary.append(_float_bits_keys(h))
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            secondary.append(_int_residual(x, h))
+        else:
+            secondary.append(jnp.zeros(x.shape, jnp.int32))
+    primary_keys = jnp.concatenate(primary) if len(primary) > 1 else primary[0]
+    secondary_keys = jnp.concatenate(secondary) if len(secondary) > 1 else secondary[0]
+    n = int(primary_keys.size)
+    positions = jnp.arange(n, dtype=jnp.int32)
+    if n == 0:
+        return jnp.zeros(0, bool)
+    *_, order = jax.lax.sort((primary_keys, secondary_keys, positions), num_keys=3)
+    rank = jnp.zeros(n, jnp.int32).at[order].set(positions)
+    return rank < jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
+
+
 def _leaves(scores: PyTree) -> tuple[list[Any], Any]:
     leaves, treedef = jax.tree.flatten(scores)
     return leaves, treedef
@@ -325,15 +414,32 @@ def pruned_entries(
 ) -> list[jax.Array]:
     """Flat boolean arrays, True for the removed entries (jitted once per tree shape).
 
-    ``counts`` holds one count (global) or one per leaf (``layerwise``).
+    ``counts`` holds one count (global) or one per leaf (``layerwise``). A
+    group with a leaf of a wide dtype (float64, integers over 16 bits) is
+    ranked exactly by :func:`_smallest_exact`; the others by their float32 keys.
     """
-    keys = [order_keys(x) for x in scores]
+    counts = jnp.reshape(counts, (-1,))
     if layerwise:
-        return _smallest(keys, jnp.reshape(counts, (-1,)), sample_size)
-    # Global: one flat array; one reduction per pass compiles and runs faster than one per leaf.
-    flat = jnp.concatenate(keys) if len(keys) > 1 else keys[0]
-    pruned = _smallest([flat], jnp.reshape(counts, (-1,))[:1], sample_size)[0]
-    offsets = np.cumsum([0] + [int(x.size) for x in keys])
+        narrow = [i for i, x in enumerate(scores) if not _is_wide(x)]
+        out: list[Any] = [None] * len(scores)
+        if narrow:
+            found = _smallest([order_keys(scores[i]) for i in narrow],
+                              counts[jnp.asarray(narrow)], sample_size)
+            for i, p in zip(narrow, found):
+                out[i] = p
+        for i, x in enumerate(scores):
+            if out[i] is None:
+                out[i] = _smallest_exact([x], counts[i])
+        return out
+    if any(_is_wide(x) for x in scores):
+        pruned = _smallest_exact(list(scores), counts[0])
+    else:
+        # Global: one flat array; one reduction per pass compiles and runs faster than one
+        # per leaf.
+        keys = [order_keys(x) for x in scores]
+        flat = jnp.concatenate(keys) if len(keys) > 1 else keys[0]
+        pruned = _smallest([flat], counts[:1], sample_size)[0]
+    offsets = np.cumsum([0] + [int(np.size(x)) for x in scores])
     return [pruned[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
@@ -350,7 +456,9 @@ def select_global(scores: PyTree, num_remove: Any, *, sample_size: int = _SAMPLE
     docstring); ``num_remove`` may be traced.
 
     Args:
-      scores: a pytree of arrays (``None`` leaves are skipped), compared as float32.
+      scores: a pytree of arrays (``None`` leaves are skipped), compared as
+        float32, or exactly where a leaf is float64 or an integer of more than
+        16 bits (one full sort then, see the module docstring).
       num_remove: :math:`k`, the number of entries to remove (clipped to ``[0, n]``).
       sample_size: groups of at most this many entries are sorted directly;
         larger ones are sampled with this many entries to bracket the threshold.
@@ -467,7 +575,9 @@ def top_k_mask(x: jax.Array, k: int, *, sample_size: int = _SAMPLE_SIZE) -> jax.
 def select_global_argsort(scores: PyTree, num_remove: int) -> PyTree:
     """Reference for :func:`select_global`: a full stable ``argsort`` of all scores.
 
-    Used by the tests and the benchmark; :math:`O(n \\log n)`.
+    Used by the tests and the benchmark; :math:`O(n \\log n)`. Scores are
+    compared as float32, or exactly (the sort :func:`select_global` uses for
+    them) where a leaf is float64 or an integer of more than 16 bits.
 
     Args:
       scores: a pytree of arrays.
@@ -483,6 +593,11 @@ def select_global_argsort(scores: PyTree, num_remove: int) -> PyTree:
       {'a': Array([False,  True, False], dtype=bool)}
     """
     leaves, treedef = _leaves(scores)
+    if any(_is_wide(x) for x in leaves):  # exact ranks, as select_global
+        pruned = _smallest_exact(leaves, jnp.asarray(num_remove, jnp.int32))
+        offsets = np.cumsum([0] + [int(x.size) for x in leaves])
+        out = [pruned[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        return _keep_support(leaves, out, treedef)
     flat = jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
     order = jnp.argsort(flat, stable=True)
     pruned = jnp.zeros(flat.shape, bool).at[order].set(jnp.arange(flat.size) < num_remove)

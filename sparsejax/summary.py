@@ -107,6 +107,8 @@ def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = Non
       pattern: a block or channel pattern (:mod:`sparsejax.patterns`, e.g.
         ``'4x4'`` or ``'channel'``) adds a column with each leaf's kept groups
         (a group is kept where any of its entries is non-zero) out of its total.
+        An N:M pattern has no kept groups to count (check it with
+        :func:`sparsejax.patterns.is_n_m_sparse`) and is a ``ValueError``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -127,6 +129,12 @@ def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = Non
     table.append(("total", "", nonzeros, total, _share_of_zeros(nonzeros, total)))
     groups: list[str] = []
     structure = parse_pattern(pattern)
+    if structure.kind == "n:m":
+        raise ValueError(
+            f"format_sparsity: pattern={pattern!r} is N:M, whose groups are not kept or "
+            "removed whole; pass a block ('RxC') or 'channel' pattern, or check N:M "
+            "sparsity with sparsejax.patterns.is_n_m_sparse"
+        )
     if structure.kind != "unstructured":
         selected = jax.tree.leaves(resolve_mask(mask, params))
         counts = []

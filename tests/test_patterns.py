@@ -201,3 +201,14 @@ def test_empty_leaves_have_no_channels_and_take_no_share_of_the_count():
     for _ in range(3):
         _, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
     np.testing.assert_array_equal(np.asarray(state.support["k"]).any(axis=0), best)
+
+
+def test_channel_l1_scores_signed_importance_by_their_l1_norm():
+    # Channel 0 has L1 norm 10 (scores -5 and 5), channel 1 has 2.5: the sum of the signed
+    # scores (0 against 2.5) removed channel 1's better neighbour.
+    scores = jnp.array([[-5.0, 1.0], [5.0, 1.5]])
+    np.testing.assert_allclose(sj.patterns.group_scores(scores, parse_pattern("channel:l1")),
+                               [10.0, 2.5])
+    _, support = pruning.prune({"k": jnp.ones((2, 2))}, 0.5, pattern="channel:l1",
+                               importance_scores={"k": scores})
+    np.testing.assert_array_equal(support["k"], [[True, False], [True, False]])

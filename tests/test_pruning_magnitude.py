@@ -242,3 +242,30 @@ def test_other_errors_are_clear():
         pruning.prune(params, 0.5, distribution="erk", mask=sj.tree.weights_only)
     with pytest.raises(ValueError, match="concrete"):
         jax.jit(pruning.prune)(params, 0.5)
+
+
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_pattern_amount_that_rounds_to_every_group_is_refused(scope):
+    # Unstructured pruning refuses a fraction that rounds to every weight; blocks and
+    # channels zeroed every group silently (round(0.75 * 2) = 2 blocks of 2).
+    w = {"k": jnp.arange(1.0, 9.0).reshape(2, 4), "v": jnp.ones((2, 2))}
+    with pytest.raises(ValueError, match="of 3 blocks rounds to all 3: pruning all of them"):
+        pruning.prune(w, 0.9, pattern="2x2", scope=scope)
+    with pytest.raises(ValueError, match="of 6 channels rounds to all 6: pruning all of them"):
+        pruning.prune(w, 0.95, pattern="channel", scope=scope)
+    pruned, _ = pruning.prune(w, 0.8, pattern="channel", scope=scope)  # 5 of 6 channels
+    kept = sum(int(jnp.sum(jnp.any(x != 0, axis=0))) for x in pruned.values())
+    assert kept == 1
+
+
+def test_pattern_amounts_may_be_concrete_jax_scalars():
+    # Unstructured pruning takes jnp scalars; N:M, block and channel patterns refused them.
+    params = {"k": jnp.asarray(np.random.default_rng(1).normal(size=(8, 4)), jnp.float32)}
+    for pattern in ("2:4", "2x2", "channel"):
+        pruned, _ = pruning.prune(params, jnp.float32(0.5), pattern=pattern)
+        expected, _ = pruning.prune(params, 0.5, pattern=pattern)
+        np.testing.assert_array_equal(pruned["k"], expected["k"])
+    with pytest.raises(ValueError, match="removes 0.5 of every group"):
+        pruning.prune(params, jnp.float32(0.25), pattern="2:4")
+    with pytest.raises(ValueError, match="must be a fraction in"):
+        pruning.prune(params, jnp.array(True), pattern="channel")

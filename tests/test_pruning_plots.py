@@ -54,3 +54,12 @@ def test_plots_draw_into_given_axes_and_reject_empty_selections(tmp_path):
         pruning.plot_layer_sparsity(pruned_params(), mask=r"nothing")
     with pytest.raises(ValueError, match="selects no leaf"):
         pruning.plot_weight_histogram({"bias": jnp.ones(3)}, mask=sj.tree.weights_only)
+
+
+def test_weight_histogram_skips_empty_leaves():
+    # An empty leaf made the share of zeros a division by zero.
+    fig = pruning.plot_weight_histogram({"e": jnp.zeros((0, 3)), "k": jnp.array([0.0, 1.0])})
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert any("zeros: 1 (50.0%)" in label for label in labels)
+    with pytest.raises(ValueError, match="all empty"):
+        pruning.plot_weight_histogram({"e": jnp.zeros((0, 3))})

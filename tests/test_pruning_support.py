@@ -137,3 +137,34 @@ def test_pack_bits_and_unpack_bits_reject_wrong_dtypes_and_lengths():
         pruning.unpack_bits(jnp.ones(1), (3,))
     with pytest.raises(ValueError, match=r"\(3,\) do not fit .* shape \(13,\) \(expected \(2,\)\)"):
         pruning.unpack_bits(jnp.zeros(3, jnp.uint8), (13,))
+
+
+def test_support_sparsity_of_packed_support_needs_the_params():
+    # Packed bytes were counted as entries: a support pruning 50% read 0.0.
+    p = {"k": jnp.array([[0.5, -1.0, 0.1, 2.0], [1.0, 2.0, 3.0, 4.0]]), "b": jnp.ones(3)}
+    _, sup = pruning.prune(p, 0.5, mask=sj.tree.weights_only)
+    packed = pruning.pack_support(sup)
+    with pytest.raises(ValueError, match="support at 'k' is packed"):
+        pruning.support_sparsity(packed)
+    with pytest.raises(ValueError, match="pass params="):
+        pruning.support_sparsity_per_leaf(packed)
+    assert float(pruning.support_sparsity(packed, p)) == 0.5
+    assert float(jax.jit(pruning.support_sparsity)(packed, p)) == 0.5
+    assert pruning.support_sparsity_per_leaf(packed, p) == {"k": 0.5}
+    assert float(pruning.support_sparsity(sup, p)) == float(pruning.support_sparsity(sup)) == 0.5
+
+
+def test_intersection_and_union_of_packed_support_stay_packed():
+    # Logical and/or on the bytes returned booleans of the packed length.
+    p = {"k": jnp.arange(1.0, 20.0).reshape(1, 19)}
+    _, a = pruning.prune(p, 0.5)
+    _, b = pruning.prune({"k": 20.0 - p["k"]}, 0.4)
+    pa, pb = pruning.pack_support(a), pruning.pack_support(b)
+    for combine in (pruning.support_intersection, pruning.support_union):
+        got = combine(pa, pb)
+        assert got["k"].dtype == jnp.uint8 and got["k"].shape == pa["k"].shape
+        np.testing.assert_array_equal(got["k"], pruning.pack_support(combine(a, b))["k"])
+        np.testing.assert_array_equal(pruning.unpack_support(got, p)["k"], combine(a, b)["k"])
+        with pytest.raises(ValueError, match="packed .uint8. support leaf with a boolean one"):
+            combine(pa, b)
+    assert pruning.support_union(pa, {"k": None})["k"] is None

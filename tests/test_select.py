@@ -234,3 +234,57 @@ def test_k_sparse_lmo_on_a_large_leaf_is_the_top_k_vertex():
     got = np.asarray(jax.jit(con.lmo)(g))
     np.testing.assert_array_equal(got, expected + 0.0)
     assert not np.any(np.signbit(got) & (got == 0))  # no negative zeros
+
+
+def _python_keep(leaves, k):
+    """Brute force with exact comparisons: Python compares ints and floats exactly (NaN last)."""
+    values = [v for x in leaves for v in np.asarray(x).ravel().tolist()]
+    nan = [v != v for v in values]
+    order = sorted(range(len(values)), key=lambda i: (nan[i], 0 if nan[i] else values[i]))
+    removed = np.zeros(len(values), bool)
+    removed[order[:k]] = True
+    out, start = [], 0
+    for x in leaves:
+        out.append(~removed[start : start + x.size].reshape(x.shape))
+        start += x.size
+    return out
+
+
+def test_float64_and_wide_integer_scores_are_ranked_exactly():
+    # Float32 keys read 1 + 1e-12 as 1.0 and 16777217 as 16777216: prune removed the wrong
+    # entry. Leaves of such dtypes are ranked by an exact sort, equal to a NumPy stable argsort
+    # of the values themselves (and, across dtypes, to exact Python comparisons).
+    rng = np.random.default_rng(11)
+    big = np.array([16777217, 16777216, 5, 2**31 - 1, -(2**31), 2**30 + 1, 2**30] * 9, np.int32)
+    assert pruning.prune({"a": jnp.asarray(big[:3])}, 2)[1]["a"].tolist() == [True, False, False]
+    ints = rng.permutation(big)
+    floats = np.array([2.0**31, 16777218.0, -0.0, 0.0, np.inf, np.nan, 2.0**30, 1.5], np.float32)
+    tree = {"i": jnp.asarray(ints), "f": jnp.asarray(floats)}
+    for k in [1, 20, 40, 70]:
+        assert_masks_equal(pruning.select_global(tree, k), _python_keep(jax.tree.leaves(tree), k))
+    with jax.enable_x64(True):
+        w = {"a": jnp.array([1 + 1e-12, 1.0, 3.0])}
+        assert pruning.prune(w, 1)[1]["a"].tolist() == [True, False, True]
+        x = 1.0 + rng.normal(size=400) * 1e-12  # distinct in float64, few values in float32
+        x[::7] = x[3]  # ties
+        tree = {"a": jnp.asarray(x.reshape(20, 20)), "b": jnp.asarray(rng.normal(size=70))}
+        leaves = jax.tree.leaves(tree)
+        flat = np.concatenate([np.asarray(v).ravel() for v in leaves])
+        for k in [1, 133, 300, 469]:
+            removed = np.zeros(flat.size, bool)
+            removed[np.argsort(flat, kind="stable")[:k]] = True
+            expected = [~removed[:400].reshape(20, 20), ~removed[400:]]
+            for sample_size in [16, 1 << 16]:
+                assert_masks_equal(pruning.select_global(tree, k, sample_size=sample_size),
+                                   expected)
+            _, support = pruning.prune(tree, k, importance_scores=tree)
+            assert_masks_equal(support, expected)
+        counts = {"a": 150, "b": 9}
+        keep = pruning.select_layerwise(tree, counts, sample_size=16)
+        for leaf, name in [(tree["a"], "a"), (tree["b"], "b")]:
+            expected = np.zeros(leaf.size, bool)
+            expected[np.argsort(np.asarray(leaf).ravel(), kind="stable")[:counts[name]]] = True
+            np.testing.assert_array_equal(np.asarray(keep[name]).ravel(), ~expected)
+        wide = {"i": jnp.asarray(rng.integers(2**53, 2**53 + 8, 64)), "f": jnp.asarray(x[:30])}
+        assert wide["i"].dtype == jnp.int64
+        assert_masks_equal(pruning.select_global(wide, 40), _python_keep(jax.tree.leaves(wide), 40))

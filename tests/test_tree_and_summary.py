@@ -105,3 +105,11 @@ def test_one_mask_convention_for_transforms_and_pruning():
     with pytest.raises(ValueError, match=r"selects no leaf.*'conv/bias', 'conv/kernel'.*mask=None"):
         tx = sj.apply_soft_threshold(0.1, "^dense")
         tx.update(grads, tx.init(params), params)
+
+
+def test_format_sparsity_refuses_an_n_m_pattern():
+    # It printed a "channels kept" column counting single non-zero entries for '2:4'.
+    w = {"k": jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, 0.0]])}
+    with pytest.raises(ValueError, match="pattern='2:4' is N:M"):
+        sj.format_sparsity(w, pattern="2:4")
+    assert "channels kept" in sj.format_sparsity(w, pattern="channel")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sparsejax._validation import check_choice
-from sparsejax.patterns import parse_pattern
+from sparsejax.patterns import group_shape, parse_pattern
 from sparsejax.pruning.distribution import layer_remove_counts
 from sparsejax.pruning.pattern_masks import check_leaves, pattern_keep
 from sparsejax.pruning.support import Support, apply_support, map_support
@@ -71,6 +72,20 @@ def num_to_remove(amount: Any, total: int) -> int:
     return k
 
 
+def _concrete_scalar(amount: Any) -> int | float | None:
+    """A concrete real scalar ``amount`` (Python, NumPy or JAX) as a Python number, or ``None``."""
+    if isinstance(amount, (jax.core.Tracer, bool, np.bool_)) or not isinstance(
+        amount, (numbers.Real, np.ndarray, jax.Array)
+    ):
+        return None
+    if np.ndim(amount) != 0:
+        return None
+    value = np.asarray(amount).item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return value
+
+
 def _check_scores(scores: PyTree, params: PyTree, selected: PyTree) -> list[jax.Array]:
     """The importance scores of the selected leaves, in leaf order."""
     paths = jax.tree.unflatten(
@@ -121,9 +136,12 @@ def prune(
     :math:`k_l` is the floor or ceiling of its share and :math:`\sum_l k_l = K`
     exactly). Ties are broken by position: leaves in ``jax.tree.leaves``
     order, entries in row-major order, earlier ones removed first, exactly as
-    a stable ``argsort`` would. The threshold is found without sorting (see
-    :mod:`sparsejax.select`). Works under ``jax.jit`` with ``amount``,
-    ``scope``, ``distribution`` and ``mask`` static.
+    a stable ``argsort`` would. The threshold is found without sorting, on
+    scores read as float32 (see :mod:`sparsejax.select`); where a selected
+    leaf's scores are float64 or integers of more than 16 bits, which float32
+    may misorder, they are ranked exactly by a full sort instead (of that leaf,
+    or of all selected leaves with ``scope='global'``). Works under
+    ``jax.jit`` with ``amount``, ``scope``, ``distribution`` and ``mask`` static.
 
     Args:
       params: the parameter pytree (``None`` leaves allowed).
@@ -149,9 +167,9 @@ def prune(
         ``None`` or :math:`1 - N/M`; ``scope`` and ``distribution`` do not
         apply), blocks ``'RxC'`` or ``'channel'`` / ``'channel:l1'`` (``amount``
         is then the fraction of blocks or channels removed, rounded to whole
-        groups; a block's score is the sum of its scores, a channel's the L2 or
-        L1 norm). Every selected leaf must be a kernel the pattern tiles (else a
-        ``ValueError`` names it).
+        groups, and must leave at least one of them; a block's score is the sum
+        of its scores, a channel's the L2 or L1 norm). Every selected leaf
+        must be a kernel the pattern tiles (else a ``ValueError`` names it).
 
     Returns:
       ``(pruned_params, support)``: the params with the removed weights set to
@@ -159,7 +177,8 @@ def prune(
       ``None`` for the leaves that were not pruned.
 
     Raises:
-      ValueError: for an ``amount`` out of range, a ``mask`` that selects no
+      ValueError: for an ``amount`` out of range (or that rounds to every
+        weight, block or channel), a ``mask`` that selects no
         leaf, an unknown ``scope``/``distribution``, or
         ``importance_scores`` that do not match the params.
 
@@ -241,27 +260,31 @@ def _prune_pattern(
     """:func:`prune` with a structured pattern (N:M, blocks, channels)."""
     flags = jax.tree.leaves(selected)
     rows = [(path, x) for (path, x), s in zip(leaves_with_paths(params), flags) if s]
-    check_leaves(pattern, [tuple(np.shape(x)) for _, x in rows], [p for p, _ in rows])
+    shapes = [tuple(np.shape(x)) for _, x in rows]
+    check_leaves(pattern, shapes, [p for p, _ in rows])
+    value = _concrete_scalar(amount)
     if pattern.kind == "n:m":
         target = 1.0 - pattern.n / pattern.m
-        if amount is not None and not (
-            isinstance(amount, (numbers.Real, np.floating, np.integer))
-            and not isinstance(amount, (bool, np.bool_))
-            and abs(float(amount) - target) < 1e-9
-        ):
+        if amount is not None and not (value is not None and abs(value - target) < 1e-9):
             raise ValueError(
                 f"pattern {pattern} removes {target:g} of every group; pass amount=None "
                 f"(or amount={target:g}), got amount={amount!r}"
             )
         sparsity: Any = target
     else:
-        if (isinstance(amount, jax.core.Tracer)
-                or not isinstance(amount, (float, np.floating)) or not 0.0 <= amount < 1.0):
+        what = "blocks" if pattern.kind == "block" else "channels"
+        if not (isinstance(value, float) and 0.0 <= value < 1.0):
             raise ValueError(
                 f"with pattern {pattern}, amount must be a fraction in [0, 1) of the "
-                f"{'blocks' if pattern.kind == 'block' else 'channels'}, got {amount!r}"
+                f"{what}, got {amount!r}"
             )
-        sparsity = float(amount)
+        total = sum(math.prod(group_shape(pattern, shape)) for shape in shapes)
+        if total and int(round(value * total)) >= total:
+            raise ValueError(
+                f"amount={value!r} of {total} {what} rounds to all {total}: pruning all of them "
+                "is not allowed (as for unstructured pruning); pass a smaller fraction"
+            )
+        sparsity = value
     if importance_scores is None:
         scores = [jnp.abs(x) for _, x in rows]
     else:

@@ -86,6 +86,8 @@ def plot_weight_histogram(
 ) -> Any:
     """Histogram of the non-zero weight magnitudes on a log scale (zeros are counted in the legend).
 
+    Empty leaves are left out; a selection of empty leaves only is a ``ValueError``.
+
     Args:
       params: a pytree of concrete arrays.
       path: if given, the figure is saved there as a PNG.
@@ -115,6 +117,9 @@ def plot_weight_histogram(
     ]
     if not named:
         raise ValueError("mask selects no leaves to plot")
+    named = [(name, m) for name, m in named if m.size]  # empty leaves hold no weight
+    if not named:
+        raise ValueError("the selected leaves are all empty: there is no weight to plot")
     everything = np.concatenate([m for _, m in named])
     nonzero = everything[everything > 0]
     fig, ax = figure_and_axes(ax, (6.0, 3.5))

@@ -257,7 +257,16 @@ def support_from_zeros(params: PyTree, mask: Mask = None) -> Support:
     return jax.tree.map(lambda p, s: (p != 0) if s else None, params, selected)
 
 
-def _combine(op: Callable[[Any, Any], Any], dense_wins: bool, support: tuple[Support, ...]) -> Support:
+def _is_packed(m: Any) -> bool:
+    return m is not None and jnp.result_type(m) == jnp.uint8
+
+
+def _combine(
+    op: Callable[[Any, Any], Any],
+    bit_op: Callable[[Any, Any], Any],
+    dense_wins: bool,
+    support: tuple[Support, ...],
+) -> Support:
     if not support:
         raise ValueError("at least one support pytree is needed")
 
@@ -266,9 +275,14 @@ def _combine(op: Callable[[Any, Any], Any], dense_wins: bool, support: tuple[Sup
             return None if dense_wins else b
         if b is None:
             return None if dense_wins else a
+        if _is_packed(a) != _is_packed(b):
+            raise ValueError(
+                "cannot combine a packed (uint8) support leaf with a boolean one: pass both "
+                "packed (pack_support) or both boolean (unpack_support with the params)"
+            )
         if jnp.shape(a) != jnp.shape(b):
             raise ValueError(f"support have different shapes: {jnp.shape(a)} and {jnp.shape(b)}")
-        return op(a, b)
+        return bit_op(a, b) if _is_packed(a) else op(a, b)
 
     out = support[0]
     for other in support[1:]:
@@ -279,6 +293,9 @@ def _combine(op: Callable[[Any, Any], Any], dense_wins: bool, support: tuple[Sup
 def support_intersection(*support: Support) -> Support:
     """Keeps a weight only where every mask keeps it (logical AND; ``None`` = all kept).
 
+    Packed support (:func:`pack_support`) are combined bit by bit and stay
+    packed; a packed leaf and a boolean one at the same place are a ``ValueError``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> import sparsejax as sj
@@ -287,11 +304,14 @@ def support_intersection(*support: Support) -> Support:
       >>> sj.pruning.support_intersection(a, b)
       {'v': Array([False], dtype=bool), 'w': Array([ True, False, False], dtype=bool)}
     """
-    return _combine(jnp.logical_and, False, support)
+    return _combine(jnp.logical_and, jnp.bitwise_and, False, support)
 
 
 def support_union(*support: Support) -> Support:
     """Keeps a weight where any mask keeps it (logical OR; ``None`` = all kept).
+
+    Packed support are combined bit by bit and stay packed (the padding bits
+    stay zero), as in :func:`support_intersection`.
 
     Example:
       >>> import jax.numpy as jnp
@@ -301,7 +321,7 @@ def support_union(*support: Support) -> Support:
       >>> sj.pruning.support_union(a, b)
       {'v': None, 'w': Array([ True,  True,  True], dtype=bool)}
     """
-    return _combine(jnp.logical_or, True, support)
+    return _combine(jnp.logical_or, jnp.bitwise_or, True, support)
 
 
 def pack_support(support: Support) -> Support:
@@ -334,10 +354,38 @@ def unpack_support(packed: Support, params: PyTree) -> Support:
     return map_support(lambda m, p: None if m is None else _unpack_leaf(m, p), packed, params)
 
 
-def support_sparsity(support: Support) -> jax.Array:
+def _unpacked(support: Support, params: PyTree | None) -> Support:
+    """``support`` with its packed leaves unpacked (a ``ValueError`` for them without params)."""
+    if params is not None:
+        return unpack_support(support, params)
+    packed = [
+        path_str(path)
+        for path, m in jax.tree_util.tree_leaves_with_path(support, is_leaf=_is_none)
+        if _is_packed(m)
+    ]
+    if packed:
+        raise ValueError(
+            f"support at {packed[0]!r} is packed (uint8): its bytes are not entries; pass "
+            "params= (for the leaf shapes) or unpack_support(support, params) first"
+        )
+    return support
+
+
+def support_sparsity(support: Support, params: PyTree | None = None) -> jax.Array:
     """Share of pruned entries (``False``) over all the mask arrays; ``None`` leaves don't count.
 
     Works under ``jit`` (it is :func:`sparsejax.sparsity` of the support).
+
+    Args:
+      support: boolean support, or packed (:func:`pack_support`) with ``params``.
+      params: the params, whose shapes unpack a packed support (see
+        :func:`unpack_support`); needed only for packed leaves.
+
+    Returns:
+      A float32 scalar in ``[0, 1]``.
+
+    Raises:
+      ValueError: for a packed leaf without ``params``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -345,11 +393,22 @@ def support_sparsity(support: Support) -> jax.Array:
       >>> sj.pruning.support_sparsity({'w': jnp.array([True, False, False, False]), 'b': None})
       Array(0.75, dtype=float32)
     """
-    return summary.sparsity(support)
+    return summary.sparsity(_unpacked(support, params))
 
 
-def support_sparsity_per_leaf(support: Support) -> dict[str, float]:
+def support_sparsity_per_leaf(support: Support, params: PyTree | None = None) -> dict[str, float]:
     """Share of pruned entries of each mask array, by normalised path.
+
+    Args:
+      support: boolean support, or packed (:func:`pack_support`) with ``params``.
+      params: the params, whose shapes unpack a packed support; needed only
+        for packed leaves.
+
+    Returns:
+      A dict from path to share of pruned entries.
+
+    Raises:
+      ValueError: for a packed leaf without ``params``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -357,4 +416,4 @@ def support_sparsity_per_leaf(support: Support) -> dict[str, float]:
       >>> sj.pruning.support_sparsity_per_leaf({'a': {'kernel': jnp.array([True, False])}, 'b': None})
       {'a/kernel': 0.5}
     """
-    return {row.path: row.sparsity for row in summary.sparsity_summary(support)}
+    return {row.path: row.sparsity for row in summary.sparsity_summary(_unpacked(support, params))}
