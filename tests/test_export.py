@@ -166,6 +166,26 @@ def test_sparse_matmul_promotes_like_a_dense_product():
         assert y.dtype == (x @ w).dtype == jnp.float32, fmt
         np.testing.assert_allclose(y, np.asarray(x, np.float32) @ w, **TOL)
 
+def test_bf16_sparse_products_are_summed_in_float32_as_the_dense_matmul():
+    """A bf16 kernel of 4,096 inputs at half density: rounding to bf16 after every addition
+    gave 0.13 of the largest output as error, against 0.003 for the dense bf16 matmul (which
+    accumulates in float32); every format now errs as the dense product does."""
+    rng = np.random.default_rng(0)
+    w = np.where(rng.random((4096, 64)) < 0.5, rng.normal(size=(4096, 64)) / 64, 0.0)
+    w16 = jnp.asarray(w, jnp.bfloat16)
+    x16 = jnp.asarray(rng.uniform(0.0, 1.0, (4, 4096)), jnp.bfloat16)
+    exact = np.asarray(x16, np.float64) @ np.asarray(w16, np.float64)
+    scale = np.abs(exact).max()
+    dense_error = np.abs(np.asarray(x16 @ w16, np.float64) - exact).max() / scale
+    assert dense_error < 0.01
+    kernel = CSRKernel.from_dense(np.asarray(w16))
+    for fmt in FORMATS:
+        y = sparse_matmul(x16, kernel, fmt)
+        assert y.dtype == jnp.bfloat16, fmt
+        error = np.abs(np.asarray(y, np.float64) - exact).max() / scale
+        assert error <= 2 * dense_error, (fmt, error, dense_error)
+
+
 def _sparse_lenet(seed=0):
     """A tiny LeNet-5 (convs with padding 2 and VALID) with ~30% dense kernels,
     an empty output channel, an empty input row, and a 100% sparse fc2."""

@@ -168,7 +168,8 @@ def matmul_arrays(
 
     Returns:
       ``(..., N)`` outputs, in the promotion of ``x``'s and the kernel's dtypes
-      (as ``x @ W``).
+      (as ``x @ W``); 16-bit floats are multiplied and summed in float32 and
+      rounded once, as XLA's dense matmul accumulates them.
     """
     k, n = shape
     if x.shape[-1] != k:
@@ -177,13 +178,16 @@ def matmul_arrays(
         raise ValueError(f"unknown sparse format {fmt!r}; the formats are {FORMATS}")
     weights = arrays["dense"] if fmt == "dense" else arrays["data"]
     dtype = jnp.result_type(x.dtype, weights.dtype)
-    weights = jnp.asarray(weights).astype(dtype)
+    # The sums run in at least float32, as XLA's dense matmul accumulates bf16/f16 products:
+    # the sparse paths would otherwise round to 16 bits after every addition.
+    acc = jnp.promote_types(dtype, jnp.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype
+    weights = jnp.asarray(weights).astype(dtype).astype(acc)
     lead = x.shape[:-1]
-    x2 = jnp.asarray(x).reshape(-1, k).astype(dtype)
+    x2 = jnp.asarray(x).reshape(-1, k).astype(dtype).astype(acc)
     if fmt == "dense":
         y = x2 @ weights
     elif weights.shape[0] == 0:  # no nonzero: the product is zero
-        y = jnp.zeros((x2.shape[0], n), dtype)
+        y = jnp.zeros((x2.shape[0], n), acc)
     elif fmt == "bcsr":
         m = jsparse.BCSR((weights, arrays["indices"], arrays["indptr"]),
                          shape=(n, k), indices_sorted=True, unique_indices=True)
