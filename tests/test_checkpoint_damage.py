@@ -245,3 +245,41 @@ def test_cli_without_a_good_checkpoint_exits_2_with_one_line_and_deletes_nothing
     for step in ("4", "8"):
         assert _files(wd / "damaged_checkpoints" / step) == before[step]
     assert not any((wd / "checkpoints").iterdir())
+
+
+def test_cli_names_a_damaged_result_json_and_says_what_to_do(cli_run, tmp_path, capsys):
+    import json
+
+    wd = tmp_path / "run"
+    shutil.copytree(cli_run, wd)
+    good = (wd / "result.json").read_text()
+    (wd / "result.json").write_text(good[: len(good) // 2])  # cut short
+    capsys.readouterr()
+    assert cli.main([*CLI_RUN, "--workdir", str(wd), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith(f"sparsejax train: error: {wd / 'result.json'} is damaged ("), err
+    assert err.endswith("delete it and run again to rebuild it from the last checkpoint"), err
+    # the advice works: the last checkpoint gives the same result
+    (wd / "result.json").unlink()
+    assert cli.main([*CLI_RUN, "--workdir", str(wd), "--quiet"]) == 0
+    assert json.loads((wd / "result.json").read_text())["final"] == json.loads(good)["final"]
+
+
+def test_cli_finished_run_without_a_good_checkpoint_gives_advice_that_works(cli_run, tmp_path,
+                                                                           capsys):
+    wd = tmp_path / "run"
+    shutil.copytree(cli_run, wd)
+    for step in ("4", "8"):
+        (wd / "checkpoints" / step / "meta" / "metadata").unlink()
+    capsys.readouterr()
+    assert cli.main([*CLI_RUN, "--workdir", str(wd), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(" damaged (: " not in line and ": : " not in line for line in err), err
+    assert "is damaged (meta/metadata: FileNotFoundError: " in err[0], err
+    assert "(step 8: meta/metadata: FileNotFoundError: " in err[-1], err
+    assert err[-1].endswith(f"use another workdir, or delete {wd / 'result.json'} (or the "
+                            "workdir) to train again from the start"), err
+    (wd / "result.json").unlink()  # as advised
+    assert cli.main([*CLI_RUN, "--workdir", str(wd), "--quiet"]) == 0
+    assert (wd / "result.json").is_file()

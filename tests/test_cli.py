@@ -353,3 +353,167 @@ def test_the_command_line_has_the_directional_pruning_commands(capsys) -> None:
     assert parser.parse_args(["connect", "--a", "x", "--b", "y"]).command == "connect"
     assert cli.main(["hessian", "--workdir", "/nonexistent/run"]) == 2
     assert "holds no config.json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ audit fixes (CLI defects)
+
+
+def test_data_opt_changes_single_options_of_the_config(tmp_path) -> None:
+    # --data-opt merges into the config's data_options key by key (the flag wins per key)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('model = "mlp"\ndataset = "synthetic"\n'
+                   'data_options = { num_examples = 256, image_shape = [8, 8, 1] }\n'
+                   '[methods.sgd]\n')
+    args = cli.build_parser().parse_args(["compare", "--config", str(cfg), "--data-opt",
+                                          "num_examples=128", "--data-opt", "noise=3"])
+    (run,) = cli.compare_runs(args, cli.load_config(cfg))
+    assert dict(run.data_options) == {"num_examples": 128, "image_shape": [8, 8, 1], "noise": 3}
+    assert run.config()["data_options"] == {"num_examples": 128, "image_shape": [8, 8, 1],
+                                            "noise": 3}
+    # without the flag, the config's table as it is
+    args = cli.build_parser().parse_args(["compare", "--config", str(cfg)])
+    (run,) = cli.compare_runs(args, cli.load_config(cfg))
+    assert dict(run.data_options) == {"num_examples": 256, "image_shape": [8, 8, 1]}
+
+
+def test_compare_refuses_a_pattern_and_an_hp_pattern_that_disagree() -> None:
+    parse = cli.build_parser().parse_args
+    base = ["compare", "--methods", "gmp,sgd", "--model", "mlp", "--dataset", "synthetic"]
+    with pytest.raises(cli.UsageError, match=r"--pattern 2:4 and --hp gmp.pattern=4x4 disagree"):
+        cli.compare_runs(parse([*base, "--pattern", "2:4", "--hp", "gmp.pattern=4x4"]), {})
+    gmp, _ = cli.compare_runs(parse([*base, "--pattern", "4x4", "--hp", "gmp.pattern=4x4"]), {})
+    assert gmp.hparams["pattern"] == "4x4"
+
+
+@pytest.fixture(scope="module")
+def gmp_run(tmp_path_factory) -> Path:
+    """A finished gmp run at 90% sparsity."""
+    workdir = tmp_path_factory.mktemp("gmp") / "gmp"
+    assert cli.main(["train", "--method", "gmp", *SMALL, "--workdir", str(workdir)]) == 0
+    assert json.loads((workdir / "result.json").read_text())["final"]["sparsity"] >= 0.9 - 1e-6
+    return workdir
+
+
+def test_prune_retraining_below_the_runs_sparsity_keeps_its_zeros(gmp_run, tmp_path,
+                                                                   capsys) -> None:
+    import shutil
+
+    workdir = tmp_path / "gmp"
+    shutil.copytree(gmp_run, workdir)
+    assert cli.main(["prune", "--workdir", str(workdir), "--ratios", "0.5", "--retrain-epochs",
+                     "1", "--eval-batch-size", "64", "--quiet"]) == 0
+    (row,) = json.loads((workdir / "prune-global-e1.json").read_text())["rows"]
+    assert row["sparsity"] >= 0.9 - 1e-6  # pruning at 0.5 removes nothing more
+    assert row["retrained_sparsity"] >= 0.9 - 1e-6  # and retraining grows nothing back
+    assert row["retrained_sparsity"] >= row["sparsity"]
+    assert (workdir / "retrain" / "global-r0.5-e1").is_dir()
+    capsys.readouterr()
+
+
+def test_prune_refuses_a_retraining_folder_whose_pruned_weights_grew_back(
+        gmp_run, tmp_path, capsys, monkeypatch) -> None:
+    # What an earlier version wrote below the run's sparsity: retraining without the zeros held.
+    import shutil
+
+    import jax.numpy as jnp
+
+    from sparsejax import pruning
+
+    workdir = tmp_path / "gmp"
+    shutil.copytree(gmp_run, workdir)
+    argv = ["prune", "--workdir", str(workdir), "--ratios", "0.5", "--retrain-epochs", "1",
+            "--eval-batch-size", "64", "--quiet"]
+    hold = pruning.fixed_support
+    with monkeypatch.context() as m:  # every weight may move: the support is all True
+        m.setattr(pruning, "fixed_support",
+                  lambda support: hold(jax.tree.map(jnp.ones_like, support)))
+        _bad(capsys, argv, "let pruned weights grow back", "prune")
+    err = _bad(capsys, argv, "delete that folder to retrain", "prune")  # the folder is reused
+    assert str(workdir / "retrain" / "global-r0.5-e1") in err
+
+
+def test_prune_retraining_with_another_lr_or_momentum_has_its_own_folder(gmp_run, tmp_path,
+                                                                        capsys) -> None:
+    import shutil
+
+    workdir = tmp_path / "gmp"
+    shutil.copytree(gmp_run, workdir)
+    base = ["prune", "--workdir", str(workdir), "--ratios", "0.9", "--retrain-epochs", "1",
+            "--eval-batch-size", "64", "--quiet"]
+    assert cli.main(base) == 0
+    report = json.loads((workdir / "prune-global-e1.json").read_text())
+    assert (report["retrain_lr"], report["retrain_momentum"]) == (0.01, 0.9)
+    assert cli.main([*base, "--retrain-lr", "0.02"]) == 0
+    report = json.loads((workdir / "prune-global-e1.json").read_text())
+    assert (report["retrain_lr"], report["retrain_momentum"]) == (0.02, 0.9)
+    assert cli.main([*base, "--retrain-momentum", "0"]) == 0
+    assert sorted(p.name for p in (workdir / "retrain").iterdir()) == [
+        "global-r0.9-e1", "global-r0.9-e1-lr0.02", "global-r0.9-e1-m0"]
+    capsys.readouterr()
+
+
+def test_an_unwritable_output_path_is_a_one_line_error(gmp_run, tmp_path, capsys) -> None:
+    import shutil
+
+    workdir = tmp_path / "gmp"
+    shutil.copytree(gmp_run, workdir)
+    (workdir / "prune-global.json").mkdir()  # the report's path is taken by a folder
+    err = _bad(capsys, ["prune", "--workdir", str(workdir), "--ratios", "0.5", "--eval-batch-size",
+                        "64", "--quiet"], str(workdir / "prune-global.json"), "prune")
+    assert "Is a directory" in err and "Errno" not in err
+    (tmp_path / "afile").write_text("")
+    _bad(capsys, ["compare", "--methods", "sgd", *SMALL, "--out", str(tmp_path / "afile")],
+         f"--out {tmp_path / 'afile'} exists and is not a directory", "compare")
+
+
+def test_compare_report_states_only_the_shared_settings(tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('model = "mlp"\ndataset = "synthetic"\nepochs = 1\nbatch_size = 64\n'
+                   'eval_batch_size = 64\nlearning_rate = 0.05\n'
+                   'data_options = { num_examples = 128, image_shape = [8, 8, 1] }\n'
+                   'ratios = [0.5]\n[methods.sgd]\n[methods.long]\nmethod = "sgd"\nepochs = 2\n'
+                   'batch_size = 32\n')
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    md = (out / "results.md").read_text()
+    assert md.splitlines()[0] == "# sparsejax compare: synthetic, mlp, seed 0"
+    assert ("Settings that differ between the runs: sgd: 1 epochs of batch 64; long: 2 epochs of "
+            "batch 32.") in md
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"] == "synthetic, mlp, seed 0"
+    assert results["settings_per_run"] == {"sgd": {"epochs": 1, "batch_size": 64},
+                                           "long": {"epochs": 2, "batch_size": 32}}
+    # runs that share every setting: the header as before, no list
+    assert cli.main(["compare", "--config", str(cfg), "--methods", "sgd", "--out",
+                     str(tmp_path / "one"), "--quiet"]) == 0
+    md = (tmp_path / "one" / "results.md").read_text()
+    assert md.splitlines()[0] == "# sparsejax compare: synthetic, mlp, 1 epochs of batch 64, seed 0"
+    assert "differ" not in md
+    assert "settings_per_run" not in json.loads((tmp_path / "one" / "results.json").read_text())
+    capsys.readouterr()
+
+
+def test_augment_spelled_as_the_datasets_default_is_the_same_experiment(tmp_path, capsys) -> None:
+    workdir = tmp_path / "run"
+    argv = ["train", "--method", "sgd", *SMALL, "--workdir", str(workdir)]
+    assert cli.main([*argv, "--no-augment"]) == 0  # synthetic does not augment by default
+    assert json.loads((workdir / "config.json").read_text())["augment"] is None
+    files = _snapshot(workdir)
+    assert cli.main(argv) == 0 and _snapshot(workdir) == files  # reused, not refused
+    assert cli.main([*argv, "--augment"]) == 2  # another experiment
+    assert "augment: None in the workdir, True now" in capsys.readouterr().err
+    # a workdir written before, with the default spelled out, is still reused by both spellings
+    config = json.loads(files["config.json"])
+    (workdir / "config.json").write_text(json.dumps({**config, "augment": False}, indent=2) + "\n")
+    files = _snapshot(workdir)
+    assert cli.main(argv) == 0 and cli.main([*argv, "--no-augment"]) == 0
+    assert _snapshot(workdir) == files
+    assert cli.main(["prune", "--workdir", str(workdir), "--ratios", "0.5", "--quiet"]) == 0
+
+
+def test_lr_and_schedule_help_say_which_methods_ignore_them() -> None:
+    parser = cli.build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: " ".join(a.help.split()) for a in train._actions if a.help}
+    for dest in ("learning_rate", "schedule"):
+        assert "ignored by methods without a learning rate" in helps[dest], helps[dest]

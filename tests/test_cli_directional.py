@@ -82,3 +82,37 @@ def test_bad_input_raises_usage_errors(runs, tmp_path) -> None:
         cd.cmd_hessian(_parse(["hessian", "--workdir", str(sgd), "--k", "0"]))
     with pytest.raises(cli.UsageError, match="--grid must be 0"):
         cd.cmd_connect(_parse(["connect", "--a", str(sgd), "--b", str(grda), "--grid", "1"]))
+
+
+def _one_line_error(capsys, argv: list[str], match: str) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sparsejax {argv[0]}: error: ") and "\n" not in err, err
+    assert "Traceback" not in err and match in err, err
+    return err
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_the_work(runs, tmp_path, capsys) -> None:
+    sgd, grda = runs
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    capsys.readouterr()
+    _one_line_error(capsys, ["hessian", "--workdir", str(sgd), "--k", "2", "--examples", "64",
+                             "--probes", "0", "--trace-probes", "0", "--out", str(afile)],
+                    f"--out {afile} exists and is not a directory")
+    _one_line_error(capsys, ["hessian", "--workdir", str(sgd), "--k", "2", "--examples", "64",
+                             "--probes", "0", "--trace-probes", "0", "--out", str(afile / "x")],
+                    f"--out {afile / 'x'}: {afile} exists and is not a directory")
+    _one_line_error(capsys, ["connect", "--a", str(sgd), "--b", str(grda), "--out", str(afile)],
+                    f"--out {afile} exists and is not a directory")
+    assert afile.read_text() == ""
+
+
+def test_connect_refusals_name_its_out_option(runs, tmp_path, capsys) -> None:
+    sgd, grda = runs
+    out = tmp_path / "connect"
+    (out / "curve").mkdir(parents=True)
+    (out / "curve" / "config.json").write_text("{}")  # another experiment's curve
+    err = _one_line_error(capsys, ["connect", "--a", str(sgd), "--b", str(grda), "--out", str(out),
+                                   "--quiet"], "holds another experiment")
+    assert "use another --out" in err and "another workdir" not in err

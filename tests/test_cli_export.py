@@ -60,3 +60,16 @@ def test_bench_batch_must_be_positive_integers(batch, tmp_path, capsys) -> None:
     assert cli.main(["bench", "--workdir", str(tmp_path), "--batch", batch]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"sparsejax bench: error: --batch takes comma-separated integers >= 1, got {batch!r}"
+
+
+def test_an_export_folder_that_is_a_file_is_a_one_line_error(run_dir, tmp_path, capsys) -> None:
+    import shutil
+
+    workdir = tmp_path / "run"
+    shutil.copytree(run_dir, workdir, ignore=shutil.ignore_patterns("export"))
+    (workdir / "export").write_text("")
+    for command in ("export", "bench"):
+        assert cli.main([command, "--workdir", str(workdir), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"sparsejax {command}: error: the output folder {workdir / 'export'} exists "
+                       "and is not a directory; name another folder"), err

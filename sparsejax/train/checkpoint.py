@@ -404,6 +404,15 @@ def _where_and_why(e: BaseException, step_dir: Path, item: str = "") -> tuple[st
         where = f"{where}, array {array.group(1)}" if where else f"array {array.group(1)}"
     if not files and isinstance(root, (UnicodeError, json.JSONDecodeError)):
         where = _broken_json(step_dir) or where
+    if not where:  # e.g. "File <step_dir>/meta/metadata not found.": the file named
+        for name in [getattr(root, "filename", None), *re.findall(r"\S+", text)]:
+            try:
+                part = Path(str(name).strip(".,;:'\"()")).relative_to(step_dir)
+            except ValueError:
+                continue
+            if part.parts:
+                where = str(part)
+                break
     if files or code:
         why = text.rsplit('": ', 1)[-1] if '": ' in text else text
         if code and not why.startswith(code.group(0)):
@@ -624,7 +633,8 @@ class Workdir:
 
     def _damaged(self, step: int, where: str, reason: str) -> CheckpointRestoreError:
         return CheckpointRestoreError(
-            f"checkpoint {step} in {self.checkpoint_dir} is damaged ({where}: {reason})",
+            f"checkpoint {step} in {self.checkpoint_dir} is damaged ("
+            + (f"{where}: {reason})" if where else f"{reason})"),
             step=step, where=where, reason=reason)
 
     def restore(self, step: int, state: TrainState, totals: Totals) -> tuple[TrainState, Totals, dict]:
@@ -930,7 +940,8 @@ class Workdir:
                 try:
                     return (step, *self.restore(step, state, totals))
                 except CheckpointRestoreError as e:
-                    failures.append(f"step {step}: {e.where}: {e.reason}")
+                    failures.append(f"step {step}: " + (f"{e.where}: " if e.where else "")
+                                    + e.reason)
                     message = str(e)
                 gc.collect()  # finalises the failed restore's tasks while quiet is installed
                 dest = self._move_aside(step)
@@ -942,10 +953,14 @@ class Workdir:
                 quiet.remove()
         if not steps:
             return None
+        # a run again finds no checkpoint: it trains from the start, unless result.json
+        # marks the run finished (then there is no model to rebuild: fit refuses)
+        again = (f"delete {self.path / RESULT_FILE} (or the workdir) to train again from the start"
+                 if (self.path / RESULT_FILE).exists() else "run again to train from the start")
         raise CheckpointRestoreError(
             f"no checkpoint in {self.checkpoint_dir} could be restored ({'; '.join(failures)}); "
             f"all were moved to {self.path / DAMAGED_DIR} and nothing was deleted; "
-            "use another workdir, or run again to train from the start")
+            f"use another workdir, or {again}")
 
     def wait(self) -> None:
         """Blocks until every started save has been written."""
@@ -978,6 +993,20 @@ class Workdir:
         _barrier("sparsejax_result_written")
 
     def read_result(self) -> dict[str, Any]:
-        """The contents of ``result.json``."""
-        return _read_json(self.path / RESULT_FILE)
+        """The contents of ``result.json``.
+
+        Raises:
+          ValueError: if the file is damaged (not a JSON table); the message names it
+            and says how to train again.
+        """
+        path = self.path / RESULT_FILE
+        try:
+            result = _read_json(path)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path} is damaged ({' '.join(str(e).split())}); delete it and run "
+                             "again to rebuild it from the last checkpoint") from None
+        if not isinstance(result, dict) or "wall_time" not in result:
+            raise ValueError(f"{path} is damaged (not the record of a finished run); delete it "
+                             "and run again to rebuild it from the last checkpoint")
+        return result
 

@@ -12,9 +12,12 @@ from sparsejax.train.cli.export import add_export_subcommands
 from sparsejax.train.cli.settings import (
     DEFAULT_RATIOS,
     DEFAULTS,
+    RETRAIN_LR,
+    RETRAIN_MOMENTUM,
     SETTING_KEYS,
     RunSettings,
     UsageError,
+    default_augment_as_none,
 )
 
 
@@ -96,11 +99,13 @@ def add_setting_flags(p: argparse.ArgumentParser, *, model_required: bool) -> No
     g.add_argument("--eval-batch-size", type=int, default=None,
                    help=f"test batch size (default {DEFAULTS['eval_batch_size']})")
     g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=None,
-                   help="base learning rate (default: the method's, see `sparsejax methods M`)")
+                   help="base learning rate (default: the method's, see `sparsejax methods M`; "
+                        "ignored by methods without a learning rate, such as rda and irda)")
     g.add_argument("--momentum", type=float, default=None,
                    help="momentum (default: the method's; ignored by methods without momentum)")
     g.add_argument("--schedule", default=None, choices=SCHEDULES,
-                   help="learning-rate schedule (default constant)")
+                   help="learning-rate schedule (default constant; ignored by methods without "
+                        "a learning rate)")
     g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 0)")
     g.add_argument("--decay-at", default=None, metavar="F1,F2",
                    help="step schedule: fractions of training where the lr drops (default 0.5,0.75)")
@@ -191,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", default="global", choices=("global", "layerwise"))
     p.add_argument("--retrain-epochs", type=int, default=0,
                    help="epochs of retraining with the support fixed (default 0: none)")
-    p.add_argument("--retrain-lr", type=float, default=0.01, help="retraining learning rate")
-    p.add_argument("--retrain-momentum", type=float, default=0.9, help="retraining momentum")
+    p.add_argument("--retrain-lr", type=float, default=RETRAIN_LR,
+                   help=f"retraining learning rate (default {RETRAIN_LR:g})")
+    p.add_argument("--retrain-momentum", type=float, default=RETRAIN_MOMENTUM,
+                   help=f"retraining momentum (default {RETRAIN_MOMENTUM:g})")
     p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
                    help="also report each pruned net's accuracy with its BatchNorm statistics "
                         "recomputed on N training batches (models with BatchNorm; default 0: no)")
@@ -218,17 +225,18 @@ def settings_from(common: Mapping[str, Any], entry: Mapping[str, Any], name: str
     merged: dict[str, Any] = dict(DEFAULTS)
     for source in (common, entry):
         merged.update({k: v for k, v in source.items() if k in SETTING_KEYS})
+    opts = merged["data_options"]
+    if opts is not None and not isinstance(opts, Mapping):
+        raise UsageError(f"data_options must be a table of options of sparsejax.data.load, got "
+                         f"{opts!r}")
     merged.update({k: v for k, v in flags.items() if v is not None})
+    # --data-opt changes single options: the config's other options are kept
+    opts = {**(opts or {}), **(flags.get("data_options") or {})}
     for key in ("model", "dataset"):
         if not merged.get(key):
             raise UsageError(f"--{key} is required (or a --config that sets it)")
     hparams = dict(entry.get("hparams") or {})
     hparams.update(hp_flags)
-    opts = merged["data_options"]
-    if opts is not None and not isinstance(opts, Mapping):
-        raise UsageError(f"data_options must be a table of options of sparsejax.data.load, got "
-                         f"{opts!r}")
-    opts = dict(opts or {})
     decay_at = merged["decay_at"]
     if not isinstance(decay_at, list | tuple):
         raise UsageError("decay_at must be a list of fractions of training (numbers > 0 and "
@@ -239,7 +247,8 @@ def settings_from(common: Mapping[str, Any], entry: Mapping[str, Any], name: str
         eval_batch_size=merged["eval_batch_size"], learning_rate=merged["learning_rate"],
         momentum=merged["momentum"], schedule=merged["schedule"],
         warmup_steps=merged["warmup_steps"], decay_at=tuple(decay_at),
-        decay_factor=merged["decay_factor"], seed=merged["seed"], augment=merged["augment"],
+        decay_factor=merged["decay_factor"], seed=merged["seed"],
+        augment=default_augment_as_none(merged["dataset"], merged["augment"]),
         train_split=merged["train_split"], test_split=merged["test_split"], data_options=opts,
     )
 
@@ -293,7 +302,9 @@ def compare_runs(args: argparse.Namespace, config: Mapping[str, Any]) -> list[Ru
             raise UsageError(f"--pattern: none of the runs ({', '.join(names)}) has a 'pattern' "
                              "hyperparameter (gmp, static, set, rigl, ste have one)")
         for n in takes:
-            hp_by_run.setdefault(n, {}).setdefault("pattern", args.pattern)
+            given = hp_by_run.setdefault(n, {}).setdefault("pattern", args.pattern)
+            if given != args.pattern:
+                raise UsageError(f"--pattern {args.pattern} and --hp {n}.pattern={given} disagree")
     flags = setting_flags(args)
     runs = []
     for name in names:

@@ -37,7 +37,10 @@ from sparsejax.train.cli.settings import (
     DEFAULT_RATIOS,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    RETRAIN_LR,
+    RETRAIN_MOMENTUM,
     UsageError,
+    check_output_dir,
     load_config,
 )
 from sparsejax.train.distributed import is_primary
@@ -48,6 +51,15 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def print_error(prog: str, message: str) -> None:
     one_line = " ".join(str(message).split())
     print(f"{prog}: error: {one_line}", file=sys.stderr)
+
+
+def os_error_message(e: OSError) -> str:
+    """``e`` in one line: ``'runs/x: File exists'`` for the errors of system calls on a path
+    (whose text otherwise starts with ``[Errno N]``), else ``str(e)``."""
+    if e.errno is None or not e.strerror or e.filename is None:
+        return str(e)
+    names = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 is not None else "")
+    return f"{names}: {e.strerror}"
 
 
 def one_line_warnings(prog: str) -> Callable[..., None]:
@@ -95,6 +107,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     runs = compare_runs(args, config)
     out = Path(args.out or config.get("out") or
                f"runs/compare-{runs[0].dataset}-{runs[0].model}")
+    check_output_dir(out, f"--out {out}" if args.out else f"the output folder {out}")
     ratios = (parse_floats(args.ratios, "--ratios") if args.ratios is not None
               else list(config.get("ratios", DEFAULT_RATIOS)))
     if not ratios:
@@ -136,8 +149,26 @@ def ratio_name(ratio: float) -> str:
     return short if float(short) == ratio else repr(float(ratio))
 
 
+def retrain_name(scope: str, ratio: float, epochs: int, lr: float = RETRAIN_LR,
+                 momentum: float = RETRAIN_MOMENTUM) -> str:
+    """The retraining folder's name: ``<scope>-r<ratio>-e<epochs>``, then ``-lr<lr>`` and
+    ``-m<momentum>`` where they differ from the defaults (default runs keep their names).
+
+    Example:
+      >>> retrain_name('global', 0.5, 1), retrain_name('global', 0.5, 1, 0.02, 0.0)
+      ('global-r0.5-e1', 'global-r0.5-e1-lr0.02-m0')
+    """
+    name = f"{scope}-r{ratio_name(ratio)}-e{epochs}"
+    if lr != RETRAIN_LR:
+        name += f"-lr{ratio_name(lr)}"
+    if momentum != RETRAIN_MOMENTUM:
+        name += f"-m{ratio_name(momentum)}"
+    return name
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     """``sparsejax prune``."""
+    import jax
     import optax
 
     import sparsejax as sj
@@ -175,10 +206,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if recalibrated is not None:
             row["bn_recalibrated_accuracy"] = recalibrated(pruned)
         if args.retrain_epochs:
+            # The weights already zero stay zero: below the run's sparsity, prune keeps some
+            # zeros among its largest entries, which must not grow back.
+            kept = jax.tree.map(lambda s, w: None if s is None else s & (w != 0), support, pruned,
+                                is_leaf=lambda x: x is None)
             tx = optax.chain(optax.sgd(args.retrain_lr, momentum=args.retrain_momentum or None),
-                             pruning.fixed_support(support))
-            sub = (workdir / "retrain"
-                   / f"{args.scope}-r{ratio_name(ratio)}-e{args.retrain_epochs}")
+                             pruning.fixed_support(kept))
+            sub = workdir / "retrain" / retrain_name(args.scope, ratio, args.retrain_epochs,
+                                                     args.retrain_lr, args.retrain_momentum)
             retrain_cfg = {"pruned_from": config, "ratio": ratio, "scope": args.scope,
                            "epochs": args.retrain_epochs, "learning_rate": args.retrain_lr,
                            "momentum": args.retrain_momentum}
@@ -189,6 +224,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
                       (lambda line, r=ratio: print(f"  [retrain {ratio_name(r)}] {line}", flush=True)))
             row["retrained_accuracy"] = res.final.get("test_accuracy")
             row["retrained_sparsity"] = res.final.get("sparsity")
+            if (row["retrained_sparsity"] is not None
+                    and row["retrained_sparsity"] < row["sparsity"] - 1e-6):
+                raise UsageError(
+                    f"{sub} holds a retraining by an earlier version of sparsejax that let pruned "
+                    f"weights grow back (sparsity {pct(row['retrained_sparsity'])} after, "
+                    f"{pct(row['sparsity'])} pruned); delete that folder to retrain")
         rows.append(row)
     header = ["ratio", "sparsity", "test accuracy (no retraining)"]
     if recalibrated is not None:
@@ -202,9 +243,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
            if args.retrain_epochs else []) for r in rows])
     if is_primary():
         name = f"prune-{args.scope}" + (f"-e{args.retrain_epochs}" if args.retrain_epochs else "")
+        report = {"scope": args.scope, "retrain_epochs": args.retrain_epochs}
+        if args.retrain_epochs:
+            report.update(retrain_lr=args.retrain_lr, retrain_momentum=args.retrain_momentum)
         (workdir / f"{name}.json").write_text(json.dumps(
-            {"scope": args.scope, "retrain_epochs": args.retrain_epochs,
-             "bn_recalibrate": args.bn_recalibrate, "rows": rows}, indent=2) + "\n")
+            {**report, "bn_recalibrate": args.bn_recalibrate, "rows": rows}, indent=2) + "\n")
         print(f"one-shot {args.scope} magnitude pruning of {workdir}:")
         print(table)
     return 0
@@ -255,9 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDivergedError as e:
         print_error(prog, str(e))
         return EXIT_FAILED
-    except (ValueError, CheckpointRestoreError, FileNotFoundError, NotADirectoryError,
-            PermissionError) as e:
+    except (ValueError, CheckpointRestoreError) as e:
         print_error(prog, str(e))
+        return EXIT_BAD_INPUT
+    except OSError as e:  # a path that cannot be read or written (an output folder that is a file)
+        print_error(prog, os_error_message(e))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print_error(prog, "interrupted; run the same command again to resume")

@@ -139,6 +139,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from sparsejax.train.cli import UsageError
     from sparsejax.train.cli.reports import markdown_table
     from sparsejax.train.cli.runs import load_finished_run
+    from sparsejax.train.cli.settings import check_output_dir
 
     for name in ("k", "examples", "batch_size", "slq_steps"):
         _check(name.replace("_", "-"), getattr(args, name), 1)
@@ -148,6 +149,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         _check("lanczos-steps", args.lanczos_steps, 1)
     run = load_finished_run(args.workdir, data_dir=args.data_dir, source=args.source,
                             eval_batch_size=args.eval_batch_size)
+    out = Path(args.out) if args.out else Path(args.workdir) / "hessian"
+    check_output_dir(out, f"--out {out}" if args.out else f"the output folder {out}")
     in_order = data.batches(run.train_batches.dataset, args.batch_size, train=False)
     examples = conn.collect_examples(in_order, args.examples)
     n = int(examples["label"].shape[0])
@@ -178,7 +181,6 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     if args.trace_probes:
         tr = dp.hutchinson_trace(loss, params, num_probes=args.trace_probes, seed=args.seed)
         result["trace"], result["trace_standard_error"] = tr.trace, tr.standard_error
-    out = Path(args.out) if args.out else Path(args.workdir) / "hessian"
     if is_primary():
         out.mkdir(parents=True, exist_ok=True)
         (out / "spectrum.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -220,16 +222,24 @@ class _Head:
         getattr(it, "close", lambda: None)()
 
 
+def _out_not_workdir(e: Exception) -> str:
+    """The trainer's refusal of the curve's workdir, in the words of ``connect``'s ``--out``."""
+    return (str(e).replace("use another workdir", "use another --out")
+            .replace("choose another --workdir", "choose another --out"))
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
     """``sparsejax connect``: train and plot the Bézier curve between two finished runs."""
     import optax
 
     from sparsejax import data
     from sparsejax import directional as dp
+    from sparsejax.train import CheckpointRestoreError, WorkdirMismatchError
     from sparsejax.train import connectivity as conn
     from sparsejax.train.cli import UsageError
     from sparsejax.train.cli.reports import markdown_table, pct
     from sparsejax.train.cli.runs import load_finished_run
+    from sparsejax.train.cli.settings import check_output_dir
 
     for name in ("epochs", "points"):
         _check(name, getattr(args, name), 1)
@@ -247,6 +257,10 @@ def cmd_connect(args: argparse.Namespace) -> int:
         raise UsageError("--grid must be 0 (no plane) or at least 2")
     if Path(args.a).resolve() == Path(args.b).resolve():
         raise UsageError("--a and --b name the same run: a curve needs two end points")
+    out = Path(args.out) if args.out else (
+        Path(args.a).parent / f"connect-{Path(args.a).name}-{Path(args.b).name}")
+    check_output_dir(out, f"--out {out}" if args.out else f"the output folder {out}")
+    check_output_dir(out / "curve", f"the curve's workdir {out / 'curve'}")
     a, b = (load_finished_run(w, data_dir=args.data_dir, source=args.source,
                               eval_batch_size=args.eval_batch_size) for w in (args.a, args.b))
     for key in ("model", "dataset", "train_split", "test_split", "data_options"):
@@ -254,8 +268,6 @@ def cmd_connect(args: argparse.Namespace) -> int:
         if va != vb:
             raise UsageError(f"the runs differ in {key} ({va!r} in {args.a}, {vb!r} in {args.b}): "
                              "a curve joins two weights of one model on one dataset")
-    out = Path(args.out) if args.out else (
-        Path(args.a).parent / f"connect-{Path(args.a).name}-{Path(args.b).name}")
     batch_size = args.batch_size or a.settings.batch_size
     train_ds = a.train_batches.dataset
     train = data.batches(train_ds, batch_size, train=True, seed=args.seed)
@@ -264,9 +276,15 @@ def cmd_connect(args: argparse.Namespace) -> int:
               "lr": args.lr, "momentum": args.momentum, "batch_size": batch_size,
               "seed": args.seed}
     log = None if args.quiet else (lambda line: print(f"  [curve] {line}", flush=True))
-    fitted = conn.train_curve(net, w1, w2, optax.sgd(args.lr, momentum=args.momentum or None),
-                              train, epochs=args.epochs, workdir=out / "curve", config=config,
-                              seed=args.seed, log=log, progress=args.progress)
+    try:
+        fitted = conn.train_curve(net, w1, w2, optax.sgd(args.lr, momentum=args.momentum or None),
+                                  train, epochs=args.epochs, workdir=out / "curve", config=config,
+                                  seed=args.seed, log=log, progress=args.progress)
+    except WorkdirMismatchError as e:
+        raise WorkdirMismatchError(_out_not_workdir(e)) from None
+    except CheckpointRestoreError as e:
+        raise CheckpointRestoreError(_out_not_workdir(e), step=e.step, where=e.where,
+                                     reason=e.reason) from None
     in_order = data.batches(train_ds, a.test_batches.batch_size, train=False)
     head = _Head(in_order, -(-args.eval_examples // in_order.batch_size)) if args.eval_examples \
         else in_order

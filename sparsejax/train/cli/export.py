@@ -58,11 +58,13 @@ def add_export_subcommands(subparsers: Any) -> None:
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, tuple[int, ...]]:
     from sparsejax.train.cli.runs import load_finished_run, model_with_params
-    from sparsejax.train.cli.settings import UsageError
+    from sparsejax.train.cli.settings import UsageError, check_output_dir
 
     if not 0.0 <= args.max_density <= 1.0:
         raise UsageError(f"--max-density must lie in [0, 1], got {args.max_density}")
     run = load_finished_run(args.workdir, data_dir=args.data_dir, source=args.source)
+    out = Path(args.workdir) / "export"
+    check_output_dir(out, f"the output folder {out}")  # before any work is done
     model = model_with_params(run.result.model, run.result.params)
     return run, model, tuple(run.image_shape)
 

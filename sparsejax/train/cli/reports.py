@@ -66,6 +66,35 @@ def compare_markdown(rows: Sequence[Mapping[str, Any]], ratios: Sequence[float],
     return table, curve_table
 
 
+_SETTINGS = ("dataset", "model", "epochs", "batch_size", "seed")
+"""The settings the report's header states (those the runs share)."""
+
+
+def _settings_text(values: Mapping[str, Any]) -> str:
+    """``'synthetic, mlp, 2 epochs of batch 64, seed 0'``, of the settings in ``values``."""
+    parts = [str(values[k]) for k in ("dataset", "model") if k in values]
+    if "epochs" in values and "batch_size" in values:
+        parts.append(f"{values['epochs']} epochs of batch {values['batch_size']}")
+    elif "epochs" in values:
+        parts.append(f"{values['epochs']} epochs")
+    elif "batch_size" in values:
+        parts.append(f"batch {values['batch_size']}")
+    if "seed" in values:
+        parts.append(f"seed {values['seed']}")
+    return ", ".join(parts)
+
+
+def shared_settings(
+        trained: Sequence[TrainedRun]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(shared, differing)``: the settings of :data:`_SETTINGS` every run has alike, and by
+    run name the others (empty when the runs share them all)."""
+    values = [{k: getattr(r.settings, k) for k in _SETTINGS} for r in trained]
+    shared = {k: values[0][k] for k in _SETTINGS if all(v[k] == values[0][k] for v in values)}
+    differing = {r.settings.name: {k: v[k] for k in _SETTINGS if k not in shared}
+                 for r, v in zip(trained, values)}
+    return shared, differing if len(shared) < len(_SETTINGS) else {}
+
+
 def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, Any],
                    trained: Sequence[TrainedRun], ratios: Sequence[float], scope: str,
                    bn_recalibrate: int = 0) -> None:
@@ -73,13 +102,17 @@ def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, An
 
     out.mkdir(parents=True, exist_ok=True)
     table, curve_table = compare_markdown(rows, ratios, scope)
-    first = trained[0].settings
-    head = (f"{first.dataset}, {first.model}, {first.epochs} epochs of batch {first.batch_size}, "
-            f"seed {first.seed}")
+    shared, differing = shared_settings(trained)
+    # the header states what the runs share; each run's other settings are listed below it
+    head = _settings_text(shared) or "runs of different settings"
+    if differing:
+        per_run = "Settings that differ between the runs: " + "; ".join(
+            f"{name}: {_settings_text(values)}" for name, values in differing.items()) + "."
+    what = ", ".join(str(shared[k]) for k in ("dataset", "model") if k in shared)
     plots.plot_accuracy_vs_sparsity([{"method": r["name"], "test_accuracy": r["test_accuracy"],
                                       "sparsity": r["sparsity"]} for r in rows],
                                     out / "accuracy_vs_sparsity.png",
-                                    title=f"accuracy vs sparsity ({first.dataset}, {first.model})")
+                                    title="accuracy vs sparsity" + (f" ({what})" if what else ""))
     recomputed = [r["name"] for r in rows if r.get("one_shot_bn_recalibrate")]
     plots.plot_one_shot_curves(curves, out / "one_shot_curves.png",
                                title=f"one-shot {scope} magnitude pruning, no retraining"
@@ -90,6 +123,7 @@ def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, An
                f"training batches for {', '.join(recomputed)}" if recomputed else "")
     md = "\n".join([
         f"# sparsejax compare: {head}", "",
+        *([per_run, ""] if differing else []),
         "FLOPs: one example through the model, 2 x multiply-accumulates of the conv and dense "
         "layers with the zero weights skipped; sparsity: share of zeros among the conv and "
         "dense kernels.", "",
@@ -102,10 +136,15 @@ def write_compare(out: Path, rows: list[dict[str, Any]], curves: Mapping[str, An
         "![layer-wise sparsity](layer_sparsity.png)", "",
     ])
     (out / "results.md").write_text(md)
+    report: dict[str, Any] = {"settings": head}
+    if differing:
+        report["settings_per_run"] = differing
     (out / "results.json").write_text(json.dumps(
-        {"settings": head, "scope": scope, "ratios": list(ratios),
+        {**report, "scope": scope, "ratios": list(ratios),
          "bn_recalibrate": bn_recalibrate, "runs": rows}, indent=2) + "\n")
     print()
+    if differing:
+        print(per_run)
     print(table)
     print()
     print(f"any-sparsity (one-shot {scope} pruning, no retraining{bn_note}):")

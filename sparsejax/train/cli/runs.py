@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sparsejax.train.cli.settings import DEFAULTS, RunSettings, UsageError
+from sparsejax.train.cli.settings import DEFAULTS, RunSettings, UsageError, default_augment_as_none
 from sparsejax.tree import weights_only
 
 
@@ -63,6 +63,7 @@ def run_training(
     from sparsejax.train import fit, methods
 
     hp = settings.validate()
+    settings = _stored_augment_spelling(settings, workdir)
     finished_before = (Path(workdir) / "result.json").exists()
     train_ds, train_b, test_b = load_data(settings, data_dir, source, download)
     model = models.create(settings.model, num_classes=train_ds.num_classes,
@@ -94,6 +95,28 @@ def run_training(
                  sparsity_mask=weights_only, progress=progress, log=log, mask_update_due=due)
     return TrainedRun(settings, result, tuple(train_ds.image_shape), test_b, train_b,
                       finished_before)
+
+
+def _stored_augment_spelling(settings: RunSettings, workdir: str | os.PathLike[str]) -> RunSettings:
+    """``settings`` with ``augment`` spelled as the workdir's ``config.json`` spells it.
+
+    ``augment`` equal to the dataset's default is stored as ``None``
+    (:func:`~sparsejax.train.cli.settings.default_augment_as_none`); a workdir
+    written before, by ``--no-augment`` on a dataset that does not augment by
+    default (or ``--augment`` on one that does), holds the value itself. That run
+    is the same experiment, so it is reused as it is, not refused.
+    """
+    if settings.augment is not None:
+        return settings
+    try:
+        stored = json.loads((Path(workdir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return settings
+    if not isinstance(stored, dict) or not isinstance(stored.get("augment"), bool) \
+            or default_augment_as_none(settings.dataset, stored["augment"]) is not None:
+        return settings
+    spelled = dataclasses.replace(settings, augment=stored["augment"])
+    return spelled if json.loads(json.dumps(spelled.config())) == stored else settings
 
 
 def load_finished_run(workdir: str | os.PathLike[str], *, data_dir: str | None = None,

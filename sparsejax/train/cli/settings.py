@@ -34,6 +34,8 @@ DOC_KEYS = ("description", "source", "sources", "notes", "note")
 RUN_KEYS = ("method", "hparams") + SETTING_KEYS + DOC_KEYS
 COMPARE_KEYS = ("ratios", "scope", "bn_recalibrate", "methods", "out") + SETTING_KEYS + DOC_KEYS
 DEFAULT_RATIOS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+RETRAIN_LR, RETRAIN_MOMENTUM = 0.01, 0.9
+"""``prune``'s default retraining learning rate and momentum (left out of its folder names)."""
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -44,6 +46,27 @@ class UsageError(ValueError):
 
 
 # --- settings ---------------------------------------------------------------------------------
+
+
+def default_augment_as_none(dataset: Any, augment: Any) -> Any:
+    """``augment``, or ``None`` (the dataset's default) where it equals that default.
+
+    ``--no-augment`` on a dataset that does not augment by default (or ``--augment``
+    on one that does) is the same experiment as leaving it out, so it gets the same
+    identity. Anything else (an unknown dataset, a value that is not a bool) is
+    returned as it is, for :meth:`RunSettings.validate` to judge.
+
+    Example:
+      >>> default_augment_as_none('synthetic', False), default_augment_as_none('cifar10', False)
+      (None, False)
+    """
+    from sparsejax.data import DATASETS
+
+    info = DATASETS.get(dataset) if isinstance(dataset, str) else None
+    if info is not None and isinstance(augment, bool) and augment == info.augment:
+        return None
+    return augment
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +202,23 @@ class RunSettings:
     def default_workdir(self) -> Path:
         """``runs/<dataset>-<model>-<method>-s<seed>``."""
         return Path("runs") / f"{self.dataset}-{self.model}-{self.name}-s{self.seed}"
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str) -> None:
+    """Raises a :class:`UsageError` if ``path`` cannot be made an output folder.
+
+    Checked before any work: ``path``, or the nearest of its parents that exists,
+    must be a directory. ``what`` names the folder in the message (e.g.
+    ``'--out runs/x'``).
+    """
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if q.is_dir():
+                return
+            if q == p:
+                raise UsageError(f"{what} exists and is not a directory; name another folder")
+            raise UsageError(f"{what}: {q} exists and is not a directory; name another folder")
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
