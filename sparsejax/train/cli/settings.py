@@ -68,7 +68,6 @@ def default_augment_as_none(dataset: Any, augment: Any) -> Any:
     return augment
 
 
-
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """Everything that defines one training run (its identity is :meth:`config`).
