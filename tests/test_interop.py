@@ -126,6 +126,33 @@ def test_jit_compiles_once_and_matches_eager(case):
     assert_tree_close(p, eager, params)
 
 
+def _buffers(tree):
+    """``(pointer, path)`` of every non-empty array leaf's device buffer."""
+    out = []
+    for path, x in jax.tree_util.tree_leaves_with_path(tree):
+        if isinstance(x, jax.Array) and x.size:
+            out.extend((s.data.unsafe_buffer_pointer(), jax.tree_util.keystr(path))
+                       for s in x.addressable_shards)
+    return out
+
+
+@cases
+def test_state_shares_no_buffer_and_can_be_donated(case):
+    """A loop that donates the optimizer state to its jitted step (``donate_argnums``) fails
+    on the first call ("donate the same buffer twice") if two leaves of the state, or a leaf
+    of the state and one of the params, are one buffer; checked on ``init``'s state (plain and
+    under ``inject_hyperparams``, whose hyperparameters are state too), without compiling."""
+    params = make_params()
+    for tx in (plain(case), injected(case)):
+        state = tx.init(params)
+        seen = {}
+        for pointer, path in _buffers(state):
+            assert pointer not in seen, f"{path} and {seen[pointer]} are one buffer"
+            seen[pointer] = path
+        for pointer, path in _buffers(params):
+            assert pointer not in seen, f"the state's {seen[pointer]} is the params' {path}"
+
+
 @cases
 def test_inject_hyperparams_gives_identical_results(case):
     params = make_params()

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from sparsejax._validation import as_schedule, check_choice, check_number
+from sparsejax.optim._common import copy_as
 
 __all__ = ["LossAdaptiveState", "loss_adaptive_learning_rate"]
 
@@ -190,7 +191,7 @@ def loss_adaptive_learning_rate(
             count=jnp.zeros([], jnp.int32),
             epoch=jnp.zeros([], jnp.int32),
             multiplier=f32(1.0),
-            learning_rate=f32(base(jnp.zeros([], jnp.int32))),
+            learning_rate=copy_as(f32(base(jnp.zeros([], jnp.int32))), jnp.float32),
             loss_sum=f32(0.0),
             epoch_losses=jnp.zeros([size], jnp.float32),
             inner_state=inner.init(params),

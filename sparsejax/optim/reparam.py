@@ -226,7 +226,7 @@ def _reparameterise(
     def init_fn(params: optax.Params) -> SoftThresholdReparamState:
         leaves = _leaves(params, mask)
         d, rule_state = rule.init()
-        d = jnp.asarray(d, jnp.float32)
+        d = copy_as(jnp.asarray(d, jnp.float32), jnp.float32)  # never an injected hyperparameter
         latent = _initial_latents(leaves, [d] * len(leaves.params), latent_dtype)
         return SoftThresholdReparamState(
             count=jnp.zeros([], jnp.int32),
