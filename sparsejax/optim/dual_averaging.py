@@ -191,7 +191,10 @@ def grda(
         implementation). Unselected leaves follow plain dual averaging from
         their initial value, which is SGD.
       accumulator_dtype: dtype of the accumulator :math:`a` (default: the
-        params' dtypes).
+        params' dtypes, as Optax's accumulators). With bf16 params pass
+        ``jnp.float32``: in bf16 a step smaller than half a unit in the last
+        place of :math:`a` is lost (learning rate 1e-3 and unit gradients
+        leave weights near 1 unmoved, as plain SGD on bf16 params would).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -307,7 +310,10 @@ def rda(
         the zero centre belongs to the :math:`\ell_1` problem, and pulling a
         BatchNorm scale or a bias towards 0 is not what an unregularised leaf
         needs.
-      accumulator_dtype: dtype of the gradient sum (default: the params' dtypes).
+      accumulator_dtype: dtype of the gradient sum (default: the params' dtypes,
+        as Optax's accumulators). With bf16 params pass ``jnp.float32``: a
+        gradient smaller than half a unit in the last place of the sum is
+        lost in bf16.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -428,7 +434,8 @@ def irda(
       center: ``'zero'`` (the paper, default) or ``'init'`` (:math:`w_0` = the
         params given to ``init``; this library's variant).
       mask: which leaves get the :math:`\ell_1` term and are frozen (default: all).
-      accumulator_dtype: dtype of the gradient sum.
+      accumulator_dtype: dtype of the gradient sum (default: the params'
+        dtypes; ``jnp.float32`` for bf16 params, see :func:`rda`).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
