@@ -100,7 +100,8 @@ def add_setting_flags(p: argparse.ArgumentParser, *, model_required: bool) -> No
                    help=f"test batch size (default {DEFAULTS['eval_batch_size']})")
     g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=None,
                    help="base learning rate (default: the method's, see `sparsejax methods M`; "
-                        "ignored by methods without a learning rate, such as rda and irda)")
+                        "ignored by methods without a learning rate: rda, irda, and "
+                        "prox_sgd/sqrt_t_prox_sgd unless --hp step=lr)")
     g.add_argument("--momentum", type=float, default=None,
                    help="momentum (default: the method's; ignored by methods without momentum)")
     g.add_argument("--schedule", default=None, choices=SCHEDULES,
