@@ -122,12 +122,6 @@ def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = Non
       kernel  (1, 4)         2 / 4       50.00%        1 / 2
       total                  2 / 4       50.00%        1 / 2
     """
-    rows = sparsity_summary(params, mask)
-    total = sum(r.size for r in rows)
-    nonzeros = sum(r.nonzeros for r in rows)
-    table = [(r.path, str(r.shape), r.nonzeros, r.size, r.sparsity) for r in rows]
-    table.append(("total", "", nonzeros, total, _share_of_zeros(nonzeros, total)))
-    groups: list[str] = []
     structure = parse_pattern(pattern)
     if structure.kind == "n:m":
         raise ValueError(
@@ -135,6 +129,12 @@ def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = Non
             "removed whole; pass a block ('RxC') or 'channel' pattern, or check N:M "
             "sparsity with sparsejax.patterns.is_n_m_sparse"
         )
+    rows = sparsity_summary(params, mask)
+    total = sum(r.size for r in rows)
+    nonzeros = sum(r.nonzeros for r in rows)
+    table = [(r.path, str(r.shape), r.nonzeros, r.size, r.sparsity) for r in rows]
+    table.append(("total", "", nonzeros, total, _share_of_zeros(nonzeros, total)))
+    groups: list[str] = []
     if structure.kind != "unstructured":
         selected = jax.tree.leaves(resolve_mask(mask, params))
         counts = []

@@ -82,7 +82,7 @@ def _check_shape(m: Any, x: Any, path: str = "") -> None:
             f"support does not match the params: the support{where} is {type(m).__name__}, "
             f"the params hold {type(x).__name__} there"
         )
-    if jnp.result_type(m) == jnp.uint8:  # packed
+    if _is_packed(m):
         if m.shape != (_packed_size(x.shape),):
             raise ValueError(
                 f"packed mask{where} has shape {m.shape}, expected ({_packed_size(x.shape)},) "
