@@ -25,6 +25,19 @@ def _per_leaf(fn: Any, x: PyTree, hyper: Any) -> PyTree:
     return jax.tree.map(fn, x, broadcast_prefix(hyper, x, what="threshold"))
 
 
+def _clip(x: jax.Array, tau: Any) -> jax.Array:
+    """``clip(x, -tau, tau)`` for ``tau >= 0``, as two compare-selects (the min first).
+
+    ``jnp.clip`` lowers to XLA's NaN-propagating ``minimum``/``maximum``, which
+    XLA:CPU compiles to a vector min/max plus sign-of-zero and NaN fix-ups (7
+    vector instructions for the clip); ``x < tau ? x : tau`` compiles to one
+    ``minps`` and ``hi > -tau ? hi : -tau`` to one ``maxps``. The fix-ups are not
+    needed here: a NaN ``x`` gives a NaN ``x - clip`` either way.
+    """
+    hi = jnp.where(x < tau, x, tau)
+    return jnp.where(hi > -tau, hi, -tau)
+
+
 def soft_threshold(x: PyTree, threshold: Any) -> PyTree:
     r"""Soft-thresholding, the proximal operator of :math:`\tau \|x\|_1`.
 
@@ -36,6 +49,11 @@ def soft_threshold(x: PyTree, threshold: Any) -> PyTree:
     Entries with :math:`|x| \le \tau` become exactly zero. Computed as
     :math:`x - \operatorname{clip}(x, -\tau, \tau)`, which is exact in floating
     point: each surviving entry is rounded once, and the rest are exactly zero.
+    The clip is two compare-selects (``min(x, τ)`` then ``max(·, -τ)``), which
+    compile to two vector instructions on CPU where ``jnp.clip`` takes seven;
+    the result equals ``x - jnp.clip(x, -τ, τ)`` bit for bit for every
+    :math:`\tau \ge +0` (NaN in, NaN out). Under autodiff the derivative at
+    :math:`|x| = \tau` is 1 (``jnp.clip``'s is 1/2; both are subgradients).
 
     Args:
       x: an array or a pytree of arrays.
@@ -58,7 +76,7 @@ def soft_threshold(x: PyTree, threshold: Any) -> PyTree:
 
     def leaf_fn(leaf: jax.Array, tau: Any) -> jax.Array:
         # Computed in the wider of the two dtypes and rounded once.
-        return (leaf - jnp.clip(leaf, -tau, tau)).astype(leaf.dtype)
+        return (leaf - _clip(leaf, tau)).astype(leaf.dtype)
 
     return _per_leaf(leaf_fn, x, threshold)
 

@@ -31,6 +31,51 @@ def test_soft_threshold_is_the_prox_of_l1(xs, tau):
         assert np.all(obj(y64) <= obj(y64 + eps) + 1e-6 * (1 + np.abs(x64)) ** 2)
 
 
+def _bits(x: jax.Array) -> np.ndarray:
+    """The bit patterns of ``x``, with every NaN mapped to one pattern (payloads aside)."""
+    a = np.asarray(x)
+    b = a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]).copy()
+    b[np.isnan(a.astype(np.float64))] = 0
+    return b
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+def test_soft_threshold_is_x_minus_clip_bit_for_bit(dtype):
+    # The compare-select clip against jnp.clip's form over signed zeros, subnormals
+    # (flushed by XLA:CPU), infinities, NaN and random magnitudes, for thresholds
+    # 0, subnormal, normal, huge, inf and NaN, in the leaf's dtype and in float32.
+    def reference(x, tau):
+        return (x - jnp.clip(x, -tau, tau)).astype(x.dtype)
+
+    with jax.enable_x64(dtype == "float64"):
+        fi = jnp.finfo(dtype)
+        specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.5, -0.5]
+        specials += [s * float(v) for v in (fi.tiny, fi.smallest_subnormal, fi.max) for s in (1, -1)]
+        rng = np.random.default_rng(0)
+        x = jnp.asarray(np.concatenate([specials, rng.normal(size=4000) * 10.0 ** rng.integers(-8, 3, 4000)]), dtype)
+        taus = [t for t in specials if not t < 0 and not np.signbit(t)] + list(rng.exponential(size=8))
+        for tau in taus:
+            for t in (jnp.asarray(tau, dtype), jnp.asarray(tau, "float32" if dtype != "float64" else dtype)):
+                got = jax.jit(sj.prox.soft_threshold)(x, t)
+                want = jax.jit(reference)(x, t)
+                assert got.dtype == x.dtype
+                np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=f"{dtype} tau={tau} ({t.dtype})")
+
+
+def test_soft_threshold_compiles_to_compare_selects_and_its_derivative():
+    # jnp.clip's NaN-propagating minimum/maximum cost XLA:CPU seven vector
+    # instructions per clip; the compare-select form two (benchmarks/README.md).
+    # Fails if XLA rewrites the selects back into minimum/maximum.
+    hlo = jax.jit(sj.prox.soft_threshold).lower(jnp.ones(1024), 0.5).compile().as_text()
+    body = [line for line in hlo.splitlines() if "f32[1024]" in line and "=" in line]
+    assert not any(op in line for line in body for op in (" maximum(", " minimum(", " clamp("))
+    assert sum(" select(" in line for line in body) == 2
+    # Derivative: 1 outside the interval and at its ends (jnp.clip gives 1/2 there), 0 inside.
+    grad = jax.vmap(jax.grad(lambda v: sj.prox.soft_threshold(v, 0.5)))
+    np.testing.assert_array_equal(grad(jnp.array([-1.0, -0.5, -0.2, 0.0, 0.3, 0.5, 0.7])),
+                                  [1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+
+
 def test_prox_operators_on_pytrees_with_per_leaf_thresholds_and_dtypes():
     tree = {"a": jnp.array([-1.0, 0.5, 2.0]), "b": [jnp.array([0.3, -3.0], jnp.bfloat16)], "c": None}
     out = sj.prox.soft_threshold(tree, {"a": 0.6, "b": [1.0], "c": None})

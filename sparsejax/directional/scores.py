@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax import prox
 from sparsejax._validation import check_number
 from sparsejax.directional._util import (
     check_same_structure,
@@ -318,9 +319,9 @@ def directional_prune(params_sgd: PyTree, scores: PyTree, lam: Any, *,
         a = w.astype(dtype)
         kappa = jnp.asarray(lam, dtype) * jnp.asarray(s, dtype)
         mag = jnp.abs(kappa)
-        # kappa >= 0: the soft threshold a - clip(a, -kappa, kappa) (exact zeros, one rounding);
+        # kappa >= 0: the soft threshold S_kappa(a) (exact zeros, one rounding);
         # kappa < 0: a + sign(a) |kappa|, the magnitude grows (0 stays 0)
-        new = jnp.where(kappa >= 0, a - jnp.clip(a, -mag, mag), a + jnp.sign(a) * mag)
+        new = jnp.where(kappa >= 0, prox.soft_threshold(a, mag), a + jnp.sign(a) * mag)
         out.append(new.astype(w.dtype))
     return jax.tree.unflatten(jax.tree.structure(params_sgd), out)
 
