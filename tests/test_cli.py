@@ -14,6 +14,7 @@ import pytest
 
 import sparsejax as sj
 from sparsejax.train import cli, methods
+from sparsejax.train.cli.args import setting_flags, settings_from
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = ["--dataset", "synthetic", "--data-opt", "num_examples=256",
@@ -517,3 +518,53 @@ def test_lr_and_schedule_help_say_which_methods_ignore_them() -> None:
     helps = {a.dest: " ".join(a.help.split()) for a in train._actions if a.help}
     for dest in ("learning_rate", "schedule"):
         assert "ignored by methods without a learning rate" in helps[dest], helps[dest]
+
+
+@pytest.mark.parametrize(
+    ("flags", "config"),
+    [
+        (["--schedule", "step", "--decay-at", ""], ""),
+        (["--schedule", "step", "--decay-at", " , "], ""),
+        (["--schedule", "step"], "decay_at = []\n"),
+        ([], 'schedule = "step"\ndecay_at = []\n'),
+        ([], 'schedule = "step"\n[methods.sgd]\ndecay_at = []\n'),
+    ],
+)
+def test_a_step_schedule_without_decay_points_is_refused(flags, config, tmp_path, capsys) -> None:
+    """``--decay-at ''`` (or ``decay_at = []``) with the step schedule used to train with a
+    constant learning rate without a word; it is a usage error that says what to pass."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(config)
+    workdir = tmp_path / "w"
+    argv = ["train", "--method", "sgd", "--config", str(cfg), *SMALL, *flags,
+            "--workdir", str(workdir)]
+    err = _bad(capsys, argv, "the step schedule needs at least one decay point")
+    assert "--decay-at 0.5,0.75" in err and "--schedule constant" in err
+    assert not workdir.exists()
+
+
+def test_an_empty_decay_at_is_still_accepted_without_the_step_schedule() -> None:
+    args = cli.build_parser().parse_args(["train", "--method", "sgd", "--model", "mlp",
+                                          "--dataset", "synthetic", "--decay-at", ""])
+    settings = settings_from({}, {}, "sgd", setting_flags(args), {})
+    assert (settings.schedule, settings.decay_at) == ("constant", ())
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [('source = "files"\n[methods.sgd]\n', "source = 'files'"),
+     ('[methods.sgd]\nsource = " TFDS"\n', "methods.sgd.source = ' TFDS'")],
+)
+def test_a_config_source_that_names_a_data_source_is_refused(text, where, tmp_path,
+                                                             capsys) -> None:
+    """A config's ``source`` is a citation for the reader; ``source = "files"`` looks like
+    ``--source files`` but would be ignored, so it is refused with what to pass instead."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('model = "mlp"\ndataset = "synthetic"\n' + text)
+    out = tmp_path / "c"
+    err = _bad(capsys, ["compare", "--config", str(cfg), "--out", str(out)], where, "compare")
+    assert "does not choose the data source" in err and "--source " in err
+    assert not out.exists()
+    cfg.write_text('model = "mlp"\nsource = "Chen et al. 2023, Table 1"\n'
+                   '[methods.sgd]\nsource = "files of the reference code"\n')
+    assert cli.load_config(cfg)["source"] == "Chen et al. 2023, Table 1"  # a citation is kept

@@ -212,3 +212,60 @@ def test_channel_l1_scores_signed_importance_by_their_l1_norm():
     _, support = pruning.prune({"k": jnp.ones((2, 2))}, 0.5, pattern="channel:l1",
                                importance_scores={"k": scores})
     np.testing.assert_array_equal(support["k"], [[True, False], [True, False]])
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "2x2", "channel"])
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (2, 0, 4)])
+def test_a_pattern_selection_of_empty_leaves_is_refused_like_an_unstructured_one(pattern, shape):
+    # prune and gradual pruning returned the params unchanged (or N:M hit a bare
+    # ZeroDivisionError), where an unstructured empty selection is a ValueError
+    params = {"e": jnp.zeros(shape), "b": jnp.ones(3)}
+    message = "mask selects only empty leaves: there is no weight to prune; pass mask="
+    amount = None if pattern == "2:4" else 0.5
+    with pytest.raises(ValueError, match=message):
+        pruning.prune(params, amount, pattern=pattern, mask="e")
+    with pytest.raises(ValueError, match=message):
+        pruning.prune(params, 0.5, mask="e")
+    with pytest.raises(ValueError, match=message):
+        pruning.gradual_pruning(optax.sgd(0.1), 0.5, 0, 2, 1, pattern=pattern, mask="e").init(params)
+    with pytest.raises(ValueError, match=message):
+        pruning.ste_pruning(optax.sgd(0.1), 0.5, 0, 2, pattern=pattern, mask="e").init(params)
+
+
+def test_an_empty_leaf_beside_a_kernel_takes_no_part_in_n_m():
+    # an empty (4, 0) leaf in the selection raised a bare ZeroDivisionError
+    kernel = jax.random.normal(jax.random.key(0), (8, 3))
+    params = {"k": kernel, "e": jnp.zeros((4, 0))}
+    pruned, support = pruning.prune(params, None, pattern="2:4")
+    alone, _ = pruning.prune({"k": kernel}, None, pattern="2:4")
+    np.testing.assert_array_equal(pruned["k"], alone["k"])
+    assert support["e"].shape == (4, 0)
+
+
+def test_snip_refuses_per_example_losses_and_says_how_to_reduce_them():
+    # jax.grad failed with a bare TypeError about a non-scalar output
+    params = {"w": jnp.array([1.0, 2.0])}
+    x = jnp.array([[3.0, -1.0], [1.0, 0.5], [0.0, 2.0]])
+    per_example = lambda p, x: x @ p["w"]  # noqa: E731
+    with pytest.raises(ValueError, match=r"loss_fn must return a scalar .*got shape \(3,\).*jnp\.mean"):
+        pruning.snip_scores(per_example, params, x)
+    # the reduction it names gives the scores (a sum gives the same normalised ones)
+    mean = pruning.snip_scores(lambda p, x: jnp.mean(per_example(p, x)), params, x)
+    total = pruning.snip_scores(lambda p, x: jnp.sum(per_example(p, x)), params, x)
+    np.testing.assert_allclose(mean["w"], total["w"], rtol=1e-6)
+    np.testing.assert_allclose(mean["w"], [4.0 / 7.0, 3.0 / 7.0], rtol=1e-6)
+
+
+def test_snip_with_classifier_loss_needs_the_mean_it_names():
+    nnx = pytest.importorskip("flax.nnx")
+    from sparsejax.models import create
+    from sparsejax.train.connectivity import classifier_loss
+
+    net = create("mlp", hidden=(4,), rngs=0)
+    params = nnx.to_pure_dict(nnx.state(net, nnx.Param))
+    batch = {"image": jnp.ones((3, 28, 28, 1)), "label": jnp.array([0, 1, 2], jnp.int32)}
+    losses = classifier_loss(net)
+    with pytest.raises(ValueError, match="classifier_loss"):
+        pruning.snip_scores(losses, params, batch)
+    scores = pruning.snip_scores(lambda p, b: jnp.mean(losses(p, b)), params, batch)
+    assert sum(float(jnp.sum(s)) for s in jax.tree.leaves(scores)) == pytest.approx(1.0, rel=1e-5)

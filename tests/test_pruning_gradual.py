@@ -231,3 +231,62 @@ def test_counts_stay_at_least_what_is_pruned_under_a_changing_schedule():
     assert float(state.inner_state.sparsity) == 0.25  # the mask was recomputed
     after = {k: int((~v).sum()) for k, v in state.inner_state.support.items()}
     assert after == removed
+
+
+def _run_gradual(params, final_sparsity, steps=3, **kwargs):
+    tx = pruning.gradual_pruning(optax.sgd(0.0), final_sparsity, 0, steps - 1, 1, **kwargs)
+    state = tx.init(params)
+    for _ in range(steps):
+        updates, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+@pytest.mark.parametrize(
+    ("shapes", "final_sparsity", "kwargs", "message"),
+    [
+        # round(0.99 * 10) = 10 of 10: the layer ended all zeros, silently
+        ([(10,)], 0.99, {}, "final_sparsity=0.99 of 10 weights rounds to all 10: pruning all"),
+        ([(2, 5)], 0.96, {"scope": "global"}, "of 10 weights rounds to all 10"),
+        ([(3, 4)], 0.9, {"pattern": "channel"}, "of 4 channels rounds to all 4"),
+        ([(4, 4)], 0.9, {"pattern": "2x2"}, "of 4 blocks rounds to all 4"),
+        ([(10,), (10,)], 0.99, {"scope": "global"}, "of 20 weights rounds to all 20"),
+        # 19 of 20 leaves one weight in all, so one leaf of 10 lost all of them
+        ([(10,), (10,)], 0.96, {}, "removes 19 of the 20 weights, but with scope='layerwise' only 18"),
+        ([(10,), (10,)], 0.96, {"distribution": "erk"}, "only 18 can go"),
+        ([(2, 4), (2, 2)], 0.8, {"pattern": "channel"}, "removes 5 of the 6 channels"),
+    ],
+)
+def test_a_final_sparsity_that_prunes_a_whole_leaf_is_refused_at_init(
+    shapes, final_sparsity, kwargs, message
+):
+    params = {f"w{i}": jax.random.normal(jax.random.key(i), s) for i, s in enumerate(shapes)}
+    tx = pruning.gradual_pruning(optax.sgd(0.1), final_sparsity, 0, 2, 1, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        tx.init(params)
+    # under inject_hyperparams too (the sparsity is then a concrete array at init)
+    injected = optax.inject_hyperparams(pruning.gradual_pruning, static_args=("inner",))(
+        optax.sgd(0.1), final_sparsity, 0, 2, 1, **kwargs
+    )
+    with pytest.raises(ValueError, match="final_sparsity="):
+        injected.init(params)
+
+
+def test_a_final_sparsity_that_leaves_a_weight_in_every_leaf_is_still_accepted():
+    one = {"w": jax.random.normal(jax.random.key(0), (10,))}
+    assert int(jnp.sum(_run_gradual(one, 0.9)["w"] == 0)) == 9
+    assert int(jnp.sum(_run_gradual(one, 0.94)["w"] == 0)) == 9  # round(9.4) = 9
+    two = {"a": jax.random.normal(jax.random.key(0), (10,)),
+           "b": jax.random.normal(jax.random.key(1), (10,))}
+    # scope='global' may take 19 of 20 (one threshold over both); layer-wise 18 of 20 leaves one each
+    assert sum(int(jnp.sum(x == 0)) for x in _run_gradual(two, 0.96, scope="global").values()) == 19
+    out = _run_gradual(two, 0.9)
+    assert [int(jnp.sum(out[k] == 0)) for k in "ab"] == [9, 9]
+
+
+def test_an_empty_selection_is_refused_at_init():
+    # the selected leaves hold no weight: gradual pruning was a silent no-op
+    params = {"w": jnp.zeros((0, 4)), "b": jnp.ones(3)}
+    tx = pruning.gradual_pruning(optax.sgd(0.1), 0.5, 0, 2, 1, mask="w")
+    with pytest.raises(ValueError, match="mask selects only empty leaves: there is no weight"):
+        tx.init(params)

@@ -253,6 +253,12 @@ def test_pattern_amount_that_rounds_to_every_group_is_refused(scope):
         pruning.prune(w, 0.9, pattern="2x2", scope=scope)
     with pytest.raises(ValueError, match="of 6 channels rounds to all 6: pruning all of them"):
         pruning.prune(w, 0.95, pattern="channel", scope=scope)
+    if scope == "layerwise":  # 5 of 6 would empty a leaf (4 + 2 channels): refused too
+        with pytest.raises(ValueError, match="removes 5 of the 6 channels"):
+            pruning.prune(w, 0.8, pattern="channel", scope=scope)
+        pruned, _ = pruning.prune(w, 0.6, pattern="channel", scope=scope)  # 4 of 6: one each
+        assert [int(jnp.sum(jnp.any(x != 0, axis=0))) for x in pruned.values()] == [1, 1]
+        return
     pruned, _ = pruning.prune(w, 0.8, pattern="channel", scope=scope)  # 5 of 6 channels
     kept = sum(int(jnp.sum(jnp.any(x != 0, axis=0))) for x in pruned.values())
     assert kept == 1
@@ -269,3 +275,21 @@ def test_pattern_amounts_may_be_concrete_jax_scalars():
         pruning.prune(params, jnp.float32(0.25), pattern="2:4")
     with pytest.raises(ValueError, match="must be a fraction in"):
         pruning.prune(params, jnp.array(True), pattern="channel")
+
+
+def test_a_layerwise_amount_that_must_empty_a_leaf_is_refused():
+    # 0.96 of 2 x 10 weights is 19: a layer-wise split keeps one weight of each leaf only
+    # while K <= 18, so one leaf would be pruned whole (it was, silently).
+    params = {"a": jnp.arange(1.0, 11.0), "b": jnp.arange(1.0, 11.0) * 10}
+    with pytest.raises(ValueError, match="removes 19 of the 20 weights.*scope='layerwise'"):
+        pruning.prune(params, 0.96, scope="layerwise")
+    with pytest.raises(ValueError, match="removes 19 of the 20 weights"):
+        pruning.prune(params, 19, scope="layerwise")
+    pruned, _ = pruning.prune(params, 0.9, scope="layerwise")  # 18: one weight left in each
+    assert [int(jnp.sum(pruned[k] != 0)) for k in ("a", "b")] == [1, 1]
+    assert int(jnp.sum(pruning.prune(params, 0.96)[0]["b"] != 0)) == 1  # global: one threshold
+    kernels = {"a": jnp.ones((4, 4)), "b": jnp.ones((4, 4))}  # 2 x 4 channels
+    with pytest.raises(ValueError, match="removes 7 of the 8 channels"):
+        pruning.prune(kernels, 0.85, scope="layerwise", pattern="channel")
+    _, support = pruning.prune(kernels, 0.75, scope="layerwise", pattern="channel")
+    assert [int(support[k].any(axis=0).sum()) for k in ("a", "b")] == [1, 1]

@@ -546,3 +546,60 @@ def test_fixed_threshold_with_a_start_step_starts_latents_at_the_weights():
         u, state = tx.update(zero, state, p)
         p = optax.apply_updates(p, u)
     np.testing.assert_allclose(p["kernel"], [0.4, 0.0, 0.2], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda v: sj.soft_threshold_reparam(optax.sgd(0.1), v), "threshold"),
+        (lambda v: sj.soft_threshold_reparam(optax.sgd(0.1), v, cumulative=True), "threshold"),
+        (lambda v: optim.fixed_threshold_reparam(0.1, v, **PLAIN), "threshold"),
+        (lambda v: sj.lats(0.1, v, **PLAIN), "l1"),
+        (lambda v: sj.slats(0.1, v, 10, **PLAIN), "final_threshold"),
+        (lambda v: sj.pgh(0.1, v, 10, 2.0, **PLAIN), "final_threshold"),
+        (lambda v: sj.stds(0.1, v, 10, **PLAIN), "final_threshold"),
+        (lambda v: sj.lats_epochwise(0.1, v, 2, 5, **PLAIN), "final_threshold"),
+    ],
+)
+@pytest.mark.parametrize("value", [{"w": 0.1}, [0.1], jnp.array([0.1, 0.2, 0.3]), None])
+def test_a_per_leaf_or_missing_threshold_is_refused_at_construction(make, name, value):
+    """The threshold is one value for every thresholded leaf: a dict, a list, an array or
+    None is a ValueError naming the argument (not a bare TypeError from float() in init, nor
+    an array broadcast silently against the leaves)."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a single number >= 0.*got "):
+        tx = make(value)
+        tx.init({"w": jnp.ones(3)})
+
+
+def test_a_single_threshold_is_still_accepted_as_a_number_an_array_or_a_schedule():
+    params = {"w": jnp.array([0.5, -0.05, 0.3])}
+    grads = {"w": jnp.zeros(3)}
+    outs = []
+    for threshold in (0.1, jnp.float32(0.1), jnp.array(0.1), lambda count: 0.1):
+        tx = sj.soft_threshold_reparam(optax.sgd(0.1), threshold)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        outs.append(optax.apply_updates(params, updates)["w"])
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    tx = optax.inject_hyperparams(sj.soft_threshold_reparam)(optax.sgd(0.1), threshold=0.1)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_array_equal(optax.apply_updates(params, updates)["w"], outs[0])
+
+
+@pytest.mark.parametrize("rewind", [False, True])
+def test_prune_at_init_holds_the_pruned_latents_at_zero(rewind):
+    # Without rewind, momentum and weight decay kept moving the pruned latents after the
+    # fix: the params stayed 0 but sparse_weights(state.reparam) grew non-zeros there.
+    from sparsejax.optim.reparam import sparse_weights
+
+    params = {"kernel": jnp.array([[0.5, -0.05, 0.02]]), "bias": jnp.array([0.1])}
+    grads = {"kernel": jnp.array([[0.1, 0.5, -0.5]]), "bias": jnp.array([0.2])}
+    tx = sj.lats_prune_at_init(0.1, l1=1.0, prune_steps=2, momentum=0.9, weight_decay=5e-4,
+                               rewind=rewind, mask=sj.tree.weights_only)
+    state = tx.init(params)
+    for _ in range(6):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_array_equal(state.retrain.support["kernel"], [[True, False, False]])
+    np.testing.assert_array_equal(sparse_weights(state.reparam)["kernel"], params["kernel"])
+    np.testing.assert_array_equal(state.reparam.latent["kernel"][0, 1:], [0.0, 0.0])

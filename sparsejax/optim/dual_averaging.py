@@ -297,8 +297,18 @@ def rda(
       w_{t+1} = S_{\lambda\sqrt t/\gamma}\Big(w_0 - \frac{1}{\gamma\sqrt t}\sum_{\tau \le t} g_\tau\Big),
       \qquad t = 1, 2, \dots
 
+    A schedule for ``gamma`` (or a value changed through
+    :func:`optax.inject_hyperparams`) gives :math:`\gamma_t`, read at the
+    update's ``count`` :math:`t - 1`, in place of :math:`\gamma` in this
+    formula: it rescales the whole accumulated sum :math:`\sum_{\tau \le t} g_\tau`
+    (and the threshold) at every step, not only the newest gradient as a
+    learning rate in SGD does. With ``center='zero'`` and a constant
+    :math:`\lambda`, halving :math:`\gamma` at some step doubles every
+    weight in ``mask`` at once (:math:`S_{2\tau}(2x) = 2S_\tau(x)`).
+
     Args:
-      gamma: :math:`\gamma > 0` (the paper: 1.0 on CIFAR-10, 0.1 on MNIST and ImageNet).
+      gamma: :math:`\gamma > 0`, a number or a schedule (the paper: 1.0 on CIFAR-10,
+        0.1 on MNIST and ImageNet; see above for what a schedule does).
       l1: :math:`\lambda \ge 0` (the paper: :math:`10^{-6}` on CIFAR-10, :math:`10^{-8}`
         on CIFAR-100 and ImageNet).
       center: ``'zero'`` (:math:`w_0 = 0`, Xiao's RDA and iRDA: the params given to
@@ -428,7 +438,9 @@ def irda(
     retraining step then freezes (see ``FIDELITY.md``).
 
     Args:
-      gamma: :math:`\gamma > 0`.
+      gamma: :math:`\gamma > 0`, a number or a schedule, passed to :func:`rda`: a
+        schedule rescales the whole accumulated gradient sum at every step, not
+        only the newest gradient (see :func:`rda`).
       l1: :math:`\lambda \ge 0`.
       retrain_step: :math:`T \ge 0`, the step (counted from 0) where retraining starts.
       center: ``'zero'`` (the paper, default) or ``'init'`` (:math:`w_0` = the

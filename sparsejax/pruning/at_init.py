@@ -38,7 +38,9 @@ class PruneAtInitState(NamedTuple):
       count: number of updates so far (int32).
       reparam: the state of the LATS reparameterisation (its threshold is 0
         once the support is fixed; from then on its latents are the weights at
-        the surviving entries, and the pruned entries are held at zero by ``retrain``).
+        the surviving entries and are held at zero at the pruned ones, so that
+        ``sparsejax.optim.reparam.sparse_weights(state.reparam)`` equals the params
+        at the thresholded leaves).
       retrain: the state of :func:`sparsejax.pruning.fixed_support`, whose
         support is ``True`` where the weight survives (everywhere until it is
         fixed) at the thresholded leaves, ``None`` elsewhere.
@@ -75,6 +77,13 @@ def _select(fix: jax.Array, new: PyTree, old: PyTree, *, floats_only: bool = Fal
         return jnp.where(fix, a, b).astype(jnp.result_type(b))
 
     return jax.tree.map(leaf, new, old)
+
+
+def _held(support: PyTree, latent: PyTree) -> PyTree:
+    """``latent`` with the entries outside ``support`` at zero (``None`` leaves stay ``None``)."""
+    return jax.tree.map(
+        lambda m, theta: jnp.where(m, theta, jnp.zeros_like(theta)), support, latent
+    )
 
 
 def _rewound(initial: PyTree, support: PyTree) -> PyTree:
@@ -135,6 +144,12 @@ def _prune_at_init(
         # The pruned weights get no gradient and no update (nothing is pruned before the fix).
         grads, _ = retrain.update(updates, state.retrain)
         updates, reparam_state = reparam.update(grads, state.reparam, params, **extra_args)
+        # The pruned latents stay at zero: momentum and weight decay would otherwise move them
+        # (the params stay zero, but sparse_weights(state.reparam) would not). A no-op before
+        # the fix, where the support is everything.
+        reparam_state = reparam_state._replace(
+            latent=_held(state.retrain.support, reparam_state.latent)
+        )
         updates, retrain_state = retrain.update(updates, state.retrain, params)
         count = optax.safe_increment(state.count)
         state = PruneAtInitState(count, reparam_state, retrain_state, state.initial)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from sparsejax._validation import check_choice, check_number, concrete_value, require_params
-from sparsejax.patterns import Pattern, parse_pattern
+from sparsejax.patterns import Pattern, group_shape, parse_pattern
 from sparsejax.pruning.distribution import layer_remove_counts
-from sparsejax.pruning.pattern_masks import check_leaves, pattern_keep
+from sparsejax.pruning.magnitude import check_layerwise_room, check_not_all_removed
+from sparsejax.pruning.pattern_masks import check_leaves, check_nonempty, pattern_keep
 from sparsejax.pruning.support import Support
 from sparsejax.tree import Mask, leaves_with_paths, resolve_mask
 from sparsejax.pruning.retrain import masked_update
@@ -171,6 +174,27 @@ def _maybe_update_support(
     return jax.lax.cond(due, recompute, lambda: (list(old), sparsity))
 
 
+def _check_final_count(
+    final_sparsity: float | None, pattern: Pattern, shapes: list[tuple[int, ...]], scope: str
+) -> None:
+    r"""Refuses a final sparsity whose last mask update would prune a whole selected leaf.
+
+    The counts are those of the mask update at ``end_step`` (float32, round half
+    to even): :math:`K = \operatorname{round}(s_f N)` of the :math:`N` weights,
+    blocks or channels; ``scope='layerwise'`` leaves every non-empty leaf at
+    least one of them while :math:`K \le \sum_l (n_l - 1)`.
+    """
+    if final_sparsity is None or pattern.kind == "n:m":  # N:M removes M - N < M of each group
+        return
+    sizes = [math.prod(group_shape(pattern, shape)) for shape in shapes]
+    total = sum(sizes)
+    what = {"unstructured": "weights", "block": "blocks", "channel": "channels"}[pattern.kind]
+    k = int(np.round(np.float32(final_sparsity) * np.float32(total)))
+    check_not_all_removed("final_sparsity", final_sparsity, k, total, what)
+    if scope == "layerwise":
+        check_layerwise_room("final_sparsity", final_sparsity, k, sizes, what)
+
+
 def gradual_pruning(
     inner: optax.GradientTransformation,
     final_sparsity: float,
@@ -217,7 +241,9 @@ def gradual_pruning(
     Args:
       inner: the optimizer whose updates are masked, e.g. ``optax.sgd(0.1, 0.9)``.
       final_sparsity: :math:`s_f \in [0, 1)`, the share of the selected
-        weights removed at the end.
+        weights removed at the end; it must leave at least one weight (block,
+        channel) of the selection, and with ``scope='layerwise'`` one of every
+        selected leaf (else ``init`` raises a ``ValueError``).
       begin_step: :math:`t_0 \ge 0`, the step (counted from 0) of the first
         mask update (to :math:`s_i`).
       end_step: the step of the last mask update (to :math:`s_f`),
@@ -298,9 +324,15 @@ def gradual_pruning(
 
     def init_fn(params: optax.Params) -> GradualPruningState:
         selected = resolve_mask(mask, params, nonempty=True)
-        if structure.kind != "unstructured":
-            rows = [(path, x) for (path, x), f in zip(leaves_with_paths(params), jax.tree.leaves(selected)) if f]
-            check_leaves(structure, [tuple(jnp.shape(x)) for _, x in rows], [p for p, _ in rows])
+        flags = jax.tree.leaves(selected)
+        rows = [(path, x) for (path, x), f in zip(leaves_with_paths(params), flags) if f]
+        if rows:
+            shapes = [tuple(jnp.shape(x)) for _, x in rows]
+            if structure.kind != "unstructured":
+                check_leaves(structure, shapes, [p for p, _ in rows])
+            else:
+                check_nonempty(shapes)
+            _check_final_count(concrete_value(final_sparsity), structure, shapes, scope)
         support = jax.tree.map(lambda p, s: jnp.ones(p.shape, bool) if s else None, params, selected)
         return GradualPruningState(
             count=jnp.zeros([], jnp.int32),

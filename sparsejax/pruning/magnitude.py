@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -13,7 +14,7 @@ import numpy as np
 from sparsejax._validation import check_choice
 from sparsejax.patterns import group_shape, parse_pattern
 from sparsejax.pruning.distribution import layer_remove_counts
-from sparsejax.pruning.pattern_masks import check_leaves, pattern_keep
+from sparsejax.pruning.pattern_masks import check_leaves, check_nonempty, pattern_keep
 from sparsejax.pruning.support import Support, apply_support, map_support
 from sparsejax.tree import Mask, resolve_mask
 from sparsejax.select import pruned_entries
@@ -64,12 +65,59 @@ def num_to_remove(amount: Any, total: int) -> int:
     if not (isinstance(value, numbers.Real) and 0.0 <= value < 1.0):
         raise ValueError(f"amount={value!r} (a fraction) must be in [0, 1)")
     k = int(round(value * total))
-    if total and k >= total:
-        raise ValueError(
-            f"amount={value!r} of {total} weights rounds to all {total}: pruning all of them is "
-            "not allowed (as for a count); pass a smaller fraction"
-        )
+    check_not_all_removed("amount", value, k, total)
     return k
+
+
+def check_not_all_removed(
+    name: str, value: Any, count: int, total: int, what: str = "weights"
+) -> None:
+    """Raises a ``ValueError`` when the fraction ``value`` of ``name`` removes all ``total`` units.
+
+    Args:
+      name: the argument's name in the message (``'amount'``, ``'final_sparsity'``).
+      value: the fraction passed.
+      count: the number of units it removes (``round(value * total)``).
+      total: the number of units (weights, blocks or channels) that take part.
+      what: the units' name in the message.
+
+    Raises:
+      ValueError: if ``0 < total <= count``.
+    """
+    if total and count >= total:
+        raise ValueError(
+            f"{name}={value!r} of {total} {what} rounds to all {total}: pruning all of them is "
+            "not allowed; pass a smaller fraction"
+        )
+
+
+def check_layerwise_room(
+    name: str, value: Any, count: int, sizes: Sequence[int], what: str = "weights"
+) -> None:
+    r"""Raises a ``ValueError`` when a layer-wise split of ``count`` units must empty a leaf.
+
+    :func:`sparsejax.pruning.distribution.layer_remove_counts` keeps one unit of
+    every non-empty leaf while :math:`K \le \sum_l (n_l - 1)`; a larger
+    :math:`K` prunes some leaf whole.
+
+    Args:
+      name: the argument's name in the message (``'amount'``, ``'final_sparsity'``).
+      value: the fraction passed.
+      count: :math:`K`, the number of units it removes in all.
+      sizes: :math:`n_l`, the number of units of each selected leaf.
+      what: the units' name in the message.
+
+    Raises:
+      ValueError: if ``count > sum(max(n - 1, 0) for n in sizes)``.
+    """
+    spare = sum(max(int(n) - 1, 0) for n in sizes)
+    if count > spare:
+        raise ValueError(
+            f"{name}={value!r} removes {count} of the {sum(int(n) for n in sizes)} {what}, but "
+            f"with scope='layerwise' only {spare} can go while every selected leaf keeps one: a "
+            "whole leaf would be pruned; pass a smaller fraction, or leave the small leaves out "
+            "with mask="
+        )
 
 
 def _concrete_scalar(amount: Any) -> int | float | None:
@@ -220,13 +268,8 @@ def prune(
     leaves = jax.tree.leaves(params)
     flags = jax.tree.leaves(selected)
     chosen = [x for x, s in zip(leaves, flags) if s]
+    check_nonempty([np.shape(x) for x in chosen])
     total = sum(int(np.size(x)) for x in chosen)
-    if total == 0:
-        raise ValueError(
-            "mask selects only empty leaves: there is no weight to prune; pass mask= "
-            "(a regex on paths such as r'kernel$', a pytree of booleans or a callable "
-            "params -> booleans)"
-        )
     k = num_to_remove(amount, total)
 
     if importance_scores is None:
@@ -237,6 +280,7 @@ def prune(
         counts = np.asarray([k])
     else:
         shapes = [tuple(np.shape(x)) for x in chosen]
+        check_layerwise_room("amount", amount, k, [math.prod(shape) for shape in shapes])
         counts = layer_remove_counts(shapes, k, distribution, erk_power_scale)
     pruned = pruned_entries(scores, jnp.asarray(counts, jnp.int32), scope == "layerwise")
     it = iter(~p.reshape(np.shape(x)) for p, x in zip(pruned, chosen))
@@ -278,12 +322,11 @@ def _prune_pattern(
                 f"with pattern {pattern}, amount must be a fraction in [0, 1) of the "
                 f"{what}, got {amount!r}"
             )
-        total = sum(math.prod(group_shape(pattern, shape)) for shape in shapes)
-        if total and int(round(value * total)) >= total:
-            raise ValueError(
-                f"amount={value!r} of {total} {what} rounds to all {total}: pruning all of them "
-                "is not allowed (as for unstructured pruning); pass a smaller fraction"
-            )
+        sizes = [math.prod(group_shape(pattern, shape)) for shape in shapes]
+        count = int(round(value * sum(sizes)))
+        check_not_all_removed("amount", value, count, sum(sizes), what)
+        if scope == "layerwise":
+            check_layerwise_room("amount", value, count, sizes, what)
         sparsity = value
     if importance_scores is None:
         scores = [jnp.abs(x) for _, x in rows]

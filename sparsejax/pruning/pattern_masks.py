@@ -27,13 +27,29 @@ from sparsejax.patterns import (
 from sparsejax.pruning.distribution import layer_remove_counts
 from sparsejax.select import pruned_entries
 
-__all__ = ["check_leaves", "group_any", "pattern_keep"]
+__all__ = ["check_leaves", "check_nonempty", "group_any", "pattern_keep"]
+
+
+def check_nonempty(shapes: Sequence[tuple[int, ...]]) -> None:
+    """Raises a ``ValueError`` when the selected leaves of these shapes hold no weight (all empty)."""
+    if sum(math.prod(shape) for shape in shapes) == 0:
+        raise ValueError(
+            "mask selects only empty leaves: there is no weight to prune; pass mask= "
+            "(a regex on paths such as r'kernel$', a pytree of booleans or a callable "
+            "params -> booleans)"
+        )
 
 
 def check_leaves(pattern: Pattern, shapes: Sequence[tuple[int, ...]], paths: Sequence[str]) -> None:
-    """Checks that ``pattern`` tiles every selected leaf (a ``ValueError`` naming the first that it does not)."""
+    """Checks that ``pattern`` tiles every selected leaf and that they are not all empty.
+
+    A ``ValueError`` names the first leaf the pattern does not tile, or says
+    that the selection holds no weight (see :func:`check_nonempty`).
+    """
     for shape, path in zip(shapes, paths):
         check_pattern_shape(pattern, tuple(shape), path)
+    if shapes:
+        check_nonempty(shapes)
 
 
 def group_any(keep: jax.Array, pattern: Pattern) -> jax.Array:
@@ -98,6 +114,9 @@ def pattern_keep(
         out = []
         for i, s in enumerate(scores):
             s = jnp.asarray(s).astype(jnp.float32)
+            if s.size == 0:  # an empty leaf has no group of M
+                out.append(jnp.ones(s.shape, bool))
+                continue
             if keep_old is not None:
                 s = jnp.where(keep_old[i], s, -jnp.inf)
             out.append(n_m_keep(s, pattern.m, r))

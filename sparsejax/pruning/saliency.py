@@ -58,6 +58,18 @@ def snip_scores(loss_fn: Callable[..., jax.Array], params: PyTree, *batch: Any) 
     largest :math:`s_j` (``prune(params, amount, importance_scores=s)``); the
     normaliser is over every leaf of ``params``.
 
+    :math:`L` is the loss of the whole batch, a scalar (the paper's mean over
+    the mini-batch; a sum gives the same normalised scores). A function of
+    per-example losses, such as
+    :func:`sparsejax.train.connectivity.classifier_loss`, is reduced by the
+    caller: ``lambda p, b: jnp.mean(losses(p, b))``.
+
+    ``loss_fn`` alone decides how BatchNorm and dropout behave: a loss that
+    applies the model in training mode normalises with the batch's own
+    statistics, one in evaluation mode (as ``classifier_loss`` does) with the
+    running statistics, which at initialisation are the defaults (mean 0,
+    variance 1); the two give different scores.
+
     Args:
       loss_fn: ``loss_fn(params, *batch) -> scalar``.
       params: the (initial) parameters.
@@ -65,6 +77,9 @@ def snip_scores(loss_fn: Callable[..., jax.Array], params: PyTree, *batch: Any) 
 
     Returns:
       Float32 scores with the params' structure, summing to 1.
+
+    Raises:
+      ValueError: if ``loss_fn`` does not return a scalar (e.g. per-example losses).
 
     Example:
       >>> import jax.numpy as jnp
@@ -77,7 +92,19 @@ def snip_scores(loss_fn: Callable[..., jax.Array], params: PyTree, *batch: Any) 
       Lee, Ajanthan and Torr, *SNIP: Single-shot Network Pruning based on
       Connection Sensitivity*, ICLR 2019, eq. (6).
     """
-    grads = jax.grad(loss_fn)(params, *batch)
+
+    def scalar_loss(p: PyTree, *args: Any) -> jax.Array:
+        loss = loss_fn(p, *args)
+        if jnp.ndim(loss) != 0:
+            raise ValueError(
+                f"snip_scores: loss_fn must return a scalar (the batch's mean loss), got shape "
+                f"{jnp.shape(loss)}; for per-example losses (e.g. "
+                "sparsejax.train.connectivity.classifier_loss), pass "
+                "lambda p, *b: jnp.mean(loss_fn(p, *b))"
+            )
+        return loss
+
+    grads = jax.grad(scalar_loss)(params, *batch)
     raw = saliency_scores(params, grads)
     total = sum(jnp.sum(x) for x in jax.tree.leaves(raw))
     return jax.tree.map(lambda x: x / jnp.where(total > 0, total, 1.0), raw)

@@ -10,6 +10,7 @@ from typing import Any
 from sparsejax.train.cli.directional import add_subcommands
 from sparsejax.train.cli.export import add_export_subcommands
 from sparsejax.train.cli.settings import (
+    DATA_SOURCES,
     DEFAULT_RATIOS,
     DEFAULTS,
     RETRAIN_LR,
@@ -80,7 +81,7 @@ def add_setting_flags(p: argparse.ArgumentParser, *, model_required: bool) -> No
     g.add_argument("--data-dir", default=None,
                    help="a folder with the dataset (TFDS data dir or the dataset's files) "
                         "looked at first")
-    g.add_argument("--source", default="auto", choices=("auto", "tfds", "files"),
+    g.add_argument("--source", default="auto", choices=DATA_SOURCES,
                    help="where the data may come from")
     g.add_argument("--download", action="store_true",
                    help="allow TFDS to download a missing dataset (network needed)")
@@ -109,7 +110,8 @@ def add_setting_flags(p: argparse.ArgumentParser, *, model_required: bool) -> No
                         "a learning rate)")
     g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 0)")
     g.add_argument("--decay-at", default=None, metavar="F1,F2",
-                   help="step schedule: fractions of training where the lr drops (default 0.5,0.75)")
+                   help="step schedule: fractions of training where the lr drops, at least one "
+                        "(default 0.5,0.75)")
     g.add_argument("--decay-factor", type=float, default=None,
                    help="step schedule: the factor (default 0.1)")
     g.add_argument("--seed", type=int, default=None, help="seed of init, shuffling, dropout (default 0)")
@@ -205,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report each pruned net's accuracy with its BatchNorm statistics "
                         "recomputed on N training batches (models with BatchNorm; default 0: no)")
     p.add_argument("--data-dir", default=None, help="where the run's dataset is (if moved)")
-    p.add_argument("--source", default="auto", choices=("auto", "tfds", "files"))
+    p.add_argument("--source", default="auto", choices=DATA_SOURCES)
     p.add_argument("--eval-batch-size", type=int, default=None)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--quiet", action="store_true")
@@ -242,6 +244,11 @@ def settings_from(common: Mapping[str, Any], entry: Mapping[str, Any], name: str
     if not isinstance(decay_at, list | tuple):
         raise UsageError("decay_at must be a list of fractions of training (numbers > 0 and "
                          f"< 1), got {decay_at!r}")
+    if merged["schedule"] == "step" and not decay_at:
+        raise UsageError("the step schedule needs at least one decay point, got an empty "
+                         "decay_at: pass --decay-at with fractions of training in (0, 1), e.g. "
+                         "--decay-at 0.5,0.75 (the default when left out), or --schedule "
+                         "constant for no decay")
     return RunSettings(
         name=name, method=entry.get("method", name), hparams=hparams, model=merged["model"],
         dataset=merged["dataset"], epochs=merged["epochs"], batch_size=merged["batch_size"],

@@ -30,7 +30,13 @@ DEFAULTS: dict[str, Any] = {
 
 SETTING_KEYS = tuple(DEFAULTS) + ("model", "dataset")
 DOC_KEYS = ("description", "source", "sources", "notes", "note")
-"""Config keys kept for the reader only (comments that survive a JSON config)."""
+"""Config keys kept for the reader only (comments that survive a JSON config).
+
+``source`` there cites where a run's settings come from (a paper, a table);
+the data source is the ``--source`` flag, which a config does not set.
+"""
+DATA_SOURCES = ("auto", "tfds", "files")
+"""The values of ``--source`` (where the data may come from)."""
 RUN_KEYS = ("method", "hparams") + SETTING_KEYS + DOC_KEYS
 COMPARE_KEYS = ("ratios", "scope", "bn_recalibrate", "methods", "out") + SETTING_KEYS + DOC_KEYS
 DEFAULT_RATIOS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -227,11 +233,14 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     ``batch_size``, ``learning_rate``, ``schedule``, ...) and a table
     ``methods`` with one entry per run: ``{name: {method=..., hparams={...},
     <settings that differ from the shared ones>}}`` (``method`` defaults to the
-    entry's name). Keys ``description``/``source``/``notes`` are for the reader.
+    entry's name). Keys ``description``/``source``/``notes`` are for the reader
+    (``source`` cites where the settings come from; the data source is the
+    ``--source`` flag, and a ``source`` that names one is refused).
 
     Raises:
       UsageError: if the file cannot be read, holds unknown keys, or a value of
-        the wrong type (``ratios``, ``out``, ``methods``, ``method``, ``hparams``).
+        the wrong type (``ratios``, ``out``, ``methods``, ``method``, ``hparams``),
+        or a ``source`` that names a data source (``"files"``, ...).
     """
     p = Path(path)
     try:
@@ -245,6 +254,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
                          f"{e}") from None
     if not isinstance(config, dict):
         raise UsageError(f"config {p} must hold a table of settings")
+    _refuse_a_data_source_as_note(p, "", config)
     unknown = sorted(set(config) - set(COMPARE_KEYS))
     if unknown:
         raise UsageError(f"config {p}: unknown key(s) {', '.join(unknown)}; accepted: "
@@ -267,6 +277,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         if bad:
             raise UsageError(f"config {p}: methods.{name}: unknown key(s) {', '.join(bad)}; "
                              f"accepted: {', '.join(RUN_KEYS)}")
+        _refuse_a_data_source_as_note(p, f"methods.{name}.", entry)
         if not isinstance(entry.get("method", ""), str):
             raise UsageError(f"config {p}: methods.{name}.method must be a string (a method's "
                              f"name), got {entry['method']!r}")
@@ -274,3 +285,19 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise UsageError(f"config {p}: methods.{name}.hparams must be a table of "
                              f"hyperparameters (NAME = VALUE), got {entry['hparams']!r}")
     return config
+
+
+def _refuse_a_data_source_as_note(path: Path, where: str, table: Mapping[str, Any]) -> None:
+    """A :class:`UsageError` for ``source = "files"`` (etc.): a note that looks like ``--source``.
+
+    ``source`` is a note for the reader; written as one of :data:`DATA_SOURCES`
+    it was almost certainly meant to choose the data source, which it would not.
+    """
+    value = table.get("source")
+    if isinstance(value, str) and value.strip().lower() in DATA_SOURCES:
+        raise UsageError(
+            f"config {path}: {where}source = {value!r} is a note for the reader (it cites where "
+            "the settings come from) and does not choose the data source: pass --source "
+            f"{value.strip().lower()} on the command line instead, and remove the key or write "
+            "a citation there"
+        )
