@@ -34,8 +34,11 @@ allows:
    (``directional_plane.png``, the paper's Figures 1-4).
 
 It prints a table of the nets and a table of the paper's claims against our measurements,
-saying which held here, and writes ``OUT/results.json`` and the four PNGs (``--figures DIR``
-copies them, e.g. to ``experiments/figures``).
+saying which held here, and writes ``OUT/results.json`` and the four PNGs
+``OUT/directional_<name>.png`` (``--figures DIR`` copies them, e.g. to ``experiments/figures``);
+the training runs are kept, resumable, in ``OUT/work``. With ``--quick`` the names are
+``OUT/results_quick.json``, ``OUT/directional_<name>_quick.png`` (copied under those names by
+``--figures``) and ``OUT/work_quick``, so a quick run never overwrites or reuses a full one.
 
 With the defaults (seed 0; 36 s of wall time on 2 shared cores) it printed, at gRDA's sparsity
 of the kernels (83.70%), none retrained::
@@ -149,7 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("output")
     g.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     g.add_argument("--out", default="runs/directional_pruning",
-                   help="folder of the results, the figures and the resumable runs (OUT/work)")
+                   help="folder of results.json, the figures and the resumable runs (OUT/work); "
+                        "with --quick: results_quick.json, directional_*_quick.png, OUT/work_quick")
     g.add_argument("--figures", default=None,
                    help="also copy the PNGs here as directional_<name>.png (e.g. experiments/figures)")
     g.add_argument("--quick", action="store_true",

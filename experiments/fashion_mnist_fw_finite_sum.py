@@ -17,7 +17,10 @@ same number of per-sample gradient evaluations is spent, and plots
 of a long full-gradient Frank-Wolfe run and every value the methods reached).
 
 Outputs: ``OUT/suboptimality.png``, ``OUT/results.json`` and a markdown table
-(the suboptimality of each method at 10%, 30% and 100% of the budget).
+(the suboptimality of each method at 10%, 30% and 100% of the budget); with
+``--quick`` the files are ``OUT/suboptimality_quick.png`` and
+``OUT/results_quick.json`` (``OUT/loss_quick.png`` for ``--problem cnn``), so a
+quick run never overwrites a full one in the same folder.
 
 ``--problem cnn`` runs the same four methods on the nonconvex finite sum of the
 study's Section 5 setting: the zoo's ``small_cnn`` at a small width (conv 4 and 8
@@ -91,7 +94,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="cnn: comma-separated subset of the methods to run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="runs/fashion_mnist_fw_finite_sum")
+    p.add_argument("--out", default="runs/fashion_mnist_fw_finite_sum",
+                   help="folder of results.json and the plot (suboptimality.png, or loss.png for "
+                        "--problem cnn); with --quick: results_quick.json and *_quick.png")
     p.add_argument("--quick", action="store_true",
                    help="seconds: 1,000 examples, 10 passes, c = 8, 300 reference steps")
     args = p.parse_args(argv)

@@ -48,7 +48,9 @@ It prints a markdown table (ratio x method), saves the accuracy-vs-ratio plot
 training run is kept in ``OUT/work/<run>`` (Orbax checkpoints, metrics.jsonl,
 config.json): the same command after an interruption resumes each run, and a
 finished run is reused without training (a changed setting needs another
-``--out``). ``--check`` exits with status 1 unless, without retraining, (1)
+``--out``). With ``--quick`` the names are ``OUT/accuracy_vs_ratio_quick.png``,
+``OUT/results_quick.json`` and ``OUT/work_quick/<run>``, so a quick run never
+overwrites or reuses a full one in the same folder. ``--check`` exits with status 1 unless, without retraining, (1)
 SFW's dense accuracy is at most ``--max-dense-gap`` (3 points) below SGD's,
 and in every scope (2) SFW keeps its accuracy (within ``--keep-tolerance``,
 3 points, of its dense accuracy at that ratio and every smaller one) to a
@@ -154,7 +156,9 @@ Run::
     python experiments/fashion_mnist_sfw.py                 # the defaults, --out runs/fashion_mnist_sfw
     python experiments/fashion_mnist_sfw.py --check         # exit 1 unless the claim holds
     python experiments/fashion_mnist_sfw.py --model bn_cnn --value 15 --methods sfw,sgd,gmp \\
-        --bn-recalibrate 20 --out runs/fashion_mnist_sfw_bn   # the BatchNorm table (~10 min)
+        --ratios 0.4,0.5,0.7,0.8,0.9,0.95,0.97,0.99 --gmp-ratios 0.5,0.8,0.9,0.95,0.99 \\
+        --retrain-from 0.4 --bn-recalibrate 20 --out runs/fashion_mnist_sfw_bn
+        # the BatchNorm table (~10 min; experiments/results/fashion_mnist_sfw_bn_cnn/)
     python experiments/fashion_mnist_sfw.py --quick --out /tmp/sfw   # under a minute: a tiny subset
     python experiments/fashion_mnist_sfw.py --help
 """
@@ -296,7 +300,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="evaluate on the first N test examples only")
     p.add_argument("--eval-batch-size", type=int, default=1000, help="test-set batch size")
     p.add_argument("--out", default="runs/fashion_mnist_sfw",
-                   help="folder of the plot, results.json and the resumable runs (OUT/work)")
+                   help="folder of the plot, results.json and the resumable runs (OUT/work); "
+                        "with --quick: accuracy_vs_ratio_quick.png, results_quick.json, "
+                        "OUT/work_quick")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test (under a minute): 1 epoch on 1,024 training and 512 test examples, "
                    "4 retraining steps (overrides those flags)")

@@ -79,9 +79,15 @@ def test_command_line_is_validated(job: ModuleType) -> None:
         with pytest.raises(SystemExit):
             job.parse_args(bad)
     args = job.parse_args(["--quick"])
-    assert args.epochs == 1 and args.train_subset == 12800 and args.global_step == "fixed"
-    assert args.group_list is None
+    assert args.epochs == 1 and args.train_subset == 6400 and args.global_step == "fixed"
+    assert args.width_div == 16 and args.finetune_epochs == 0 and args.test_subset == 1000
+    assert args.imitation_examples == 128 and args.minibatch == 64
+    assert args.group_list is None and args.method_list == ["imitation", "gfs"]
+    # flags given with --quick win over its values
+    assert job.parse_args(["--quick", "--width-div", "4"]).width_div == 4
     # the paper's settings: mini-batches of 128, no Taylor acceleration (§3.1), one tolerance
+    args = job.parse_args([])
     assert args.minibatch == 128 and args.taylor_start is None and args.budget == "total"
+    assert args.width_div == 8 and args.finetune_epochs == 1
     assert job.parse_args(["--groups", "convs/7, convs/2"]).group_list == ["convs/7", "convs/2"]
     assert job.parse_args(["--compare-layers", "--methods", "none"]).method_list == []
