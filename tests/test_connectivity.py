@@ -174,6 +174,21 @@ def test_batch_stats_averages_the_first_batches_and_compiles_once(bn_setup):
         conn.BatchStats(create("mlp", hidden=(4,), rngs=0), train)
 
 
+def test_batch_stats_refuse_padded_batches_of_an_evaluation_pipeline(bn_setup):
+    # test (train=False) pads its last batch (40 = 16 + 16 + 8 real + 8 padding rows): the padding
+    # rows would enter the BatchNorm statistics, so recomputing from it is an error naming the fix.
+    net, w1, _, train, test = bn_setup
+    with pytest.raises(ValueError, match=r"bn_data batch 2 has padding rows.*train=True"):
+        conn.recompute_batch_stats(net, w1, test)
+    with pytest.raises(ValueError, match="padding rows"):
+        conn.BatchStats(net, test)(w1)
+    with pytest.raises(ValueError, match="padding rows"):
+        conn.PathEvaluator(net, {"test": test}, bn_data=test)(w1)
+    # the first two (full) batches of it are fine, and so is a training pipeline
+    conn.recompute_batch_stats(net, w1, test, max_batches=2)
+    conn.recompute_batch_stats(net, w1, train)
+
+
 def test_evaluation_recomputes_batchnorm_statistics_at_each_point(bn_setup):
     net, w1, w2, train, test = bn_setup
     control = jax.tree.map(lambda a, b: 0.5 * (a + b) + 0.05, w1, w2)

@@ -266,6 +266,53 @@ def test_greedy_prune_errors(trained, data) -> None:
         gfs(trained, "layers/0", x, y, loss="hinge")
 
 
+def test_cross_entropy_on_a_one_output_model_is_refused() -> None:
+    # A softmax over one output is 1, so the cross-entropy/KL rule is identically 0: before the
+    # fix greedy_prune kept 1 unit per layer and reported base = final loss = 0.
+    model = create("mlp", num_classes=1, input_shape=(4,), hidden=(12, 8), rngs=0)
+    x = jax.random.normal(jax.random.key(0), (48, 4))
+    t = jax.random.normal(jax.random.key(1), (48, 1))
+    with pytest.raises(ValueError, match=r"loss='cross_entropy'.*shape \(1,\).*pass loss='mse'"):
+        greedy_prune(model, x, tolerance=1e-3)
+    with pytest.raises(ValueError, match=r"loss='cross_entropy'.*pass loss='mse'"):
+        greedy_prune(model, x, np.zeros(48, np.int32), tolerance=1e-3)
+    with pytest.raises(ValueError, match=r"criterion='cross_entropy' \(the default unless "
+                                         r"loss='mse'\).*pass criterion='mse'"):
+        greedy_prune(model, x, t, tolerance=1e-3, loss=lambda o, y: jnp.sum((o - y) ** 2, -1))
+    with pytest.raises(ValueError, match=r"criterion='cross_entropy'.*pass criterion='mse'"):
+        greedy_prune(model, x, t, tolerance=1e-3, loss="mse", criterion="cross_entropy")
+    with pytest.raises(ValueError, match=r"loss='cross_entropy'.*pass loss='mse'"):
+        gfs(model, "layers/0", x)
+    # valid: mse, or a callable loss with criterion='mse', or local only (criterion unused)
+    r = greedy_prune(model, x, tolerance=1e-3, loss="mse", max_steps=3)
+    assert r.base_loss == 0.0
+    greedy_prune(model, x, t, tolerance=1e-3, loss=lambda o, y: jnp.sum((o - y) ** 2, -1),
+                 criterion="mse", max_steps=3)
+    greedy_prune(model, x, t, tolerance=1e-3, loss=lambda o, y: jnp.sum((o - y) ** 2, -1),
+                 method="local", max_steps=3)
+
+
+def test_labels_must_be_integer_classes_of_shape_m(trained, data) -> None:
+    # one-hot labels crashed deep inside optax ("indices and arr must have the same number of
+    # dimensions"); they are refused at entry with the fix named, and never argmaxed silently.
+    x, y = data
+    onehot = jax.nn.one_hot(y, 3)
+    with pytest.raises(ValueError, match=r"shape \(96,\).*got shape \(96, 3\).*y.argmax\(-1\)"):
+        greedy_prune(trained, x, onehot, tolerance=0.05)
+    with pytest.raises(ValueError, match=r"shape \(96,\).*got shape \(96, 3\).*y.argmax\(-1\)"):
+        gfs(trained, "layers/0", x, onehot, n=2)
+    with pytest.raises(ValueError, match="non-integer values"):
+        greedy_prune(trained, x, np.asarray(y, np.float32) + 0.5, tolerance=0.05)
+    with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+        gfs(trained, "layers/0", x, np.asarray(y) + 1, n=2)
+    with pytest.raises(ValueError, match=r"shape \(96,\)"):
+        Evaluator(trained, "layers/0", x, loss="labels", targets=onehot)
+    # integer-valued float labels (e.g. read from a CSV) still work, as integer labels do
+    a = gfs(trained, "layers/0", x, np.asarray(y, np.float32), n=2)
+    b = gfs(trained, "layers/0", x, y, n=2)
+    assert a.picks.tolist() == b.picks.tolist()
+
+
 def test_summary_table_format() -> None:
     s = ShrinkSummary((("a", 10, 4), ("b", 8, 8)), (1000, 400), (5000, 2000), (1.2e4, 5e3))
     lines = format_shrink_summary(s).splitlines()

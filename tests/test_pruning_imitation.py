@@ -254,6 +254,17 @@ def test_cross_entropy_criterion_is_a_kl_divergence(mlp, x) -> None:
     assert output_discrepancy(mlp, x, {"layers/0": jnp.ones(10)}, criterion="cross_entropy") == 0
 
 
+def test_cross_entropy_criterion_is_refused_on_one_output(x) -> None:
+    # KL(softmax(one logit)) is identically 0: global imitation would stop at one unit and
+    # output_discrepancy would report 0 for any gates.
+    model = create("mlp", num_classes=1, input_shape=(4,), hidden=(10,), rngs=0)
+    with pytest.raises(ValueError, match=r"criterion='cross_entropy'.*\(1,\).*criterion='mse'"):
+        global_imitation(model, "layers/0", x, n=3, criterion="cross_entropy")
+    with pytest.raises(ValueError, match=r"criterion='cross_entropy'.*criterion='mse'"):
+        output_discrepancy(model, x, {"layers/0": np.eye(10)[0] * 10}, criterion="cross_entropy")
+    assert output_discrepancy(model, x, {"layers/0": np.eye(10)[0] * 10}, criterion="mse") > 0
+
+
 def test_gate_gradient_is_the_taylor_derivative(mlp, x) -> None:
     ev = Evaluator(mlp, "layers/0", x, loss="mse", batch_size=16)
     # all units on (with ReLUs, a layer fed only by dead units sits on a kink)

@@ -256,6 +256,38 @@ def test_evaluate_is_exact_with_a_padded_last_batch():
     assert ev["loss"] == pytest.approx(float(ce), rel=1e-5)
 
 
+def test_evaluation_refuses_one_hot_labels_with_a_clear_error():
+    # one-hot labels crashed inside the eval step ("indices and arr must have the same number of
+    # dimensions"); they are refused with the shape expected and the fix, never argmaxed.
+    x, y = synthetic("test", 40, 0)
+
+    class Relabelled:
+        def __init__(self, inner, relabel):
+            self.inner, self.relabel, self.batch_size = inner, relabel, inner.batch_size
+
+        def __len__(self):
+            return len(self.inner)
+
+        def epoch(self, epoch, start=0):
+            for b in self.inner.epoch(epoch, start):
+                yield {**b, "label": self.relabel(b["label"])}
+
+    model = tiny_mlp(seed=1)
+    one_hot = Relabelled(ArrayBatches(x, y, BATCH, train=False),
+                         lambda t: np.eye(10, dtype=np.float32)[t])
+    with pytest.raises(ValueError, match=r"batch 0: 'label' must hold one integer class label "
+                                         r"per example, of shape \(32,\), got shape \(32, 10\)"
+                                         r".*argmax\(-1\)"):
+        evaluate(model, one_hot)
+    with pytest.raises(ValueError, match=r"got shape \(32, 10\)"):
+        sj.train.make_evaluator(model, one_hot)  # cache=True: at construction
+    with pytest.raises(ValueError, match="non-integer values"):
+        evaluate(model, Relabelled(ArrayBatches(x, y, BATCH, train=False), lambda t: t + 0.5))
+    # integer-valued float labels are what they were
+    as_float = Relabelled(ArrayBatches(x, y, BATCH, train=False), lambda t: t.astype(np.float32))
+    assert evaluate(model, as_float) == evaluate(model, ArrayBatches(x, y, BATCH, train=False))
+
+
 def test_fit_warns_when_trained_on_an_evaluation_pipeline(data):
     train, ev = data
     assert ev.train is False

@@ -36,12 +36,15 @@ from sparsejax.structured.imitation import (
     check_data,
     check_gates_for,
     check_group,
+    check_labels,
     check_minibatch,
     check_model,
+    check_softmax_outputs,
     check_steps,
     chunk,
     compiled,
     functional,
+    outputs_shape,
 )
 from sparsejax.structured.imitation_global import global_imitation, greedy_fixed_step
 from sparsejax.structured.imitation_local import local_imitation
@@ -100,9 +103,11 @@ def gfs(
       model: a :class:`~sparsejax.models.PrunableModel` (evaluated in eval mode).
       group: the group to prune.
       x: the data, examples along the first axis.
-      y: labels (``loss='cross_entropy'``) or regression targets (``'mse'``);
-        ``None`` to imitate the unpruned network's outputs.
-      loss: ``'cross_entropy'``, ``'mse'`` or ``loss(outputs, y) -> (batch,)``.
+      y: integer class labels of shape ``(m,)`` (``loss='cross_entropy'``) or
+        regression targets (``'mse'``); ``None`` to imitate the unpruned
+        network's outputs.
+      loss: ``'cross_entropy'``, ``'mse'`` or ``loss(outputs, y) -> (batch,)``
+        (a model with one output needs ``'mse'`` or a callable).
       n: the most units to select, in ``[1, N]`` (default ``N``).
       eps: stop as soon as the loss is at most this (default 0).
       max_steps: the most units added after the first (default ``n - 1``).
@@ -116,6 +121,13 @@ def gfs(
     Returns:
       An :class:`~sparsejax.structured.ImitationResult` with ``method='gfs'``
       and uniform weights.
+
+    Raises:
+      TypeError: if ``model`` is not a ``PrunableModel``.
+      ValueError: for an unknown group, ``n`` outside ``[1, N]`` or empty data;
+        for ``loss='cross_entropy'`` on a model with one output (its softmax is
+        constant: pass ``loss='mse'``) or with ``y`` that is not integer class
+        labels of shape ``(m,)`` (one-hot labels included).
 
     Example:
       >>> import jax, numpy as np
@@ -141,7 +153,8 @@ def gfs(
     other = check_gates_for(model, gates, group)
     minibatch = check_minibatch(minibatch)
     evaluator = Evaluator(model, group, x, loss=_loss_kind(loss, y is not None), targets=y,
-                          gates=other, batch_size=batch_size, candidate_batch=candidate_batch)
+                          gates=other, batch_size=batch_size, candidate_batch=candidate_batch,
+                          name="loss")
     sampler = None if minibatch is None else MiniBatches(evaluator.count, minibatch, seed)
     return greedy_fixed_step(evaluator, n=n, eps=eps, max_steps=max_steps, taylor_start=None,
                              taylor_top=1, stop_fn=stop_fn, method="gfs", replace=False,
@@ -281,8 +294,9 @@ def greedy_prune(
     Args:
       model: a :class:`~sparsejax.models.PrunableModel` (evaluated in eval mode).
       x: the data used for imitation and for the stopping rule.
-      y: labels (``loss='cross_entropy'``) or regression targets (``'mse'``),
-        or ``None`` to measure the loss as the discrepancy to the unpruned outputs.
+      y: integer class labels of shape ``(m,)`` (``loss='cross_entropy'``) or
+        regression targets (``'mse'``), or ``None`` to measure the loss as the
+        discrepancy to the unpruned outputs.
       tolerance: the most the loss of the pruned network may exceed the
         unpruned network's, ``>= 0``.
       budget: ``'total'`` (default, the paper's rule) or ``'even'``: how the
@@ -290,10 +304,12 @@ def greedy_prune(
       groups: names of the groups to prune, in order (default: all, in the
         model's forward order).
       method: ``'best'`` (Algorithm 2), ``'local'``, ``'global'`` or ``'gfs'``.
-      loss: ``'cross_entropy'``, ``'mse'`` or ``loss(outputs, y) -> (batch,)``.
+      loss: ``'cross_entropy'``, ``'mse'`` or ``loss(outputs, y) -> (batch,)``
+        (a model with one output, e.g. a regression, needs ``'mse'`` or a callable).
       criterion: the discrepancy global imitation minimises and ties are broken
         by, ``'mse'`` or ``'cross_entropy'`` (default: ``'mse'`` for
-        ``loss='mse'``, else ``'cross_entropy'``).
+        ``loss='mse'``, else ``'cross_entropy'``, a callable ``loss`` included;
+        a model with one output needs ``'mse'``).
       local_step: ``'line_search'`` or ``'fixed'`` (see :func:`local_imitation`).
       global_step: ``'fixed'`` (eq. 8, the paper's) or ``'line_search'`` (eq. 7;
         see :func:`global_imitation`).
@@ -312,7 +328,12 @@ def greedy_prune(
 
     Raises:
       TypeError: if ``model`` is not a ``PrunableModel``.
-      ValueError: for unknown groups, empty data, a negative tolerance or an unknown method.
+      ValueError: for unknown groups, empty data, a negative tolerance or an
+        unknown method; for a cross-entropy ``loss`` or ``criterion`` on a model
+        with one output (the softmax of one output is constant, so the loss
+        would not rise: pass ``'mse'``); for ``y`` that is not integer class
+        labels of shape ``(m,)`` with ``loss='cross_entropy'`` (one-hot labels
+        included).
 
     Example:
       >>> import jax
@@ -342,6 +363,7 @@ def greedy_prune(
     minibatch = check_minibatch(minibatch)
     check_number("seed", seed, ge=0, integer=True)
     loss_kind = _loss_kind(loss, y is not None)
+    default_criterion = criterion is None
     if criterion is None:
         criterion = "mse" if loss == "mse" else "cross_entropy"
     check_choice("criterion", criterion, ("mse", "cross_entropy"))
@@ -351,6 +373,14 @@ def greedy_prune(
         check_group(model, name)
     if len(set(names)) != len(names):
         raise ValueError(f"groups must be distinct, got {names}")
+    if names:  # a cross-entropy on one output is identically 0: nothing would seem to matter
+        shape = outputs_shape(*functional(model), x)
+        check_softmax_outputs(loss_kind, shape, "loss")
+        if method in ("best", "global"):  # global imitation and the tie-break use criterion
+            check_softmax_outputs(criterion, shape, "criterion",
+                                  " (the default unless loss='mse')" if default_criterion else "")
+        if loss_kind == "labels":
+            check_labels(y, int(x.shape[0]), shape[-1])
     emit = log or (lambda _: None)
     runs_for = {"best": ("local", "global"), "local": ("local",), "global": ("global",),
                 "gfs": ("gfs",)}[method]
@@ -370,7 +400,7 @@ def greedy_prune(
         sizes[name] = size
         other = check_gates_for(model, fixed, name)
         rule = Evaluator(model, name, x, loss=loss_kind, targets=targets, gates=other,
-                         batch_size=batch_size, candidate_batch=candidate_batch)
+                         batch_size=batch_size, candidate_batch=candidate_batch, name="loss")
         before = rule.loss(np.ones(size, np.float32))
         if base_loss is None:
             base_loss = before

@@ -327,6 +327,55 @@ def per_example_loss(kind: str | PerExample) -> PerExample:
     return labels
 
 
+def outputs_shape(graphdef: Any, state: Any, x: jax.Array,
+                  gates: Mapping[str, jax.Array] | None = None) -> tuple[int, ...]:
+    """The shape of the model's output for one example of ``x`` (traced, not run)."""
+    out = compiled(graphdef, "outputs", "", None)
+    spec = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    return tuple(jax.eval_shape(out, state, spec, dict(gates or {})).shape[1:])
+
+
+def check_softmax_outputs(kind: Any, shape: tuple[int, ...], name: str = "criterion",
+                          note: str = "") -> None:
+    """Refuses a cross-entropy loss on outputs that are not class logits (last axis of size 1).
+
+    A softmax over one output is identically 1, so the cross-entropy and the KL
+    divergence are identically 0 there: every unit would look removable.
+    """
+    if not isinstance(kind, str) or kind not in ("cross_entropy", "labels"):
+        return
+    if len(shape) == 0 or shape[-1] < 2:
+        raise ValueError(
+            f"{name}='cross_entropy'{note} compares softmaxes over the last axis of the model's "
+            f"outputs, which have shape {shape} per example: over a single output the "
+            "cross-entropy is identically 0, so every unit would look removable. For a "
+            f"model with one output (regression) pass {name}='mse'"
+        )
+
+
+def check_labels(y: Any, count: int, num_classes: int) -> None:
+    """Checks that ``y`` holds ``count`` integer class labels in ``[0, num_classes)``."""
+    t = np.asarray(y)
+    fix = ("; for regression targets pass loss='mse'"
+           if t.ndim != 2 or t.shape[0] != count
+           else "; for one-hot or probability labels pass their class indices, y.argmax(-1)")
+    if t.shape != (count,):
+        raise ValueError(
+            f"y must hold one entry per example, an integer class label: shape ({count},) "
+            f"for the cross-entropy loss; got shape {tuple(t.shape)}{fix}"
+        )
+    if t.dtype.kind not in "biuf" or (t.dtype.kind == "f" and not np.all(t == np.round(t))):
+        raise ValueError(
+            f"y must hold integer class labels for the cross-entropy loss, got dtype {t.dtype}"
+            f"{'' if t.dtype.kind != 'f' else ' with non-integer values'}{fix}"
+        )
+    if t.size and (t.min() < 0 or t.max() >= num_classes):
+        raise ValueError(
+            f"y must hold class labels in [0, {num_classes}) (the model has {num_classes} "
+            f"outputs), got labels from {t.min()} to {t.max()}"
+        )
+
+
 @functools.lru_cache(maxsize=64)
 def compiled(graphdef: Any, kind: str, group: str, loss: Any) -> Callable[..., Any]:
     """Jitted pure functions of a model (cached across calls and model instances)."""
@@ -397,6 +446,11 @@ class Evaluator:
     discrepancy to the unpruned layer). Candidate gate vectors are evaluated
     with ``jax.vmap``: the part of the network before the group does not
     depend on the gate and is computed once per data chunk.
+
+    A cross-entropy loss (``'cross_entropy'``, ``'labels'``) is refused on a
+    model with one output (a ``ValueError`` naming ``name``, the argument the
+    caller took the loss from), and ``'labels'`` needs integer class labels of
+    shape ``(m,)``.
     """
 
     def __init__(
@@ -410,6 +464,7 @@ class Evaluator:
         gates: Mapping[str, jax.Array] | None = None,
         batch_size: int = 256,
         candidate_batch: int | None = None,
+        name: str = "criterion",
     ) -> None:
         self.group = group
         self.size = model.group(group).size
@@ -430,6 +485,11 @@ class Evaluator:
                     f"shape {tuple(t.shape)}"
                 )
             self.targets = chunk(t, batch_size).xs
+        if isinstance(loss, str) and loss in ("cross_entropy", "labels"):
+            shape = outputs_shape(self.graphdef, self.state, x, self.gates)
+            check_softmax_outputs(loss, shape, name)
+            if loss == "labels":
+                check_labels(t, self.data.count, shape[-1])
         self._x, self._t = x, t
         b = self.data.xs[0].shape[0]
         if candidate_batch is None:
@@ -566,6 +626,11 @@ def output_discrepancy(
     Returns:
       The discrepancy (a Python float).
 
+    Raises:
+      ValueError: for an unknown criterion, empty data, bad gates, or
+        ``criterion='cross_entropy'`` on a model with one output (whose softmax
+        is constant; use ``'mse'``).
+
     Example:
       >>> import jax.numpy as jnp
       >>> from sparsejax.models import create
@@ -584,6 +649,7 @@ def output_discrepancy(
     model.check_gates(gates)
     data = chunk(x, batch_size)
     graphdef, state = functional(model)
+    check_softmax_outputs(criterion, outputs_shape(graphdef, state, x), "criterion")
     out = compiled(graphdef, "outputs", "", None)
     fn = per_example_loss(criterion)
     g = {k: jnp.asarray(v, jnp.float32) for k, v in gates.items()}

@@ -489,6 +489,13 @@ def local_imitation(
     The weights :math:`a` of the result act as the gate ``N·a``
     (``result.gate``); :func:`sparsejax.structured.shrink` removes the other units.
 
+    The layer output imitated is the consumers' raw output (before their bias
+    and before a BatchNorm that follows them, as in the zoo's BatchNorm
+    models), the paper's :math:`w_1 \sigma(w_2 z)` taken literally; the kept
+    units therefore depend on how such a BatchNorm is parameterised: scaling a
+    consumer's output channel together with its BatchNorm's running statistics
+    leaves the network unchanged but changes the selection.
+
     **Mini-batches** (Algorithm 1, line 4): with ``minibatch=b`` every greedy
     step (the first pick of eq. 3 included) draws ``b`` fresh examples of
     ``x``, computes their Gram matrix (one forward pass of ``b`` examples) and

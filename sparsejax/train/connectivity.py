@@ -303,8 +303,8 @@ class PathEvaluator:
     Args:
       net: the network.
       eval_data: ``{name: batches}`` (``train=False`` pipelines).
-      bn_data: training batches for the BatchNorm statistics (required when
-        the net has BatchNorm).
+      bn_data: training batches for the BatchNorm statistics (``train=True``:
+        full batches, no padding; required when the net has BatchNorm).
       max_bn_batches: use at most this many of them (default: one epoch).
       mesh: the device mesh (default: every device).
 
@@ -365,18 +365,35 @@ def _make_stats_step(parts: Any, mesh: Mesh) -> Callable:
     return jax.jit(stats_fn, in_shardings=(rep, rep, data, rep), out_shardings=rep)
 
 
+def _check_no_padding(batch: Mapping[str, Any], index: int) -> None:
+    """Raises ``ValueError`` if a BatchNorm-statistics batch has padding rows (``mask < 1``)."""
+    mask = batch.get("mask")
+    if mask is None:
+        return
+    mask = np.asarray(mask)
+    if mask.size and bool(np.any(mask < 1)):
+        raise ValueError(
+            f"bn_data batch {index} has padding rows ({int(np.sum(mask < 1))} of {mask.size} with "
+            "mask < 1, as the last batch of an evaluation pipeline): they would enter the "
+            "BatchNorm statistics. Pass a training pipeline, "
+            "sparsejax.data.batches(..., train=True), which yields only full batches")
+
+
 def _average_stats(step: Callable, parts: Any, params: PyTree, bn_data: Batches,
                    max_batches: int | None, mesh: Mesh) -> PyTree:
     template = to_global(parts.initial_model_state, replicated(mesh))
     total, count = None, 0
     batches = iter(bn_data.epoch(0))
-    for i, batch in enumerate(batches):
-        if max_batches is not None and i >= max_batches:
-            break
-        stats = step(params, template, shard_batch(batch, mesh), jnp.int32(i))
-        total = stats if total is None else jax.tree.map(jnp.add, total, stats)
-        count += 1
-    getattr(batches, "close", lambda: None)()  # stops a pipeline's prefetching
+    try:
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            _check_no_padding(batch, i)
+            stats = step(params, template, shard_batch(batch, mesh), jnp.int32(i))
+            total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+            count += 1
+    finally:
+        getattr(batches, "close", lambda: None)()  # stops a pipeline's prefetching
     if count == 0:
         raise ValueError("bn_data yields no batch: the BatchNorm statistics cannot be recomputed")
     return jax.tree.map(lambda x: x / count, total)
@@ -408,7 +425,8 @@ def recompute_batch_stats(net: nnx.Module, params: PyTree, bn_data: Batches, *,
       The model state (a pure dict, as the trainer's ``model_state``).
 
     Raises:
-      ValueError: if ``bn_data`` yields no batch.
+      ValueError: if ``bn_data`` yields no batch, or a batch with padding rows
+        (``mask < 1``, as an evaluation pipeline's last batch).
 
     Example:
       >>> from flax import nnx
@@ -446,7 +464,8 @@ class BatchStats:
       mesh: the device mesh (default: every device).
 
     Raises:
-      ValueError: if ``net`` has no BatchNorm statistics.
+      ValueError: if ``net`` has no BatchNorm statistics; when called, if
+        ``bn_data`` yields no batch or a batch with padding rows (``mask < 1``).
 
     Example:
       >>> import jax
@@ -513,7 +532,8 @@ def evaluate_path(
         (or pass a ready ``evaluator``).
       evaluator: a :class:`PathEvaluator` (reuses its compiled steps and
         sharded batches across calls).
-      bn_data: training batches for the BatchNorm statistics.
+      bn_data: training batches for the BatchNorm statistics (``train=True``:
+        full batches, no padding).
       max_bn_batches: at most this many of them per point.
       ts: the :math:`t` values (default ``num_points`` evenly in [0, 1]).
       num_points: see ``ts``.
@@ -587,7 +607,8 @@ def evaluate_plane(
       control: :math:`\theta_c` (trained: the plane needs it off the straight line).
       eval_data: ``{name: batches}`` (or pass ``evaluator``).
       evaluator: a :class:`PathEvaluator`.
-      bn_data: training batches for the BatchNorm statistics.
+      bn_data: training batches for the BatchNorm statistics (``train=True``:
+        full batches, no padding).
       max_bn_batches: at most this many of them per point.
       num_points: grid points per axis.
       margin: the grid's margin.

@@ -57,6 +57,29 @@ def warn_if_training_pipeline(data: Any, what: str, stacklevel: int = 3) -> None
             "sparsejax.data.batches(..., train=False)", UserWarning, stacklevel=stacklevel)
 
 
+def _check_labels(batch: dict[str, Any], index: int) -> None:
+    """Raises ``ValueError`` unless ``batch['label']`` holds one integer class label per row."""
+    label = np.asarray(batch["label"])
+    rows = int(np.shape(batch["image"])[0])
+    if label.shape != (rows,):
+        hint = (" (one-hot or probability labels: pass their class indices, label.argmax(-1))"
+                if label.ndim == 2 and label.shape[0] == rows else "")
+        raise ValueError(
+            f"evaluation batch {index}: 'label' must hold one integer class label per example, "
+            f"of shape ({rows},), got shape {tuple(label.shape)}{hint}")
+    if label.dtype.kind not in "biu" and not (
+            label.dtype.kind == "f" and np.all(label == np.round(label))):
+        raise ValueError(
+            f"evaluation batch {index}: 'label' must hold integer class labels, got dtype "
+            f"{label.dtype}{' with non-integer values' if label.dtype.kind == 'f' else ''}")
+
+
+def _checked(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for i, batch in enumerate(batches):
+        _check_labels(batch, i)
+        yield batch
+
+
 class Evaluator:
     r"""Loss and accuracy of one model architecture on fixed data, with one compiled step.
 
@@ -68,7 +91,8 @@ class Evaluator:
     with :math:`m_i` the batches' ``mask`` (padding rows have 0), so the
     figures are exact whatever the batch size. The model runs in eval mode
     (BatchNorm running averages, no dropout). Build it with
-    :func:`make_evaluator`.
+    :func:`make_evaluator`. The batches' ``label`` must be integer class labels
+    of shape ``(batch,)`` (one-hot labels are refused with a ``ValueError``).
     """
 
     def __init__(self, parts: ModelParts, data: BatchSource, mesh: Mesh, cache: bool) -> None:
@@ -79,12 +103,13 @@ class Evaluator:
         self._step = make_eval_step(parts, mesh)
         self._rep = replicated(mesh)
         self._model_state = to_global(parts.initial_model_state, self._rep)
-        self._cached = [shard_batch(b, mesh) for b in data.epoch(0)] if cache else None
+        self._cached = ([shard_batch(b, mesh) for b in _checked(data.epoch(0))] if cache
+                        else None)
 
     def _batches(self) -> Iterator[dict[str, jax.Array]]:
         if self._cached is not None:
             return iter(self._cached)
-        return (shard_batch(b, self.mesh) for b in self.data.epoch(0))
+        return (shard_batch(b, self.mesh) for b in _checked(self.data.epoch(0)))
 
     def run(self, params: PyTree, model_state: PyTree) -> dict[str, float]:
         """Evaluates device-resident ``params`` and ``model_state`` (what :func:`fit` holds)."""
@@ -126,7 +151,8 @@ def make_evaluator(model: nnx.Module, data: BatchSource, *, mesh: Mesh | None = 
     Args:
       model: a Flax NNX classifier returning logits; its non-parameter
         variables (BatchNorm statistics) are the ones used, and it is not changed.
-      data: eval batches (``train=False`` in :func:`sparsejax.data.batches`).
+      data: eval batches (``train=False`` in :func:`sparsejax.data.batches`),
+        with integer class labels of shape ``(batch,)``.
       mesh: the device mesh (default: all devices, :func:`sparsejax.train.data_mesh`).
       cache: keep the sharded batches on the devices, so repeated evaluations
         cost only the forward passes (``False`` for data that does not fit).
@@ -134,6 +160,10 @@ def make_evaluator(model: nnx.Module, data: BatchSource, *, mesh: Mesh | None = 
     Returns:
       The evaluator: ``evaluator(params)`` gives ``{'loss', 'accuracy', 'count'}``
       and ``evaluator.accuracy(params)`` the accuracy alone.
+
+    Raises:
+      ValueError: (with ``cache=True`` here, otherwise when evaluating) if a
+        batch's ``label`` is not integer class labels of shape ``(batch,)``.
 
     Example:
       >>> import jax
