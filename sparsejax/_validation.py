@@ -44,13 +44,38 @@ def check_number(
     lt: float | None = None,
     le: float | None = None,
     integer: bool = False,
+    scalar: bool = False,
+    schedule: bool = True,
 ) -> None:
     """Raises ``ValueError`` naming ``name`` when a concrete ``value`` is out of range.
 
     ``value`` may be a number, an array, or a pytree of them (a per-leaf
     hyperparameter): every element must be finite and in range. Schedules and
     traced values pass unchecked.
+
+    With ``scalar=True`` the value must be one number for every leaf (a 0-d
+    array included): ``None``, a dict, a list or an array with dimensions is
+    refused, instead of failing later with a bare ``TypeError`` or broadcasting
+    silently against the leaves. With ``schedule=False`` a schedule (callable)
+    is refused too, for a hyperparameter that is used as a number (a schedule
+    given through :func:`optax.inject_hyperparams` arrives as a number and passes).
     """
+    if callable(value) and not schedule:
+        kind = "a single number" if scalar else "a number"
+        raise ValueError(
+            f"{name} must be {kind} {describe_range(gt, ge, lt, le)}, not a schedule; got "
+            f"{value!r} (optax.inject_hyperparams evaluates a schedule given for it)"
+        )
+    if scalar and not _is_lazy(value) and (
+        value is None or jax.tree.structure(value).num_nodes != 1 or np.ndim(value) != 0
+    ):
+        kind = "integer" if integer else "number"
+        either = " or a schedule (count -> number)" if schedule else ""
+        raise ValueError(
+            f"{name} must be a single {kind} {describe_range(gt, ge, lt, le)}{either}, the same "
+            f"for every leaf; got {value!r}. Per-leaf values are not accepted: choose the leaves "
+            "with mask=, or give groups of leaves their own transform with optax.partition"
+        )
     if value is None or _is_lazy(value):
         return
     wanted = ("an integer " if integer else "") + describe_range(gt, ge, lt, le)

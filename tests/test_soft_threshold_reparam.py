@@ -603,3 +603,131 @@ def test_prune_at_init_holds_the_pruned_latents_at_zero(rewind):
     np.testing.assert_array_equal(state.retrain.support["kernel"], [[True, False, False]])
     np.testing.assert_array_equal(sparse_weights(state.reparam)["kernel"], params["kernel"])
     np.testing.assert_array_equal(state.reparam.latent["kernel"][0, 1:], [0.0, 0.0])
+
+
+def _exercise(made):
+    """Builds what ``made`` is (a rule, a schedule or a transform) far enough to use its values."""
+    params = {"w": jnp.array([0.5, -0.05, 0.3])}
+    if isinstance(made, optim.ThresholdRule):
+        d, state = made.init()
+        made.next(jnp.zeros([], jnp.int32), d, state)
+    elif hasattr(made, "init"):
+        state = made.init(params)
+        made.update({"w": jnp.ones(3)}, state, params)
+    else:
+        made(jnp.asarray(5, jnp.int32))
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda v: optim.lats_rule(0.1, v), "l1"),
+        (lambda v: optim.lats_rule(v, 0.5), "learning_rate"),
+        (lambda v: optim.slats_threshold(v, 10), "final_threshold"),
+        (lambda v: optim.lats_epochwise_threshold(v, 2, 5), "final_threshold"),
+        (lambda v: optim.pgh_threshold(v, 10, 0.1), "final_threshold"),
+        (lambda v: optim.pgh_threshold(0.5, 10, v), "beta"),
+        (lambda v: optim.stds_threshold(v, 10), "final_threshold"),
+        (lambda v: optim.fixed_threshold(v), "threshold"),
+        (lambda v: sj.lats_continuation(v, 0.5, 0.1, 1, **PLAIN), "learning_rate"),
+        (lambda v: sj.lats_continuation(0.1, v, 0.1, 1, **PLAIN), "target_sparsity"),
+        (lambda v: sj.lats_continuation(0.1, 0.5, v, 1, **PLAIN), "l1"),
+        (lambda v: sj.lats_continuation(0.1, 0.5, 0.1, v, **PLAIN), "interval"),
+        (lambda v: sj.lats_continuation(0.1, 0.5, 0.1, 1, v, **PLAIN), "growth"),
+        (lambda v: sj.lats_prune_at_init(v, 0.5, 2, **PLAIN), "learning_rate"),
+        (lambda v: sj.lats_prune_at_init(0.1, v, 2, **PLAIN), "l1"),
+        (lambda v: sj.lats(v, 0.5, **PLAIN), "learning_rate"),
+        (lambda v: sj.slats(v, 0.1, 10, **PLAIN), "learning_rate"),
+        (lambda v: sj.lats_epochwise(v, 0.1, 2, 5, **PLAIN), "learning_rate"),
+        (lambda v: sj.pgh(v, 0.1, 10, 0.1, **PLAIN), "learning_rate"),
+        (lambda v: sj.stds(v, 0.1, 10, **PLAIN), "learning_rate"),
+        (lambda v: optim.fixed_threshold_reparam(v, 0.1, **PLAIN), "learning_rate"),
+    ],
+)
+@pytest.mark.parametrize("value", [{"w": 0.1}, [0.1, 0.2], None], ids=["dict", "list", "None"])
+def test_a_per_leaf_or_missing_single_hyperparameter_is_refused_at_every_entry(make, name, value):
+    """Threshold rules called directly, lats_continuation, lats_prune_at_init and the learning
+    rate of the reparam family take one value for every leaf: a dict, a list or None is a
+    ValueError naming the argument (not a bare TypeError from float(), a 'None is not a valid
+    value for jnp.array', a shape error in update, or a list broadcast against the leaves)."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a single (number|integer) .*got "):
+        _exercise(make(value))
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda v: optim.slats_threshold(v, 10), "final_threshold"),
+        (lambda v: optim.lats_epochwise_threshold(v, 2, 5), "final_threshold"),
+        (lambda v: optim.pgh_threshold(v, 10, 0.1), "final_threshold"),
+        (lambda v: optim.pgh_threshold(0.5, 10, v), "beta"),
+        (lambda v: optim.stds_threshold(v, 10), "final_threshold"),
+        (lambda v: optim.fixed_threshold(v), "threshold"),
+        (lambda v: sj.slats(0.1, v, 10, **PLAIN), "final_threshold"),
+        (lambda v: optim.fixed_threshold_reparam(0.1, v, **PLAIN), "threshold"),
+    ],
+)
+def test_a_schedule_is_refused_where_a_closed_form_needs_a_number(make, name):
+    """The closed-form schedules compute with their final value: a schedule there failed with a
+    bare TypeError from float(); optax.inject_hyperparams (which evaluates it) still works."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a single number .*not a schedule"):
+        _exercise(make(lambda count: 0.5))
+
+
+def test_single_hyperparameters_still_accept_numbers_0d_arrays_schedules_and_injection():
+    params = {"w": jnp.array([0.5, -0.05, 0.3])}
+    grads = {"w": jnp.array([0.1, -0.2, 0.3])}
+
+    def two_steps(tx):
+        updates, state = tx.update(grads, tx.init(params), params)
+        p = optax.apply_updates(params, updates)
+        updates, _ = tx.update(grads, state, p)
+        return optax.apply_updates(p, updates)["w"]
+
+    # factory: (the name of its single threshold-like value, its other arguments)
+    factories = {
+        sj.lats: ("l1", {}),
+        sj.slats: ("final_threshold", dict(total_steps=4)),
+        sj.lats_epochwise: ("final_threshold", dict(num_epochs=2, steps_per_epoch=2)),
+        sj.pgh: ("final_threshold", dict(total_steps=4, beta=0.1)),
+        sj.stds: ("final_threshold", dict(total_steps=4)),
+        optim.fixed_threshold_reparam: ("threshold", {}),
+        sj.lats_continuation: ("l1", dict(target_sparsity=0.5, interval=1)),
+        sj.lats_prune_at_init: ("l1", dict(prune_steps=1)),
+    }
+    for factory, (name, other) in factories.items():
+        def make(lr, v, factory=factory, name=name, other=other):
+            return factory(learning_rate=lr, **{name: v}, **other, **PLAIN)
+
+        want = two_steps(make(0.1, 0.2))
+        for lr, v in [(jnp.float32(0.1), np.float64(0.2)), (jnp.array(0.1), jnp.array(0.2)),
+                      (np.array(0.1), 0.2), (lambda count: 0.1, 0.2)]:
+            np.testing.assert_allclose(two_steps(make(lr, v)), want, rtol=1e-6,
+                                       err_msg=factory.__name__)
+        # inject_hyperparams evaluates a schedule given for any numeric hyperparameter
+        for v in (0.2, lambda count: 0.2):
+            tx = optax.inject_hyperparams(factory)(learning_rate=0.1, **{name: v}, **other, **PLAIN)
+            np.testing.assert_allclose(two_steps(tx), want, rtol=1e-6, err_msg=factory.__name__)
+    # the rules themselves: schedules where a schedule is allowed, 0-d arrays everywhere
+    for rule in (optim.lats_rule(lambda t: 0.1, lambda t: 0.5),
+                 optim.lats_rule(jnp.array(0.1), np.float32(0.5))):
+        d, s = rule.init()
+        np.testing.assert_allclose(rule.next(0, d, s)[0], 0.05, rtol=1e-6)
+    for sched in (optim.slats_threshold(jnp.array(0.5), 10), optim.fixed_threshold(np.float32(0.5)),
+                  optim.pgh_threshold(0.5, 10, jnp.array(0.1)), optim.stds_threshold(0.5, 10),
+                  optim.lats_epochwise_threshold(np.array(0.5), 2, 5)):
+        np.testing.assert_allclose(sched(10), 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda lr: sj.pytorch_sgd(lr, momentum=0.9),
+    lambda lr: sj.prox_sgd(lr, l1=0.1),
+    lambda lr: sj.sqrt_t_prox_sgd(lr, gamma=1.0, l1=0.1),
+    lambda lr: sj.str_reparam(lr, s_init=-2.0),
+])
+@pytest.mark.parametrize("bad", [None, {"w": 0.1}, [0.1, 0.2]])
+def test_sgd_learning_rates_must_be_one_number_or_a_schedule(factory, bad):
+    # pytorch_sgd(learning_rate=None) stepped along +gradient (gradient ascent) without a word,
+    # and a list was broadcast against the leaves; prox-SGD and STR build on it.
+    with pytest.raises(ValueError, match=r"^learning_rate must be a single number"):
+        factory(bad)

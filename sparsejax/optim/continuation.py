@@ -108,16 +108,16 @@ def _continue(
 
 
 def _check(target_sparsity: Any, l1: Any, interval: Any, growth: Any, start_step: Any) -> None:
-    check_number("target_sparsity", target_sparsity, ge=0, lt=1)
-    check_number("l1", l1, gt=0)
-    check_number("interval", interval, ge=1, integer=True)
-    check_number("growth", growth, ge=1)
-    check_number("start_step", start_step, ge=0, integer=True)
     if any(callable(v) for v in (l1, target_sparsity, growth, interval)):
         raise ValueError(
             "lats_continuation: l1, target_sparsity, growth and interval must be numbers "
             "(l1 is adapted by the transform itself)"
         )
+    check_number("target_sparsity", target_sparsity, ge=0, lt=1, scalar=True, schedule=False)
+    check_number("l1", l1, gt=0, scalar=True, schedule=False)
+    check_number("interval", interval, ge=1, integer=True, scalar=True, schedule=False)
+    check_number("growth", growth, ge=1, scalar=True, schedule=False)
+    check_number("start_step", start_step, ge=0, integer=True)
 
 
 def lats_continuation(

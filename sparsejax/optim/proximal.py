@@ -258,7 +258,7 @@ def prox_sgd(
       backward splitting*, JMLR, 2009; baseline in *iRDA Method for Sparse
       Convolutional Neural Networks* (eq. 17-18).
     """
-    check_number("learning_rate", learning_rate, ge=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     check_number("l1", l1, ge=0)
     if momentum is not None:
         check_number("momentum", momentum, ge=0, lt=1)
@@ -320,7 +320,7 @@ def sqrt_t_prox_sgd(
     References:
       *iRDA Method for Sparse Convolutional Neural Networks* (ICLR submission), eq. (21)-(22).
     """
-    check_number("learning_rate", learning_rate, ge=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     check_number("gamma", gamma, gt=0)
     check_number("l1", l1, ge=0)
     if momentum is not None:

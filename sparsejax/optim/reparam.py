@@ -47,7 +47,6 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from sparsejax import prox
@@ -265,25 +264,6 @@ def _reparameterise(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _check_one_value(name: str, value: Any, *, schedule: bool = True) -> None:
-    """Raises ``ValueError`` unless ``value`` is one number (or schedule) for every leaf.
-
-    :func:`sparsejax._validation.check_number` accepts per-leaf pytrees; a
-    threshold here is a single value shared by every thresholded leaf, and a
-    dict or a list would otherwise fail later in ``init`` with a bare
-    ``TypeError`` (or, as an array, broadcast against the leaves' shapes).
-    """
-    if callable(value) or isinstance(value, jax.core.Tracer):
-        return
-    if value is None or jax.tree.structure(value).num_nodes != 1 or np.ndim(value) != 0:
-        what = "a single number >= 0" + (" or a schedule (count -> number)" if schedule else "")
-        raise ValueError(
-            f"{name} must be {what}, the same for every thresholded leaf; got {value!r}. "
-            "Per-leaf values are not accepted: choose the thresholded leaves with mask=, or "
-            "give groups of leaves their own transform with optax.partition"
-        )
-
-
 def _as_rule(threshold: Any, cumulative: bool) -> ThresholdRule:
     """The rule of :func:`soft_threshold_reparam`'s ``threshold`` argument."""
     if isinstance(threshold, ThresholdRule):
@@ -293,8 +273,7 @@ def _as_rule(threshold: Any, cumulative: bool) -> ThresholdRule:
                 "itself how the threshold moves (see sparsejax.optim.increment_rule)"
             )
         return threshold
-    _check_one_value("threshold", threshold)
-    check_number("threshold", threshold, ge=0)
+    check_number("threshold", threshold, ge=0, scalar=True)
     schedule = as_schedule(threshold)
     if cumulative:
         return increment_rule(schedule)
@@ -396,6 +375,7 @@ def _sgd_reparam(
     latent_dtype: Any,
 ) -> optax.GradientTransformationExtraArgs:
     """The reparameterisation with :math:`\\theta` trained by PyTorch-style SGD (reference code)."""
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     inner = pytorch_sgd(learning_rate, momentum, nesterov, weight_decay)
     return _reparameterise(name, rule, inner, gradient, mask, latent_dtype)
 
@@ -471,7 +451,6 @@ def lats(
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR
       2023 (LATS).
     """
-    _check_one_value("l1", l1)
     rule = lats_rule(learning_rate, l1, start_step)
     return _sgd_reparam("lats", rule, learning_rate, momentum, weight_decay, nesterov,
                         gradient, mask, latent_dtype)
@@ -536,7 +515,6 @@ def slats(
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023
       (S-LATS; reference code ``--gradual sinp``).
     """
-    _check_one_value("final_threshold", final_threshold, schedule=False)
     rule = schedule_rule(slats_threshold(final_threshold, total_steps, start_step))
     return _sgd_reparam("slats", rule, learning_rate, momentum, weight_decay, nesterov,
                         gradient, mask, latent_dtype)
@@ -589,7 +567,6 @@ def lats_epochwise(
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023
       (LATS; reference code ``--gradual sinp --low-freq``).
     """
-    _check_one_value("final_threshold", final_threshold, schedule=False)
     schedule = lats_epochwise_threshold(final_threshold, num_epochs, steps_per_epoch, start_step)
     return _sgd_reparam("lats_epochwise", schedule_rule(schedule), learning_rate, momentum,
                         weight_decay, nesterov, gradient, mask, latent_dtype)
@@ -649,7 +626,6 @@ def pgh(
       proximal-gradient homotopy method for the sparse least-squares problem*,
       SIAM J. Optim., 2013.
     """
-    _check_one_value("final_threshold", final_threshold, schedule=False)
     rule = schedule_rule(pgh_threshold(final_threshold, total_steps, beta, start_step))
     return _sgd_reparam("pgh", rule, learning_rate, momentum, weight_decay, nesterov,
                         gradient, mask, latent_dtype)
@@ -702,7 +678,6 @@ def stds(
       Chen et al., *State Transition of Dendritic Spines Improves Learning of
       Sparse Spiking Neural Networks*, ICML 2022.
     """
-    _check_one_value("final_threshold", final_threshold, schedule=False)
     rule = schedule_rule(stds_threshold(final_threshold, total_steps, start_step, shape))
     return _sgd_reparam("stds", rule, learning_rate, momentum, weight_decay, nesterov,
                         gradient, mask, latent_dtype)
@@ -764,7 +739,6 @@ def fixed_threshold_reparam(
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023
       (reference code, ``softThresholdinv``).
     """
-    _check_one_value("threshold", threshold, schedule=False)
     rule = schedule_rule(fixed_threshold(threshold, start_step))
     return _sgd_reparam("fixed_threshold_reparam", rule, learning_rate, momentum, weight_decay,
                         nesterov, gradient, mask, latent_dtype)

@@ -150,7 +150,7 @@ def pytorch_sgd(
       momentum in deep learning <https://proceedings.mlr.press/v28/sutskever13.html>`_, 2013
       (the momentum form PyTorch implements).
     """
-    check_number("learning_rate", learning_rate, ge=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     if momentum is not None:
         check_number("momentum", momentum, ge=0, lt=1)
     for r in jax.tree.leaves(weight_decay):

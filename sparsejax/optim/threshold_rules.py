@@ -180,7 +180,8 @@ def lats_rule(
     References:
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023 (LATS).
     """
-    check_number("l1", l1, ge=0)
+    check_number("l1", l1, ge=0, scalar=True)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     check_number("start_step", start_step, ge=0, integer=True)
     lr, lam = as_schedule(learning_rate), as_schedule(l1)
     return increment_rule(lambda t: lats_increment(t, lam(t), lr(t), start_step))
@@ -245,7 +246,7 @@ def slats_threshold(
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR
       2023 (reference code: ``sinpInc``).
     """
-    check_number("final_threshold", final_threshold, ge=0)
+    check_number("final_threshold", final_threshold, ge=0, scalar=True, schedule=False)
     _check_span(total_steps, start_step)
 
     def schedule(count: Any) -> jax.Array:
@@ -295,7 +296,7 @@ def lats_epochwise_threshold(
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023
       (reference code: ``sinpLowfBaseInc`` with ``--low-freq``).
     """
-    check_number("final_threshold", final_threshold, ge=0)
+    check_number("final_threshold", final_threshold, ge=0, scalar=True, schedule=False)
     check_number("num_epochs", num_epochs, ge=1, integer=True)
     check_number("steps_per_epoch", steps_per_epoch, ge=1, integer=True)
     check_number("start_step", start_step, ge=0, integer=True)
@@ -360,8 +361,8 @@ def pgh_threshold(
       (reference code: ``sinppghInc``); Xiao and Zhang, *A proximal-gradient
       homotopy method for the sparse least-squares problem*, SIAM J. Optim., 2013.
     """
-    check_number("final_threshold", final_threshold, ge=0)
-    check_number("beta", beta, gt=0)
+    check_number("final_threshold", final_threshold, ge=0, scalar=True, schedule=False)
+    check_number("beta", beta, gt=0, scalar=True, schedule=False)
     b = concrete_value(beta)
     if b is not None and math.isclose(b, 1.0, rel_tol=0, abs_tol=1e-3):
         raise ValueError(
@@ -419,7 +420,7 @@ def stds_threshold(
       Sparse Spiking Neural Networks*, ICML 2022; as a
       baseline in Chen et al., ICLR 2023.
     """
-    check_number("final_threshold", final_threshold, ge=0)
+    check_number("final_threshold", final_threshold, ge=0, scalar=True, schedule=False)
     check_choice("shape", shape, ("sine", "linear"))
     _check_span(total_steps, start_step)
 
@@ -460,7 +461,7 @@ def fixed_threshold(threshold: Any, start_step: Any = 0) -> optax.Schedule:
       Chen et al., *A Unified Framework for Soft Threshold Pruning*, ICLR 2023
       (reference code: ``--sparse-function stmod`` without ``--gradual``).
     """
-    check_number("threshold", threshold, ge=0)
+    check_number("threshold", threshold, ge=0, scalar=True, schedule=False)
     check_number("start_step", start_step, ge=0, integer=True)
 
     def schedule(count: Any) -> jax.Array:

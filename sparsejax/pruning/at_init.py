@@ -238,6 +238,8 @@ def lats_prune_at_init(
       and pruning at initialisation); Lee, Ajanthan and Torr, *SNIP: Single-shot
       Network Pruning based on Connection Sensitivity*, ICLR 2019.
     """
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
+    check_number("l1", l1, ge=0, scalar=True)
     check_number("prune_steps", prune_steps, ge=1, integer=True)
     check_choice("rewind", rewind, (False, True))
     inner = pytorch_sgd(learning_rate, momentum, nesterov, weight_decay)
