@@ -429,3 +429,39 @@ def test_every_public_transform_factory_is_in_the_battery():
     tested = {c.factory for c in CASES} | {f for c in CASES for f in c.covers}
     missing = sorted(n for n, f in factories.items() if f not in tested)
     assert not missing, f"public transform factories missing from tests/registry.py: {missing}"
+
+
+def _fw_constraints():
+    return {"w": sj.constraints.KSparsePolytope(k=2, radius=1.0)}
+
+
+# Every hyperparameter that is one number (or schedule) for the whole tree: a factory taking it.
+SINGLE_VALUES = {
+    "dual_averaging.learning_rate": lambda v: sj.dual_averaging(v),
+    "grda.learning_rate": lambda v: sj.grda(v),
+    "grda.c": lambda v: sj.grda(0.1, c=v),
+    "grda.mu": lambda v: sj.grda(0.1, mu=v),
+    "rda.gamma": lambda v: sj.rda(v, 0.1),
+    "rda.l1": lambda v: sj.rda(1.0, v),
+    "irda.gamma": lambda v: sj.irda(v, 0.1, retrain_step=5),
+    "prox_sgd.l1": lambda v: sj.prox_sgd(0.1, v),
+    "prox_sgd.momentum": lambda v: sj.prox_sgd(0.1, 0.1, momentum=v),
+    "sqrt_t_prox_sgd.gamma": lambda v: sj.sqrt_t_prox_sgd(0.1, v, 0.1),
+    "inverse_sqrt.gamma": lambda v: sj.inverse_sqrt(v),
+    "pytorch_sgd.momentum": lambda v: sj.pytorch_sgd(0.1, momentum=v),
+    "sfw.learning_rate": lambda v: sj.sfw(v, _fw_constraints()),
+    "sfw.momentum": lambda v: sj.sfw(0.1, _fw_constraints(), momentum=v),
+    "one_shot_fw.rho": lambda v: sj.one_shot_fw(0.1, _fw_constraints(), rho=v),
+    "svrf.learning_rate": lambda v: sj.svrf(v, _fw_constraints()),
+}
+
+
+@pytest.mark.parametrize("bad", [{"w": 0.1}, [0.1, 0.2]], ids=["dict", "list"])
+@pytest.mark.parametrize("where", sorted(SINGLE_VALUES))
+def test_single_hyperparameters_refuse_per_leaf_values(where, bad):
+    # A dict failed in init/update with a bare TypeError from float(); a list was broadcast
+    # against the leaves (an error here, a silently per-entry value on leaves of length 2).
+    name = where.split(".")[1]
+    with pytest.raises(ValueError, match=rf"^{name} must be a single number"):
+        SINGLE_VALUES[where](bad)
+    SINGLE_VALUES[where](0.5)  # one number is accepted

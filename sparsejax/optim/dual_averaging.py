@@ -90,7 +90,7 @@ def dual_averaging(
       Program., 2009; Xiao, *Dual averaging methods for regularized stochastic
       learning and online optimization*, JMLR, 2010.
     """
-    check_number("learning_rate", learning_rate, ge=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     check_choice("center", center, ("init", "zero"))
     lr = as_schedule(learning_rate)
 
@@ -213,9 +213,9 @@ def grda(
       Chao, Wang, Xing and Cheng, *Directional Pruning of Deep Neural Networks*,
       NeurIPS 2020.
     """
-    check_number("learning_rate", learning_rate, ge=0)
-    check_number("c", c, ge=0)
-    check_number("mu", mu, gt=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
+    check_number("c", c, ge=0, scalar=True)
+    check_number("mu", mu, gt=0, scalar=True)
     warn_outside(
         "mu", mu, 0.5, 1.0, "gRDA performs directional pruning only for 0.5 < mu < 1"
     )
@@ -342,8 +342,8 @@ def rda(
       online optimization*, JMLR, 2010; *iRDA Method for Sparse Convolutional
       Neural Networks* (ICLR submission), eq. (19)-(20) and Algorithm 1.
     """
-    check_number("gamma", gamma, gt=0)
-    check_number("l1", l1, ge=0)
+    check_number("gamma", gamma, gt=0, scalar=True)
+    check_number("l1", l1, ge=0, scalar=True)
     check_choice("center", center, ("init", "zero"))
     gam, lam = as_schedule(gamma), as_schedule(l1)
 

@@ -373,8 +373,8 @@ def sfw(
       Pokutta, Spiegel, Zimmer, *Deep Neural Network Training with
       Frank-Wolfe*, 2020.
     """
-    check_number("learning_rate", learning_rate, ge=0)
-    check_number("momentum", momentum, ge=0, lt=1)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
+    check_number("momentum", momentum, ge=0, lt=1, scalar=True)
     _check_rescale(rescale)
     _check_constraints(constraints)
     return _averaged_fw("sfw", learning_rate, constraints, as_schedule(momentum), True, rescale)
@@ -432,8 +432,8 @@ def one_shot_fw(
       Mokhtari, Hassani, Karbasi, *Stochastic Conditional Gradient Methods*,
       JMLR 2020.
     """
-    check_number("learning_rate", learning_rate, ge=0)
-    check_number("rho", rho, gt=0, le=1)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
+    check_number("rho", rho, gt=0, le=1, scalar=True)
     _check_rescale(rescale)
     _check_constraints(constraints)
     rho_ = as_schedule(rho)
@@ -503,7 +503,7 @@ def svrf(
       Optimization*, ICML 2016; Reddi, Sra, Póczos, Smola, *Stochastic
       Frank-Wolfe Methods for Nonconvex Optimization*, Allerton 2016.
     """
-    check_number("learning_rate", learning_rate, ge=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     _check_rescale(rescale)
     _check_constraints(constraints)
     lr = as_schedule(learning_rate)
@@ -591,7 +591,7 @@ def saga_fw(
       Nonconvex Optimization*, Allerton 2016; Defazio, Bach, Lacoste-Julien,
       *SAGA*, NeurIPS 2014.
     """
-    check_number("learning_rate", learning_rate, ge=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
         raise ValueError(
             f"num_samples must be a Python integer >= 1 (with optax.inject_hyperparams, pass it "
@@ -739,8 +739,8 @@ def sfw_init(
       Miao et al., *Learning Pruning-Friendly Networks via Frank-Wolfe:
       One-Shot, Any-Sparsity, and No Retraining*, ICLR 2022, Algorithm 3.
     """
-    check_number("learning_rate", learning_rate, ge=0)
-    check_number("scale_learning_rate", scale_learning_rate, gt=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
+    check_number("scale_learning_rate", scale_learning_rate, gt=0, scalar=True)
     check_number("steps", steps, ge=1, integer=True)
     check_number("min_scale", min_scale, gt=0)
     _check_rescale(rescale)

@@ -171,10 +171,10 @@ def loss_adaptive_learning_rate(
             f"long_window must be >= short_window, got long_window={long}, short_window={short}"
         )
     decays = tuple(_check_int("decay_epochs", e, 1) for e in decay_epochs)
-    check_number("learning_rate", learning_rate, ge=0)
-    check_number("decay_factor", decay_factor, gt=0, le=1)
-    check_number("decrease_factor", decrease_factor, gt=0)
-    check_number("increase_factor", increase_factor, gt=0)
+    check_number("learning_rate", learning_rate, ge=0, scalar=True)
+    check_number("decay_factor", decay_factor, gt=0, le=1, scalar=True)
+    check_number("decrease_factor", decrease_factor, gt=0, scalar=True)
+    check_number("increase_factor", increase_factor, gt=0, scalar=True)
     check_choice("epoch_loss", epoch_loss, ("last", "mean"))
     if "learning_rate" in optimizer_kwargs:
         raise ValueError("pass learning_rate once, as loss_adaptive_learning_rate's argument")

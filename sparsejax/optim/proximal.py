@@ -202,7 +202,7 @@ def inverse_sqrt(gamma: Any) -> optax.Schedule:
       *iRDA Method for Sparse Convolutional Neural Networks* (ICLR submission),
       Sec. 3.2-3.3, eq. (8), (17)-(18), (21)-(22).
     """
-    check_number("gamma", gamma, gt=0)
+    check_number("gamma", gamma, gt=0, scalar=True)
 
     def schedule(count: Any) -> jax.Array:
         dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
@@ -259,9 +259,9 @@ def prox_sgd(
       Convolutional Neural Networks* (eq. 17-18).
     """
     check_number("learning_rate", learning_rate, ge=0, scalar=True)
-    check_number("l1", l1, ge=0)
+    check_number("l1", l1, ge=0, scalar=True)
     if momentum is not None:
-        check_number("momentum", momentum, ge=0, lt=1)
+        check_number("momentum", momentum, ge=0, lt=1, scalar=True)
     lr, lam = as_schedule(learning_rate), as_schedule(l1)
 
     def threshold(count: jax.Array, dtype: Any) -> jax.Array:
@@ -321,10 +321,10 @@ def sqrt_t_prox_sgd(
       *iRDA Method for Sparse Convolutional Neural Networks* (ICLR submission), eq. (21)-(22).
     """
     check_number("learning_rate", learning_rate, ge=0, scalar=True)
-    check_number("gamma", gamma, gt=0)
-    check_number("l1", l1, ge=0)
+    check_number("gamma", gamma, gt=0, scalar=True)
+    check_number("l1", l1, ge=0, scalar=True)
     if momentum is not None:
-        check_number("momentum", momentum, ge=0, lt=1)
+        check_number("momentum", momentum, ge=0, lt=1, scalar=True)
     gam, lam = as_schedule(gamma), as_schedule(l1)
 
     def threshold(count: jax.Array, dtype: Any) -> jax.Array:

@@ -152,7 +152,7 @@ def pytorch_sgd(
     """
     check_number("learning_rate", learning_rate, ge=0, scalar=True)
     if momentum is not None:
-        check_number("momentum", momentum, ge=0, lt=1)
+        check_number("momentum", momentum, ge=0, lt=1, scalar=True)
     for r in jax.tree.leaves(weight_decay):
         check_number("weight_decay", r, ge=0)
     parts = []
