@@ -1,4 +1,13 @@
-"""Sparsity of parameter pytrees: one number, or a table per leaf."""
+"""Sparsity of parameter pytrees: one number, or a table per leaf.
+
+The leaves counted are chosen with ``mask=`` (:func:`sparsejax.tree.resolve_mask`).
+The default, ``None``, counts every floating-point leaf (float and complex
+arrays, Python floats): integer, boolean and PRNG-key leaves (step counters,
+flags, the RNG state in ``nnx.state(model)``) are left out, so the whole state of
+a model can be summarised. A mask that is given must select at least one leaf of
+params that have leaves (a ``ValueError`` names the paths), as everywhere in
+sparsejax; with ``mask=None`` a tree with no floating-point leaf gives 0.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +23,13 @@ from sparsejax.tree import Mask, PyTree, leaves_with_paths, resolve_mask
 __all__ = ["LeafSparsity", "format_sparsity", "sparsity", "sparsity_summary"]
 
 
+def _resolve(mask: Mask, params: PyTree) -> PyTree:
+    """The selection of a summary: a given mask must select a leaf (``None`` may select none)."""
+    return resolve_mask(mask, params, nonempty=mask is not None)
+
+
 def _selected_leaves(params: PyTree, mask: Mask) -> list[jax.Array]:
-    selected = resolve_mask(mask, params)
+    selected = _resolve(mask, params)
     return [x for x, s in zip(jax.tree.leaves(params), jax.tree.leaves(selected)) if s]
 
 
@@ -30,11 +44,16 @@ def sparsity(params: PyTree, mask: Mask = None) -> jax.Array:
 
     Args:
       params: a pytree of arrays (``None`` leaves are skipped).
-      mask: which leaves count (default: all); e.g.
+      mask: which leaves count (default ``None``: every floating-point leaf;
+        integer, boolean and PRNG-key leaves are left out); e.g.
         :func:`sparsejax.tree.weights_only` for weight matrices only.
 
     Returns:
-      A float32 scalar in ``[0, 1]`` (0 when nothing is selected).
+      A float32 scalar in ``[0, 1]`` (0 when the selected leaves have no
+      entries, or ``mask=None`` finds no floating-point leaf).
+
+    Raises:
+      ValueError: if a ``mask`` that is given selects no leaf.
 
     Example:
       >>> import jax.numpy as jnp
@@ -74,7 +93,9 @@ def sparsity_summary(params: PyTree, mask: Mask = None) -> list[LeafSparsity]:
 
     Args:
       params: a pytree of concrete arrays.
-      mask: which leaves to list (default: all).
+      mask: which leaves to list (default ``None``: every floating-point
+        leaf; integer, boolean and PRNG-key leaves are left out). A mask that
+        is given must select a leaf (``ValueError`` otherwise).
 
     Returns:
       One :class:`LeafSparsity` per selected leaf, in tree order.
@@ -85,7 +106,7 @@ def sparsity_summary(params: PyTree, mask: Mask = None) -> list[LeafSparsity]:
       >>> sj.sparsity_summary({'dense': {'kernel': jnp.array([[0.0, 2.0]])}})[0]
       LeafSparsity(path='dense/kernel', shape=(1, 2), size=2, nonzeros=1, sparsity=0.5)
     """
-    selected = jax.tree.leaves(resolve_mask(mask, params))
+    selected = jax.tree.leaves(_resolve(mask, params))
     rows = []
     for (path, x), keep in zip(leaves_with_paths(params), selected):
         if not keep:
@@ -103,7 +124,9 @@ def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = Non
 
     Args:
       params: a pytree of concrete arrays.
-      mask: which leaves to list (default: all).
+      mask: which leaves to list (default ``None``: every floating-point
+        leaf; integer, boolean and PRNG-key leaves are left out). A mask that
+        is given must select a leaf (``ValueError`` otherwise).
       pattern: a block or channel pattern (:mod:`sparsejax.patterns`, e.g.
         ``'4x4'`` or ``'channel'``) adds a column with each leaf's kept groups
         (a group is kept where any of its entries is non-zero) out of its total.
@@ -136,7 +159,7 @@ def format_sparsity(params: PyTree, mask: Mask = None, pattern: str | None = Non
     table.append(("total", "", nonzeros, total, _share_of_zeros(nonzeros, total)))
     groups: list[str] = []
     if structure.kind != "unstructured":
-        selected = jax.tree.leaves(resolve_mask(mask, params))
+        selected = jax.tree.leaves(_resolve(mask, params))
         counts = []
         for (path, x), keep in zip(leaves_with_paths(params), selected):
             if keep:

@@ -11,14 +11,23 @@ all read the same:
   chooses leaves takes it as ``mask=``, with the same default (``None``) and
   the same accepted forms, all resolved by :func:`resolve_mask`:
 
-  - ``None``: every array leaf (the default, as in :func:`optax.masked`);
+  - ``None`` (the default): every floating-point leaf, i.e. every leaf of an
+    inexact dtype (float or complex arrays, Python floats). Integer, boolean
+    and PRNG-key leaves (step counters, flags, the ``RngState`` of an
+    ``nnx.state(model)``) are left out: they are not parameters to sparsify
+    or count (``mask=True`` takes every leaf, integer ones included);
   - a ``str``: a regular expression searched (:func:`re.search`) in each
     leaf's normalised path, e.g. ``'kernel'``;
   - a pytree of booleans with the structure of the params or a prefix of it
     (``True`` or ``False`` alone is a prefix of every tree);
-  - a callable ``params -> such a pytree``: :func:`weights_only` (kernels and
-    weight matrices, not biases or normalisation scales, the choice of the
-    pruning literature) or one built by :func:`path_filter`.
+  - a callable ``params -> such a pytree``: :func:`weights_only` (kernels,
+    weight matrices and embeddings, not biases or normalisation scales, the
+    choice of the pruning literature) or one built by :func:`path_filter`.
+
+  A regular expression or a callable works on a plain dict and on an
+  ``nnx.State`` alike; a pytree of booleans must be the same kind of tree as
+  the params (build it from them, or convert the params with
+  ``nnx.to_pure_dict``).
 
   A selection that is empty where the params have leaves is an error saying
   which paths exist and what to pass.
@@ -35,6 +44,7 @@ from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PyTree: TypeAlias = Any
 KeyPath: TypeAlias = tuple[Any, ...]
@@ -139,23 +149,59 @@ def path_filter(predicate: PathPredicate | str) -> Callable[[PyTree], PyTree]:
     return mask_fn
 
 
+_NOT_WEIGHTS = frozenset({"bias", "scale"})
+
+
 def _is_weight(path: str, leaf: Any) -> bool:
-    del path
-    return jnp.ndim(leaf) > 1
+    return path.rsplit("/", 1)[-1] not in _NOT_WEIGHTS and jnp.ndim(leaf) > 1
 
 
 weights_only: Callable[[PyTree], PyTree] = path_filter(_is_weight)
-weights_only.__doc__ = """Mask selecting weight matrices and kernels (leaves with ``ndim > 1``).
+weights_only.__doc__ = """Mask selecting weight matrices and kernels.
 
-Biases, normalisation scales and scalars are left out. This is the default
-choice of the pruning literature and of the papers behind sparsejax.
+A leaf is selected when it has ``ndim > 1`` and the last component of its
+normalised path (:func:`path_str`) is neither ``bias`` nor ``scale``. So
+biases and normalisation scales are left out even where they have two
+dimensions (the ``(heads, head_dim)`` query/key/value biases of
+``nnx.MultiHeadAttention``, the bias of ``nnx.LinearGeneral``), as are
+vectors and scalars. Embedding tables (``nnx.Embed``'s ``embedding``) are
+weight matrices and are selected. This is the default choice of the pruning
+literature and of the papers behind sparsejax.
+
+Args:
+  params: a pytree of arrays (a dict, a list, an ``nnx.State``, ...).
+
+Returns:
+  A pytree with ``params``' structure and a Python ``bool`` at each leaf.
 
 Example:
   >>> import jax.numpy as jnp
   >>> import sparsejax as sj
-  >>> sj.tree.weights_only({'kernel': jnp.ones((2, 3)), 'bias': jnp.ones(3)})
+  >>> sj.tree.weights_only({'kernel': jnp.ones((2, 3)), 'bias': jnp.ones((2, 3))})
   {'bias': False, 'kernel': True}
 """
+
+
+def _is_floating(leaf: Any) -> bool:
+    """Whether ``leaf`` is of an inexact dtype (float or complex, Python floats included)."""
+    if isinstance(leaf, (float, complex)):
+        return True
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        return False
+    try:
+        return bool(jax.dtypes.issubdtype(dtype, np.inexact))
+    except TypeError:
+        return False
+
+
+def _is_flax_node(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "flax"
+
+
+def _has_flax_nodes(tree: Any) -> bool:
+    """Whether ``tree`` is or holds an ``nnx.State``, a Flax ``Variable`` or another Flax node."""
+    return any(_is_flax_node(x) for x in jax.tree.leaves(tree, is_leaf=_is_flax_node))
 
 
 def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
@@ -165,10 +211,15 @@ def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
     pruning, summaries and the trainer all call it.
 
     Args:
-      mask: ``None`` (every leaf), a regular expression searched in each
-        leaf's normalised path (:func:`path_str`), a pytree of booleans whose
-        structure is ``tree``'s or a prefix of it, or a callable ``tree ->
-        such a pytree`` (e.g. :func:`weights_only`).
+      mask: ``None`` (every floating-point leaf: float or complex arrays and
+        Python floats; integer, boolean and PRNG-key leaves are left out), a
+        regular expression searched in each leaf's normalised path
+        (:func:`path_str`), a pytree of booleans (one per leaf, or one per
+        subtree) whose structure is ``tree``'s or a prefix of it and of the
+        same kind (a plain dict for a dict, an ``nnx.State`` for an
+        ``nnx.State``), or a callable ``tree -> such a pytree`` (e.g.
+        :func:`weights_only`). Regular expressions and callables work on
+        every kind of tree.
       tree: the params (or updates) the mask refers to.
       nonempty: raise if the mask selects no leaf of a tree that has leaves
         (what the transforms and pruning functions ask for: a selection that
@@ -179,12 +230,16 @@ def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
 
     Raises:
       ValueError: if the mask's structure is not a prefix of ``tree``'s, a
-        mask leaf is not a boolean, or (with ``nonempty``) nothing is
-        selected; the message lists the paths and what to pass.
+        mask leaf is not a boolean, a regular expression is invalid, or (with
+        ``nonempty``) nothing is selected; the message lists the paths and
+        what to pass.
 
     Example:
       >>> import jax.numpy as jnp
       >>> import sparsejax as sj
+      >>> params = {'a': jnp.ones((2, 2)), 'b': [jnp.ones(1)], 'step': jnp.int32(0)}
+      >>> sj.tree.resolve_mask(None, params)
+      {'a': True, 'b': [True], 'step': False}
       >>> params = {'a': jnp.ones((2, 2)), 'b': [jnp.ones(1)]}
       >>> sj.tree.resolve_mask({'a': True, 'b': False}, params)
       {'a': True, 'b': [False]}
@@ -194,7 +249,30 @@ def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
       {'a': True, 'b': [False]}
     """
     if mask is None:
-        return jax.tree.map(lambda _: True, tree)
+        selected = jax.tree.map(_is_floating, tree)
+    else:
+        selected = _resolve_given_mask(mask, tree)
+    if nonempty and jax.tree.leaves(tree) and not any(jax.tree.leaves(selected)):
+        what = (
+            "mask=None (the default: floating-point leaves only)"
+            if mask is None
+            else f"mask={mask!r}" if isinstance(mask, str) else "mask"
+        )
+        paths = [p for p, _ in leaves_with_paths(tree)]
+        shown = ", ".join(repr(p) for p in paths[:8]) + (", ..." if len(paths) > 8 else "")
+        raise ValueError(
+            f"{what} selects no leaf of the params (their paths: {shown}). Pass "
+            "mask=None for every floating-point leaf, a regular expression on these paths (e.g. "
+            "'kernel'), a pytree of booleans, or a callable such as "
+            "sparsejax.tree.weights_only (weight matrices and kernels). With "
+            "optax.inject_hyperparams, pass the mask as a static argument: "
+            "optax.inject_hyperparams(factory, static_args=('mask',))(..., mask=...)."
+        )
+    return selected
+
+
+def _resolve_given_mask(mask: Mask, tree: PyTree) -> PyTree:
+    """:func:`resolve_mask` for a mask other than ``None``, without the emptiness check."""
     if isinstance(mask, (jax.Array, jax.core.Tracer)):
         # What optax.inject_hyperparams makes of a mask callable it took for a schedule.
         raise ValueError(
@@ -204,6 +282,14 @@ def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
         )
     what = f"mask={mask!r}" if isinstance(mask, str) else "mask"
     if isinstance(mask, str):
+        try:
+            re.compile(mask)
+        except re.error as e:
+            raise ValueError(
+                f"mask={mask!r} is not a valid regular expression ({e}); pass a regular "
+                "expression searched in the leaves' paths, e.g. mask='kernel' (escape "
+                "special characters with re.escape)"
+            ) from e
         mask = path_filter(mask)
     if callable(mask):
         mask = mask(tree)
@@ -213,21 +299,14 @@ def resolve_mask(mask: Mask, tree: PyTree, *, nonempty: bool = False) -> PyTree:
             return m
         if jnp.ndim(m) == 0 and jnp.issubdtype(jnp.asarray(m).dtype, jnp.bool_):
             return bool(m)  # numpy / concrete jax booleans
-        raise ValueError(f"mask leaves must be booleans, got {m!r}")
-
-    selected = broadcast_prefix(jax.tree.map(as_bool, mask), tree, what="mask")
-    if nonempty and jax.tree.leaves(tree) and not any(jax.tree.leaves(selected)):
-        paths = [p for p, _ in leaves_with_paths(tree)]
-        shown = ", ".join(repr(p) for p in paths[:8]) + (", ..." if len(paths) > 8 else "")
         raise ValueError(
-            f"{what} selects no leaf of the params (their paths: {shown}). Pass "
-            "mask=None for every leaf, a regular expression on these paths (e.g. "
-            "'kernel'), a pytree of booleans, or a callable such as "
-            "sparsejax.tree.weights_only (leaves with ndim > 1). With "
-            "optax.inject_hyperparams, pass the mask as a static argument: "
-            "optax.inject_hyperparams(factory, static_args=('mask',))(..., mask=...)."
+            f"mask leaves must be booleans, got {m!r}. A mask selects whole leaves "
+            "(one bool per leaf, or per subtree); a per-element support (boolean arrays "
+            "shaped like the leaves, saying which entries are kept) goes to "
+            "sparsejax.pruning.apply_support instead"
         )
-    return selected
+
+    return broadcast_prefix(jax.tree.map(as_bool, mask), tree, what="mask")
 
 
 def broadcast_prefix(prefix: PyTree, tree: PyTree, *, what: str = "prefix tree") -> PyTree:
@@ -253,6 +332,22 @@ def broadcast_prefix(prefix: PyTree, tree: PyTree, *, what: str = "prefix tree")
     try:
         return jax.tree.map(lambda leaf, sub: jax.tree.map(lambda _: leaf, sub), prefix, tree)
     except ValueError as e:
+        prefix_flax, tree_flax = _has_flax_nodes(prefix), _has_flax_nodes(tree)
+        if prefix_flax != tree_flax:
+            kinds = ("a plain pytree (dict, list, ...)", "an nnx.State (Flax variables)")
+            hint = (
+                "Pass a regular expression on the leaves' paths (e.g. mask='kernel') or a "
+                "callable such as sparsejax.tree.weights_only, which work on both kinds, "
+                "or build the mask from the params themselves (e.g. jax.tree.map over them)"
+                if what == "mask"
+                else f"Build the {what} from the params themselves (e.g. jax.tree.map over them)"
+            )
+            raise ValueError(
+                f"{what} does not match the params: {what} is {kinds[prefix_flax]} while "
+                f"the params are {kinds[tree_flax]}, and the two kinds of trees never match. "
+                f"{hint}, or convert the params with nnx.to_pure_dict (and back with "
+                "nnx.replace_by_pure_dict)."
+            ) from e
         raise ValueError(
             f"{what} does not match the params: its structure must equal the params' "
             f"structure or a prefix of it.\n  {what}: {jax.tree.structure(prefix)}\n"

@@ -296,3 +296,33 @@ def test_pytorch_sgd_keeps_bf16_and_checks_its_arguments():
         sj.pytorch_sgd(0.1, momentum=1.0)
     with pytest.raises(ValueError, match="weight_decay"):
         sj.pytorch_sgd(0.1, weight_decay=-1.0)
+
+
+def test_soft_threshold_refuses_thresholds_with_dimensions():
+    """A 1-d threshold was taken as "one value" and applied per element along the last axis."""
+    params = {"a": [jnp.ones((3, 2)), jnp.ones(2)], "b": jnp.ones((2, 2))}
+    with pytest.raises(ValueError, match=r"threshold must be a single number.*shape \(2,\)"):
+        sj.apply_soft_threshold(jnp.array([0.5, 2.0]))
+    with pytest.raises(ValueError, match=r"threshold must be a single number.*shape \(1,\)"):
+        sj.apply_soft_threshold(np.array([0.5]), cumulative=True)
+    with pytest.raises(ValueError, match=r"threshold holds one value per leaf.*shape \(2,\) at 'a'"):
+        sj.apply_soft_threshold({"a": jnp.array([0.5, 2.0]), "b": 0.0})
+    with pytest.raises(ValueError, match=r"threshold holds one value per leaf.*shape \(2, 2\) at 'b'"):
+        sj.apply_soft_threshold({"a": [0.1, 0.2], "b": jnp.full((2, 2), 0.5)})
+    # single numbers, 0-d arrays and per-leaf single numbers are fine
+    for thr in (0.5, jnp.float32(0.5), np.array(0.5), {"a": [jnp.array(0.5), 0.5], "b": 0.5}, {"a": 0.5, "b": 0.5}):
+        tx = sj.apply_soft_threshold(thr)
+        updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+        np.testing.assert_allclose(optax.apply_updates(params, updates)["b"], np.full((2, 2), 0.5))
+
+
+def test_prox_sgd_and_grda_leave_integer_leaves_alone_by_default():
+    """mask=None soft-thresholded integer leaves (a step counter or index array in the params)."""
+    params = {"w": jnp.array([1.0, -0.05, 2.0]), "n": jnp.array([0, 1, 3], jnp.int32)}
+    grads = {"w": jnp.zeros(3), "n": jnp.zeros(3, jnp.int32)}
+    for tx in (sj.prox_sgd(0.1, 1.0), sj.grda(0.1, c=1.0), sj.apply_soft_threshold(0.5)):
+        updates, _ = tx.update(grads, tx.init(params), params)
+        new = optax.apply_updates(params, updates)
+        np.testing.assert_array_equal(new["n"], [0, 1, 3])
+        assert new["n"].dtype == jnp.int32
+        assert float(new["w"][1]) == 0.0  # the float leaf is thresholded

@@ -20,7 +20,7 @@ from sparsejax import prox
 from sparsejax._validation import as_schedule, check_number, require_params
 from sparsejax.optim._common import compute_dtype, tree_compute_dtype
 from sparsejax.optim.sgd import pytorch_sgd
-from sparsejax.tree import Mask, broadcast_prefix, resolve_mask
+from sparsejax.tree import Mask, broadcast_prefix, path_str, resolve_mask
 
 __all__ = [
     "SoftThresholdState",
@@ -50,6 +50,30 @@ def _is_single(value: Any) -> bool:
     return callable(value) or jax.tree_util.treedef_is_leaf(jax.tree.structure(value))
 
 
+def _check_threshold_shapes(threshold: Any, single: bool) -> None:
+    """Refuses array thresholds with dimensions (they were applied per element, silently)."""
+    if callable(threshold):
+        return
+    if single:
+        if jnp.ndim(threshold) != 0:
+            raise ValueError(
+                f"threshold must be a single number (a 0-d array included), a schedule, or a "
+                f"pytree with one number per leaf; got an array of shape "
+                f"{tuple(jnp.shape(threshold))}: {threshold!r}. A threshold per element is not "
+                "accepted; for one value per leaf pass a pytree with the params' structure "
+                "(or a prefix of it), e.g. {'w': 0.1, 'b': 0.0}"
+            )
+        return
+    for path, leaf in jax.tree_util.tree_leaves_with_path(threshold):
+        if jnp.ndim(leaf) != 0:
+            raise ValueError(
+                f"threshold holds one value per leaf, and each value must be a single number "
+                f"(a 0-d array included); got an array of shape {tuple(jnp.shape(leaf))} at "
+                f"{path_str(path)!r}: {leaf!r}. A threshold per element is not accepted; give "
+                "each leaf (or subtree) of the params one number"
+            )
+
+
 def apply_soft_threshold(
     threshold: optax.ScalarOrSchedule | Any,
     mask: Mask = None,
@@ -72,7 +96,8 @@ def apply_soft_threshold(
     Args:
       threshold: :math:`\tau_t \ge 0`: a scalar, a schedule ``count -> tau``
         (``count`` starts at 0), or a pytree with the params' structure (or a
-        prefix of it) holding one value per leaf.
+        prefix of it) holding one value per leaf. Each value is one number (a
+        0-d array included); arrays with dimensions are a ``ValueError``.
       mask: which leaves are thresholded: ``None`` for all, a pytree of
         booleans or a callable ``params -> pytree of booleans``
         (e.g. :func:`sparsejax.tree.weights_only`). Other leaves pass their
@@ -104,6 +129,7 @@ def apply_soft_threshold(
     """
     check_number("threshold", threshold, ge=0)
     single = _is_single(threshold)
+    _check_threshold_shapes(threshold, single)
     schedule = as_schedule(threshold) if single else None
 
     def value_at(count: jax.Array, dtype: Any) -> Any:

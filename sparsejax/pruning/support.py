@@ -393,7 +393,8 @@ def support_sparsity(support: Support, params: PyTree | None = None) -> jax.Arra
       >>> sj.pruning.support_sparsity({'w': jnp.array([True, False, False, False]), 'b': None})
       Array(0.75, dtype=float32)
     """
-    return summary.sparsity(_unpacked(support, params))
+    # mask=True: a support's leaves are booleans, which the default mask (float leaves) leaves out
+    return summary.sparsity(_unpacked(support, params), True)
 
 
 def support_sparsity_per_leaf(support: Support, params: PyTree | None = None) -> dict[str, float]:
@@ -416,4 +417,5 @@ def support_sparsity_per_leaf(support: Support, params: PyTree | None = None) ->
       >>> sj.pruning.support_sparsity_per_leaf({'a': {'kernel': jnp.array([True, False])}, 'b': None})
       {'a/kernel': 0.5}
     """
-    return {row.path: row.sparsity for row in summary.sparsity_summary(_unpacked(support, params))}
+    rows = summary.sparsity_summary(_unpacked(support, params), True)  # boolean leaves: mask=True
+    return {row.path: row.sparsity for row in rows}
