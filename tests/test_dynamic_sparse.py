@@ -509,3 +509,122 @@ def test_an_n_m_pattern_names_the_callers_sparsity_argument():
                                steps_per_epoch=2, epochs=2, params=_tree(0))
     with pytest.raises(ValueError, match=r"pass sparsity=0.5, got 0.7"):
         pruning.static_sparse(optax.sgd(0.1), 0.7, pattern="2:4")
+
+
+_MASK_TRANSFORMS = {
+    # name: factory of the transform around an inner optimizer (no mask update in the first
+    # steps for SET and RigL: update_freq=3 makes the 1-based steps 3, 6, ... due)
+    "static": lambda inner: pruning.static_sparse(inner, 0.7, mask=sj.tree.weights_only),
+    "set": lambda inner: pruning.set_(inner, 0.7, end_step=20, update_freq=3,
+                                      mask=sj.tree.weights_only),
+    "rigl": lambda inner: pruning.rigl(inner, 0.7, end_step=20, update_freq=3,
+                                       mask=sj.tree.weights_only),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_MASK_TRANSFORMS))
+def test_inner_optimizer_sees_the_gradient_of_the_masked_network(name):
+    """The reference's forward pass uses mask * w, so the wrapped optimizer gets the gradient
+    where the support is active and 0 elsewhere: a global-norm clip (a transform that mixes
+    entries) gives the reference's step on the active entries, not that of the dense norm."""
+    inner = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))
+    tx = _MASK_TRANSFORMS[name](inner)
+    params = _tree(0)
+    state = tx.init(params)
+    params = pruning.apply_support(params, state.support)
+    grads = jax.tree.map(lambda g: 3.0 * g, _grads(params, 0))  # the clip is active
+    support = state.support
+    updates, state = tx.update(grads, state, params)  # 1-based step 1: no mask update
+    masked = jax.tree.map(lambda g, m: g if m is None else jnp.where(m, g, 0.0), grads, support,
+                          is_leaf=lambda x: x is None)
+    ref, _ = inner.update(masked, inner.init(params), params)
+    for k in KERNELS:
+        m = np.asarray(support[k]["kernel"])
+        assert not m.all()
+        np.testing.assert_allclose(np.asarray(updates[k]["kernel"])[m],
+                                   np.asarray(ref[k]["kernel"])[m], rtol=1e-6, atol=0)
+        assert np.all(np.asarray(optax.apply_updates(params, updates)[k]["kernel"])[~m] == 0)
+    np.testing.assert_allclose(np.asarray(updates["a"]["bias"]), np.asarray(ref["a"]["bias"]),
+                               rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(_MASK_TRANSFORMS))
+@pytest.mark.parametrize("inner_name", ["sgd", "momentum", "adam"])
+def test_elementwise_inner_optimizers_give_the_same_active_steps(name, inner_name):
+    """Masking the gradient given to an elementwise optimizer (SGD, momentum, Adam) changes
+    nothing on the active entries: bit for bit the inner update of the dense gradient there,
+    on every step without a mask update (through mask updates and buffer resets)."""
+    inner = {"sgd": optax.sgd(0.05), "momentum": optax.sgd(0.05, momentum=0.9),
+             "adam": optax.adam(0.01)}[inner_name]
+    tx = _MASK_TRANSFORMS[name](inner)
+    params = _tree(1)
+    state = tx.init(params)
+    params = pruning.apply_support(params, state.support)
+    for t in range(8):
+        grads = _grads(params, t)
+        support = state.support
+        ref, _ = inner.update(grads, state.inner_state, params)
+        updates, state = tx.update(grads, state, params)
+        if pruning.dst_update_due(t, update_freq=3, end_step=20) and name != "static":
+            params = optax.apply_updates(params, updates)
+            continue
+        for k in KERNELS:
+            m = np.asarray(support[k]["kernel"]) & np.asarray(state.support[k]["kernel"])
+            np.testing.assert_array_equal(np.asarray(updates[k]["kernel"])[m],
+                                          np.asarray(ref[k]["kernel"])[m])
+        np.testing.assert_array_equal(np.asarray(updates["a"]["bias"]),
+                                      np.asarray(ref["a"]["bias"]))
+        params = optax.apply_updates(params, updates)
+
+
+def test_rigl_mask_updates_take_the_place_of_inner_steps():
+    """Documented deviation from the reference (which spends an extra batch per mask update):
+    over T updates with k mask updates the inner optimizer (and its schedule) advances T - k."""
+    inner = optax.inject_hyperparams(optax.sgd)(learning_rate=optax.linear_schedule(0.1, 0.0, 20))
+    tx = pruning.rigl(inner, 0.7, end_step=15, update_freq=3, mask=sj.tree.weights_only)
+    params = _tree(2)
+    state = tx.init(params)
+    params = pruning.apply_support(params, state.support)
+    for t in range(20):
+        updates, state = tx.update(_grads(params, t), state, params)
+        params = optax.apply_updates(params, updates)
+    k = sum(pruning.dst_update_due(t, update_freq=3, end_step=15) for t in range(20))
+    assert k == 4
+    assert int(state.count) == 20 and int(state.inner_state.count) == 20 - k
+
+
+def test_sr_ste_decay_is_computed_in_float64_for_float64_params():
+    """SR-STE's term lambda * (not m) * w in the params' dtype: float64 params against a float64
+    NumPy reference to 1e-12 (a float32 term or decay would be off by ~1e-9)."""
+    rng = np.random.default_rng(7)
+    w0 = rng.normal(size=(8, 3))
+    x, y = rng.normal(size=(16, 8)), rng.normal(size=(16, 3))
+    lr, lam = 0.1, 0.1
+
+    def grad(w):
+        return x.T @ (x @ w - y) / len(x)
+
+    def keep(w):  # 2:4 along the input axis, the two largest |w| of each group
+        m = np.zeros(w.shape, bool)
+        for j in range(w.shape[1]):
+            for g in range(0, w.shape[0], 4):
+                m[g + np.argsort(-np.abs(w[g:g + 4, j]), kind="stable")[:2], j] = True
+        return m
+
+    with jax.enable_x64(True):
+        tx = pruning.ste_pruning(optax.sgd(lr), 0.5, begin_step=0, end_step=0,
+                                 sr_ste_decay=lam, pattern="2:4")
+        params = {"w": jnp.asarray(w0)}
+        state = tx.init(params)
+        dense, mask = w0.copy(), np.ones(w0.shape, bool)
+        for _ in range(4):
+            g = grad(np.asarray(params["w"]))
+            updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+            params = optax.apply_updates(params, updates)
+            dense = dense - lr * (grad(dense * mask) + lam * (~mask) * dense)
+            mask = keep(dense)
+            assert params["w"].dtype == jnp.float64
+            np.testing.assert_array_equal(np.asarray(state.support["w"]), mask)
+            np.testing.assert_allclose(np.asarray(pruning.ste_dense_params(params, state)["w"]),
+                                       dense, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(params["w"]), dense * mask, rtol=0, atol=1e-12)

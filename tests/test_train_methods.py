@@ -455,3 +455,52 @@ def test_sfw_prepare_model_and_make_optimizer_build_the_same_polytopes() -> None
     with pytest.raises(ValueError, match=r"the params given to make_optimizer lie outside"):
         methods.make_optimizer("sfw", hp, learning_rate=0.5, momentum=None, steps_per_epoch=3,
                                epochs=1, params=prepared)
+
+
+@pytest.mark.parametrize("name, hp", [
+    ("static", {"sparsity": 0.8, "mask_seed": 2}),
+    ("static", {"sparsity": 0.5, "pattern": "2:4", "distribution": "uniform"}),
+    ("set", {"sparsity": 0.7, "mask_seed": 1}),
+    ("rigl", {"sparsity": 0.5, "pattern": "4x4", "distribution": "uniform"}),
+])
+def test_prepare_model_starts_static_set_rigl_from_the_initial_mask(name, hp) -> None:
+    """The first forward pass is the sparse network's (the reference's uses mask * w from step
+    0): prepare_model zeroes the weights outside the support the optimizer's init will draw."""
+    from sparsejax import pruning
+
+    def build():
+        return nnx.Sequential(nnx.Linear(16, 8, rngs=nnx.Rngs(0)), nnx.Linear(8, 4, rngs=nnx.Rngs(1)))
+
+    model = build()
+    before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    methods.prepare_model(name, model, hp, seed=0)
+    after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    tx, _ = methods.make_optimizer(name, hp, learning_rate=0.1, momentum=None,
+                                   steps_per_epoch=5, epochs=2, params=after)
+    state = tx.init(after)
+    found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: hasattr(x, "support"))
+             if hasattr(s, "support")]
+    support = found[0].support
+    expected = pruning.apply_support(before, support)
+    for a, e in zip(jax.tree.leaves(after), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+    for i in (0, 1):
+        m = np.asarray(support["layers"][i]["kernel"])
+        assert 0 < m.sum() < m.size
+        assert np.all(np.asarray(after["layers"][i]["kernel"])[~m] == 0)
+        np.testing.assert_array_equal(after["layers"][i]["bias"], before["layers"][i]["bias"])
+    # the same initial draw as a resumed run's: deterministic in the hyperparameters
+    again = build()
+    methods.prepare_model(name, again, hp, seed=5)
+    for a, b in zip(jax.tree.leaves(nnx.to_pure_dict(nnx.state(again, nnx.Param))),
+                    jax.tree.leaves(after)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_prepare_model_leaves_ste_dense() -> None:
+    """STE's mask starts all True (dense until its first mask update): nothing to prepare."""
+    model = nnx.Linear(16, 8, rngs=nnx.Rngs(0))
+    before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    methods.prepare_model("ste", model, {}, seed=0)
+    after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    np.testing.assert_array_equal(after["kernel"], before["kernel"])

@@ -222,6 +222,26 @@ def _masked(updates: PyTree, support: Support, params: PyTree, keep: PyTree | No
     return treedef.unflatten(out)
 
 
+def _support_grads(updates: PyTree, support: Support) -> PyTree:
+    """``m * g``: the gradient where the support is active, 0 elsewhere (``None`` leaves unchanged).
+
+    What the wrapped optimizer sees: the gradient of the masked network's loss with respect to
+    the weights (the reference's forward uses ``mask * w``, so its gradient is ``mask * g``), so
+    that transforms that mix entries (``clip_by_global_norm``, LARS/LAMB, Adafactor) see the
+    norms of the active entries only. The active entries are ``g`` exactly; a non-finite
+    entry (an overflow step) stays non-finite, as in the reference's product (``0 * nan``),
+    so that an ``optax.apply_if_finite`` inside still skips that step. (Written as a select:
+    XLA turns a product with a converted boolean into one, which would drop the ``nan``.)
+    """
+    treedef = jax.tree.structure(support, is_leaf=lambda x: x is None)
+    ms = treedef.flatten_up_to(support)
+    gs = treedef.flatten_up_to(updates)
+    return treedef.unflatten([
+        g if m is None or g is None else jnp.where(m | ~jnp.isfinite(g), g, jnp.zeros_like(g))
+        for m, g in zip(ms, gs)
+    ])
+
+
 def _check_common(sparsity, distribution, erk_power_scale, seed):
     check_number("sparsity", sparsity, ge=0, lt=1)
     check_choice("distribution", distribution, ("uniform", "erk"))
@@ -257,6 +277,17 @@ def static_sparse(
       \text{update}_j = \begin{cases} u_j & m_j \\ -w_j & \lnot m_j \end{cases},
 
     so the inactive weights are exactly zero after the first step and stay zero.
+    :math:`u` is the inner optimizer's update for the gradient :math:`m \odot g`
+    (the gradient of the masked network, as in the reference code, whose
+    forward pass uses :math:`m \odot w`): transforms that mix entries
+    (``clip_by_global_norm``, LARS/LAMB, Adafactor) see the active entries only
+    (a non-finite entry stays non-finite, :math:`0 \cdot \text{nan}`).
+
+    ``init`` cannot change the params: start training from
+    ``sj.pruning.apply_support(params, state.support)`` (as in the example),
+    so that the first forward pass is the sparse network's; from the params
+    given to ``init``, step 0 would train the dense network. The trainer
+    (:func:`sparsejax.train.methods.prepare_model`) does this for you.
 
     Args:
       inner: the optimizer whose updates are masked.
@@ -278,6 +309,7 @@ def static_sparse(
       >>> params = {'kernel': jnp.ones((10, 10)), 'bias': jnp.ones(10)}
       >>> tx = sj.pruning.static_sparse(optax.sgd(0.1), 0.9, mask=sj.tree.weights_only)
       >>> state = tx.init(params)
+      >>> params = sj.pruning.apply_support(params, state.support)  # sparse from step 0
       >>> updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
       >>> int(jnp.count_nonzero(optax.apply_updates(params, updates)['kernel']))
       10
@@ -296,7 +328,7 @@ def static_sparse(
     def update_fn(updates, state, params=None, **extra_args):
         require_params(params, "pruning.static_sparse")
         u, inner_state = optax.with_extra_args_support(inner).update(
-            updates, state.inner_state, params, **extra_args
+            _support_grads(updates, state.support), state.inner_state, params, **extra_args
         )
         return _masked(u, state.support, params), SparseTrainingState(
             optax.safe_increment(state.count), state.support, inner_state
@@ -489,8 +521,10 @@ def _dynamic(
     def update_fn(updates, state, params=None, **extra_args):
         require_params(params, f"pruning.{name}")
         flag = _mask_update_flag(extra_args, name)
+        # The inner optimizer sees the gradient of the masked network (0 at the inactive
+        # entries, the support in effect for this step); RigL grows by the unmasked one.
         u, inner_state = optax.with_extra_args_support(inner).update(
-            updates, state.inner_state, params, **extra_args
+            _support_grads(updates, state.support), state.inner_state, params, **extra_args
         )
         if flag is False:  # the caller guarantees no mask update now: static sparse training's step
             return _masked(u, state.support, params), SparseTrainingState(
@@ -538,6 +572,20 @@ def _dynamic(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+_DST_START = """
+    The wrapped optimizer receives :math:`m \\odot g` with the support in
+    effect for the step: the gradient at the active entries, 0 elsewhere (the
+    gradient of the masked network, as in the reference code, whose forward
+    pass uses :math:`m \\odot w`; a non-finite entry stays non-finite), so
+    transforms that mix entries (``clip_by_global_norm``, LARS/LAMB,
+    Adafactor) see the active entries only.
+    ``init`` cannot change the params: start training from
+    ``sj.pruning.apply_support(params, state.support)`` (as in the example),
+    so that the first forward pass is the sparse network's; from the params
+    given to ``init``, step 0 would train the dense network. The trainer
+    (:func:`sparsejax.train.methods.prepare_model`) does this for you.
+"""
+
 _DST_ARGS = """
     Args:
       inner: the optimizer whose updates are masked (wrap the whole chain).
@@ -580,21 +628,7 @@ _DST_ARGS = """
 """
 
 
-def rigl(
-    inner: optax.GradientTransformation,
-    sparsity: float,
-    end_step: int,
-    update_freq: int = 100,
-    drop_fraction: float = 0.3,
-    *,
-    begin_step: int = 0,
-    anneal: str = "cosine",
-    distribution: str = "erk",
-    erk_power_scale: float = 1.0,
-    pattern: str | None = None,
-    seed: int = 0,
-    mask: Mask = None,
-) -> optax.GradientTransformationExtraArgs:
+_RIGL_DOC = (
     r"""RigL: drop the smallest weights, grow where the dense gradient is largest.
 
     The mask starts random (ERK densities by default). At the 1-based step
@@ -619,7 +653,17 @@ def rigl(
     A mask update whose gradient or weights are not all finite (an overflow
     step of mixed-precision training) is skipped: the mask is kept and the
     step is an ordinary one (``optax.apply_if_finite`` then skips it too).
-""" + _DST_ARGS + r"""
+
+    A mask update takes the place of a gradient step: the transform's
+    ``count`` advances, the inner optimizer's (and its learning-rate schedule)
+    does not. Over :math:`T` calls of ``update`` the inner optimizer therefore
+    takes :math:`T` minus the number of mask updates gradient steps, and its
+    schedule, if sized to :math:`T`, does not reach its end. The reference code
+    (``SparseRigLOptimizer``) instead trains all of its ``train_steps``
+    gradient steps and spends one extra batch on each mask update (only
+    ``apply_gradients`` increments its global step); to match it, size the
+    inner schedule to the gradient steps, or give the loop that many more steps.
+""" + _DST_START + _DST_ARGS + r"""
     Example:
       >>> import jax, jax.numpy as jnp, optax
       >>> import sparsejax as sj
@@ -627,6 +671,7 @@ def rigl(
       >>> tx = sj.pruning.rigl(optax.sgd(0.1), 0.75, end_step=6, update_freq=2,
       ...                      mask=sj.tree.weights_only)
       >>> state = tx.init(params)
+      >>> params = sj.pruning.apply_support(params, state.support)  # sparse from step 0
       >>> for step in range(5):
       ...   grads = jax.tree.map(lambda p: jnp.full_like(p, step + 1.0), params)
       ...   updates, state = tx.update(grads, state, params)
@@ -639,8 +684,69 @@ def rigl(
       Tickets Winners*, ICML 2020 (Algorithm 1; reference code google-research/rigl,
       ``SparseRigLOptimizer``).
     """
+)
+
+
+def rigl(
+    inner: optax.GradientTransformation,
+    sparsity: float,
+    end_step: int,
+    update_freq: int = 100,
+    drop_fraction: float = 0.3,
+    *,
+    begin_step: int = 0,
+    anneal: str = "cosine",
+    distribution: str = "erk",
+    erk_power_scale: float = 1.0,
+    pattern: str | None = None,
+    seed: int = 0,
+    mask: Mask = None,
+) -> optax.GradientTransformationExtraArgs:
     return _dynamic("rigl", "gradient", inner, sparsity, update_freq, drop_fraction, end_step,
                     begin_step, anneal, distribution, erk_power_scale, pattern, seed, mask)
+
+
+rigl.__doc__ = _RIGL_DOC
+
+
+_SET_DOC = (
+    r"""SET (sparse evolutionary training): drop the smallest weights, regrow at random.
+
+    The mask starts random (ERK by default; Mocanu et al. use Erdős–Rényi).
+    At the 1-based step :math:`t` with :math:`t \bmod \Delta T = 0` and
+    :math:`t < T_\text{end}`, after the optimizer step, every sparse layer with
+    :math:`a_l` active weights drops the :math:`k_l = \lfloor \zeta a_l
+    \rfloor` of smallest magnitude (:math:`\zeta` = ``drop_fraction``, 0.3 in
+    the paper, constant unless ``anneal='cosine'``) and activates as many
+    uniformly at random among the weights not kept, the dropped ones included.
+    Newly grown weights start at zero with their inner optimizer buffers reset
+    (as in RigL's reference code); a dropped weight drawn again stays as it was,
+    value and buffers (the reference's ``reinit_when_same=False``), so a layer
+    kept dense (by ERK, or at sparsity 0) trains as without SET. Every layer
+    keeps exactly its number of active weights.
+    A mask update whose new weights are not all finite is skipped (the mask
+    is kept).
+""" + _DST_START + _DST_ARGS + r"""
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import sparsejax as sj
+      >>> params = {'kernel': jax.random.normal(jax.random.key(0), (8, 8))}
+      >>> tx = sj.pruning.set_(optax.sgd(0.1), 0.5, end_step=10, update_freq=2)
+      >>> state = tx.init(params)
+      >>> params = sj.pruning.apply_support(params, state.support)  # sparse from step 0
+      >>> for _ in range(4):
+      ...   updates, state = tx.update({'kernel': jnp.ones((8, 8))}, state, params)
+      ...   params = optax.apply_updates(params, updates)
+      >>> int(jnp.count_nonzero(state.support['kernel']))
+      32
+
+    References:
+      Mocanu et al., *Scalable training of artificial neural networks with
+      adaptive sparse connectivity inspired by network science*, Nature
+      Communications 9, 2383 (2018); reference code google-research/rigl
+      (``SparseSETOptimizer``).
+    """
+)
 
 
 def set_(
@@ -658,40 +764,8 @@ def set_(
     seed: int = 0,
     mask: Mask = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""SET (sparse evolutionary training): drop the smallest weights, regrow at random.
-
-    The mask starts random (ERK by default; Mocanu et al. use Erdős–Rényi).
-    At the 1-based step :math:`t` with :math:`t \bmod \Delta T = 0` and
-    :math:`t < T_\text{end}`, after the optimizer step, every sparse layer with
-    :math:`a_l` active weights drops the :math:`k_l = \lfloor \zeta a_l
-    \rfloor` of smallest magnitude (:math:`\zeta` = ``drop_fraction``, 0.3 in
-    the paper, constant unless ``anneal='cosine'``) and activates as many
-    uniformly at random among the weights not kept, the dropped ones included.
-    Newly grown weights start at zero with their inner optimizer buffers reset
-    (as in RigL's reference code); a dropped weight drawn again stays as it was,
-    value and buffers (the reference's ``reinit_when_same=False``), so a layer
-    kept dense (by ERK, or at sparsity 0) trains as without SET. Every layer
-    keeps exactly its number of active weights.
-    A mask update whose new weights are not all finite is skipped (the mask
-    is kept).
-""" + _DST_ARGS + r"""
-    Example:
-      >>> import jax, jax.numpy as jnp, optax
-      >>> import sparsejax as sj
-      >>> params = {'kernel': jax.random.normal(jax.random.key(0), (8, 8))}
-      >>> tx = sj.pruning.set_(optax.sgd(0.1), 0.5, end_step=10, update_freq=2)
-      >>> state = tx.init(params)
-      >>> for _ in range(4):
-      ...   updates, state = tx.update({'kernel': jnp.ones((8, 8))}, state, params)
-      ...   params = optax.apply_updates(params, updates)
-      >>> int(jnp.count_nonzero(state.support['kernel']))
-      32
-
-    References:
-      Mocanu et al., *Scalable training of artificial neural networks with
-      adaptive sparse connectivity inspired by network science*, Nature
-      Communications 9, 2383 (2018); reference code google-research/rigl
-      (``SparseSETOptimizer``).
-    """
     return _dynamic("set_", "random", inner, sparsity, update_freq, drop_fraction, end_step,
                     begin_step, anneal, distribution, erk_power_scale, pattern, seed, mask)
+
+
+set_.__doc__ = _SET_DOC

@@ -158,7 +158,15 @@ def ste_pruning(
     ``end_step`` at :math:`s_f`). Unlike gradual pruning, masked weights keep
     training and come back when they grow. The inner optimizer sees the dense
     weights as its ``params`` (weight decay acts on them). The dense weights are
-    :func:`ste_dense_params` of the params and the state.
+    :func:`ste_dense_params` of the params and the state. The SR-STE term is
+    computed in the params' compute dtype (float32, float64 for float64 params).
+
+    The mask starts all True (:math:`m_0 = 1`): the first mask is computed
+    after the step ``begin_step`` (from the dense weights that step produces),
+    so the forward passes up to and including step ``begin_step`` see the
+    dense network; with ``begin_step=0`` only step 0 is dense. (SR-STE's
+    reference code computes the N:M mask inside every forward pass, step 0's
+    included; from step 1 on the two agree.)
 
     Args:
       inner: the optimizer (wrap the whole chain).
@@ -241,12 +249,17 @@ def ste_pruning(
         ps = treedef.flatten_up_to(params)
         gs = treedef.flatten_up_to(updates)
         dense = [p if m is None else jnp.where(m, p, h) for m, p, h in zip(ms, ps, hs)]
-        decay = jnp.asarray(sr_ste_decay, jnp.float32)
+
+        def sr_ste(m: jax.Array, h: jax.Array) -> jax.Array:
+            # in the params' compute dtype: float32 for bf16/f16/f32, float64 for float64 params
+            dt = jnp.promote_types(h.dtype, jnp.float32)
+            decay = jnp.asarray(sr_ste_decay, dt)
+            return decay * jnp.where(m, jnp.zeros((), dt), h.astype(dt))
+
         # The SR-STE term reads the hidden values (the dense weights where masked), not `dense`:
         # each loop then reads only the arrays it needs (see the ordinary step below).
         grads = [
-            g if m is None or g is None
-            else (g + (decay * jnp.where(m, 0.0, h.astype(jnp.float32))).astype(g.dtype))
+            g if m is None or g is None else g + sr_ste(m, h).astype(g.dtype)
             for m, g, h in zip(ms, gs, hs)
         ]
         u, inner_state = optax.with_extra_args_support(inner).update(

@@ -160,7 +160,10 @@ def prepare_model(method: str, model: Any, hparams: Mapping[str, Any] | None = N
     params themselves, which must then lie inside already (as they do at the
     default ``radius_scale``); otherwise a ``ValueError`` asks for
     ``sample_params``, since :func:`make_optimizer` would size smaller
-    polytopes from the shrunk params. Call it before the optimizer is
+    polytopes from the shrunk params. ``static``, ``set`` and ``rigl``: the
+    weights outside the initial mask (the one the optimizer's ``init`` draws,
+    from ``mask_seed``) are zeroed, so that the first step trains the sparse
+    network. Call it before the optimizer is
     initialised; it is deterministic, so a resumed run rebuilds the same
     initial model.
 

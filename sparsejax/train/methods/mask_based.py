@@ -30,7 +30,8 @@ def _pattern(hp: Mapping[str, Any]) -> str | None:
 
 def _dst_hparams(anneal_default: str, anneal_source: str, distribution_source: str) -> tuple[HParam, ...]:
     return (
-        HParam("sparsity", 0.9, "the sparsity of the sparsified weights, from the first step",
+        HParam("sparsity", 0.9, "the sparsity of the sparsified weights, from the first step "
+               "(prepare_model zeroes the weights outside the initial mask)",
                "library default: 90% (RigL reports 80% and 90%)", ge=0, lt=1),
         HParam("distribution", "erk", "per-layer densities: 'erk' or 'uniform'",
                distribution_source, kind=("erk", "uniform")),
@@ -58,6 +59,29 @@ def _build_static(ctx: Context, hp: dict[str, Any]) -> optax.GradientTransformat
         distribution=hp["distribution"], pattern=_pattern(hp), seed=hp["mask_seed"],
         mask=pattern_mask(hp),
     )
+
+
+def _apply_initial_support(model: Any, hp: dict[str, Any], seed: int,
+                           sample_params: Callable[[int], Any] | None = None) -> None:
+    """Zeroes the model's weights outside the initial random mask (in place).
+
+    Static, SET and RigL draw their initial support in ``init`` from the params' shapes and
+    ``mask_seed`` only, so the support drawn here is the one the optimizer will hold: the first
+    forward pass is then the sparse network's (as in the reference, whose forward uses
+    ``mask * w`` from step 0), not the dense one.
+    """
+    del seed, sample_params
+    from flax import nnx
+
+    state = nnx.state(model, nnx.Param)
+    pure = nnx.to_pure_dict(state)
+    # the same draw as the transforms' init (SET and RigL share static_sparse's initial mask)
+    support = pruning.static_sparse(
+        optax.identity(), hp["sparsity"], distribution=hp["distribution"],
+        pattern=_pattern(hp), seed=hp["mask_seed"], mask=pattern_mask(hp),
+    ).init(pure).support
+    nnx.replace_by_pure_dict(state, pruning.apply_support(pure, support))
+    nnx.update(model, state)
 
 
 def _dst_end(ctx: Context, hp: Mapping[str, Any]) -> int:
@@ -99,6 +123,7 @@ register(MethodSpec(
         SPARSIFY,
     ),
     build=_build_static,
+    prepare=_apply_initial_support,
     default_learning_rate=0.1,
     learning_rate_source="as the sgd baseline",
     default_momentum=0.9,
@@ -114,6 +139,7 @@ register(MethodSpec(
                          "schedule (Mocanu et al. drop a constant 0.3 per epoch: anneal=constant)",
                          "RigL paper Sec. 4.1 (SET with ERK)"),
     build=_dst_builder(pruning.set_),
+    prepare=_apply_initial_support,
     mask_update_due=_dst_due,
     default_learning_rate=0.1,
     learning_rate_source="as the sgd baseline",
@@ -130,6 +156,7 @@ register(MethodSpec(
     hparams=_dst_hparams("cosine", "RigL paper Sec. 3: cosine decay of the drop fraction",
                          "RigL paper Sec. 4.1: ERK"),
     build=_dst_builder(pruning.rigl),
+    prepare=_apply_initial_support,
     mask_update_due=_dst_due,
     default_learning_rate=0.1,
     learning_rate_source="as the sgd baseline",
