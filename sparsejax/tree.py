@@ -280,7 +280,6 @@ def _resolve_given_mask(mask: Mask, tree: PyTree) -> PyTree:
             "optax.inject_hyperparams, pass the mask as a static argument: "
             "optax.inject_hyperparams(factory, static_args=('mask',))(..., mask=...)."
         )
-    what = f"mask={mask!r}" if isinstance(mask, str) else "mask"
     if isinstance(mask, str):
         try:
             re.compile(mask)
