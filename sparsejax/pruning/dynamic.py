@@ -48,7 +48,7 @@ from sparsejax.patterns import Pattern, expand_groups, group_scores, parse_patte
 from sparsejax.pruning.pattern_masks import check_leaves, group_any, pattern_keep
 from sparsejax.pruning.saliency import uniform_scores
 from sparsejax.select import pruned_entries
-from sparsejax.pruning.support import Support
+from sparsejax.pruning.support import Support, map_support
 from sparsejax.tree import Mask, PyTree, leaves_with_paths, resolve_mask
 
 __all__ = [
@@ -233,13 +233,11 @@ def _support_grads(updates: PyTree, support: Support) -> PyTree:
     so that an ``optax.apply_if_finite`` inside still skips that step. (Written as a select:
     XLA turns a product with a converted boolean into one, which would drop the ``nan``.)
     """
-    treedef = jax.tree.structure(support, is_leaf=lambda x: x is None)
-    ms = treedef.flatten_up_to(support)
-    gs = treedef.flatten_up_to(updates)
-    return treedef.unflatten([
-        g if m is None or g is None else jnp.where(m | ~jnp.isfinite(g), g, jnp.zeros_like(g))
-        for m, g in zip(ms, gs)
-    ])
+    return map_support(
+        lambda m, g: g if m is None or g is None
+        else jnp.where(m | ~jnp.isfinite(g), g, jnp.zeros_like(g)),
+        support, updates,
+    )
 
 
 def _check_common(sparsity, distribution, erk_power_scale, seed):
